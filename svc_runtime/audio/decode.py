@@ -1,0 +1,114 @@
+"""Decode an audio file (wav, flac, ogg, mp3: whatever libsndfile reads) to a mono float32 signal.
+
+Every way a file can be unusable ends in one `AudioInputError` that names the file and
+says what is wrong and what to do, never in a decoder traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from svc_runtime.audio.dsp import limit_peak
+
+MIN_DURATION_S = 0.1
+"""Shortest input the pipeline accepts: a few content-encoder frames (20 ms each) and F0 frames."""
+
+SUPPORTED = "WAV, FLAC, OGG/Vorbis, MP3 and other formats libsndfile reads"
+
+
+class AudioInputError(ValueError):
+    """An input file cannot be converted; `reason` says why in one sentence."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass
+class DecodedAudio:
+    """A decoded input. samples: [N] float32 mono; sample_rate: Hz of `samples`."""
+
+    samples: np.ndarray
+    sample_rate: int
+    channels: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[0] / self.sample_rate
+
+
+def mix_to_mono(samples: np.ndarray) -> np.ndarray:
+    """[N] or [N, C] -> [N] float32, the mean of the channels."""
+    if samples.ndim == 1:
+        return samples.astype(np.float32, copy=False)
+    if samples.shape[1] == 1:
+        return np.ascontiguousarray(samples[:, 0], dtype=np.float32)
+    return samples.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def decode_audio(
+    path: str | os.PathLike,
+    min_duration_s: float = MIN_DURATION_S,
+    peak_limit: float = 1.0,
+) -> DecodedAudio:
+    """Read `path`, mix to mono, check it, and bring peaks above `peak_limit` down (noted).
+
+    Raises AudioInputError for a missing, empty, unreadable, non-finite or too-short file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AudioInputError(p, "file does not exist")
+    if not p.is_file():
+        raise AudioInputError(p, "not a regular file")
+    if p.stat().st_size == 0:
+        raise AudioInputError(p, "file is empty (0 bytes); nothing to convert")
+    try:
+        with soundfile.SoundFile(str(p)) as f:
+            sample_rate = int(f.samplerate)
+            channels = int(f.channels)
+            declared = int(f.frames)
+            data = f.read(dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as e:
+        detail = str(e).split(":")[-1].strip() or "unknown decoder error"
+        raise AudioInputError(
+            p, f"not a readable audio file ({detail}); supported: {SUPPORTED}"
+        ) from None
+    except (RuntimeError, OSError, ValueError) as e:
+        raise AudioInputError(p, f"could not be decoded ({e}); supported: {SUPPORTED}") from None
+    notes: list[str] = []
+    if data.shape[0] == 0:
+        raise AudioInputError(p, "contains no audio samples (0 frames); nothing to convert")
+    if declared > data.shape[0] and declared - data.shape[0] > sample_rate // 100:
+        notes.append(
+            f"truncated: header declares {declared / sample_rate:.2f} s, "
+            f"{data.shape[0] / sample_rate:.2f} s present; converting what is there"
+        )
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(data.size - np.count_nonzero(finite))
+        raise AudioInputError(
+            p,
+            f"contains {bad} non-finite samples (NaN or Inf); repair or re-export the file",
+        )
+    samples = mix_to_mono(data)
+    duration = samples.shape[0] / sample_rate
+    if duration < min_duration_s:
+        raise AudioInputError(
+            p,
+            f"too short: {duration * 1000:.0f} ms; the minimum is {min_duration_s * 1000:.0f} ms "
+            "(a few content-encoder and F0 frames)",
+        )
+    samples, gain = limit_peak(samples, peak_limit)
+    if gain < 1.0:
+        notes.append(
+            f"peak {peak_limit / gain:.2f} above full scale; scaled by {gain:.3f} "
+            f"({20 * np.log10(gain):.1f} dB) instead of clipping"
+        )
+    return DecodedAudio(samples=samples, sample_rate=sample_rate, channels=channels, notes=notes)
