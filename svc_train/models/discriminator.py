@@ -1,0 +1,121 @@
+"""The HiFi-GAN multi-period discriminator of so-vits-svc 4.1 (``models.py``).
+
+One scale discriminator on the raw waveform plus five period discriminators
+(periods 2, 3, 5, 7, 11) that fold the waveform into ``[T / p, p]`` images.
+State-dict keys are so-vits-svc's own: ``discriminators.{i}.convs.{j}`` and
+``discriminators.{i}.conv_post``, each with ``bias``, ``weight_g`` and
+``weight_v`` (classic weight norm) or ``weight_orig``/``weight_u``/``weight_v``
+with ``use_spectral_norm``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LRELU_SLOPE = 0.1
+PERIODS = (2, 3, 5, 7, 11)
+
+
+def _normed(layer: nn.Module, use_spectral_norm: bool) -> nn.Module:
+    """Wrap a conv in classic weight norm (``weight_g``/``weight_v`` keys) or spectral norm."""
+    if use_spectral_norm:
+        return nn.utils.spectral_norm(layer)
+    with warnings.catch_warnings():
+        # The classic hook keeps so-vits-svc's key names; the parametrization API would rename them.
+        warnings.simplefilter("ignore", FutureWarning)
+        return nn.utils.weight_norm(layer)
+
+
+def _padding(kernel_size: int, dilation: int = 1) -> int:
+    return (kernel_size * dilation - dilation) // 2
+
+
+class DiscriminatorP(nn.Module):
+    """Period discriminator: [B, 1, T] -> (logits [B, N], feature maps)."""
+
+    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3, use_spectral_norm: bool = False):
+        super().__init__()
+        self.period = period
+        self.use_spectral_norm = use_spectral_norm
+        pad = (_padding(kernel_size), 0)
+        channels = (1, 32, 128, 512, 1024)
+        convs = [
+            nn.Conv2d(c_in, c_out, (kernel_size, 1), (stride, 1), padding=pad)
+            for c_in, c_out in zip(channels[:-1], channels[1:])
+        ]
+        convs.append(nn.Conv2d(1024, 1024, (kernel_size, 1), 1, padding=pad))
+        self.convs = nn.ModuleList([_normed(c, use_spectral_norm) for c in convs])
+        self.conv_post = _normed(nn.Conv2d(1024, 1, (3, 1), 1, padding=(1, 0)), use_spectral_norm)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        fmap = []
+        b, c, t = x.shape
+        if t % self.period != 0:
+            n_pad = self.period - (t % self.period)
+            x = F.pad(x, (0, n_pad), "reflect")
+            t = t + n_pad
+        x = x.view(b, c, t // self.period, self.period)
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            fmap.append(x)
+        x = self.conv_post(x)
+        fmap.append(x)
+        return torch.flatten(x, 1, -1), fmap
+
+
+class DiscriminatorS(nn.Module):
+    """Scale discriminator on the raw waveform: [B, 1, T] -> (logits [B, N], feature maps)."""
+
+    def __init__(self, use_spectral_norm: bool = False):
+        super().__init__()
+        convs = [
+            nn.Conv1d(1, 16, 15, 1, padding=7),
+            nn.Conv1d(16, 64, 41, 4, groups=4, padding=20),
+            nn.Conv1d(64, 256, 41, 4, groups=16, padding=20),
+            nn.Conv1d(256, 1024, 41, 4, groups=64, padding=20),
+            nn.Conv1d(1024, 1024, 41, 4, groups=256, padding=20),
+            nn.Conv1d(1024, 1024, 5, 1, padding=2),
+        ]
+        self.convs = nn.ModuleList([_normed(c, use_spectral_norm) for c in convs])
+        self.conv_post = _normed(nn.Conv1d(1024, 1, 3, 1, padding=1), use_spectral_norm)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        fmap = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            fmap.append(x)
+        x = self.conv_post(x)
+        fmap.append(x)
+        return torch.flatten(x, 1, -1), fmap
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """Scale + period discriminators applied to real and generated audio [B, 1, T].
+
+    Returns (real logits, generated logits, real feature maps, generated feature maps),
+    one entry per sub-discriminator.
+    """
+
+    def __init__(self, use_spectral_norm: bool = False):
+        super().__init__()
+        discs: list[nn.Module] = [DiscriminatorS(use_spectral_norm=use_spectral_norm)]
+        discs += [DiscriminatorP(p, use_spectral_norm=use_spectral_norm) for p in PERIODS]
+        self.discriminators = nn.ModuleList(discs)
+
+    def forward(self, y: torch.Tensor, y_hat: torch.Tensor):
+        y_d_rs, y_d_gs, fmap_rs, fmap_gs = [], [], [], []
+        for disc in self.discriminators:
+            y_d_r, fmap_r = disc(y)
+            y_d_g, fmap_g = disc(y_hat)
+            y_d_rs.append(y_d_r)
+            y_d_gs.append(y_d_g)
+            fmap_rs.append(fmap_r)
+            fmap_gs.append(fmap_g)
+        return y_d_rs, y_d_gs, fmap_rs, fmap_gs
+
+
+__all__ = ["DiscriminatorP", "DiscriminatorS", "MultiPeriodDiscriminator"]
