@@ -6,6 +6,7 @@ U-Net width (en_out_channels 2) and seeded random weights; see its README.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,14 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path) -> None:
     torch.save({"model": {"enc.weight": torch.zeros(3)}}, bogus)
     with pytest.raises(ValueError, match="not a loadable RMVPE checkpoint"):
         load_rmvpe(bogus)
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"model": argparse.Namespace(a=1)}, unsafe)  # not plain data: refused, never executed
+    with pytest.raises(ValueError, match="cannot read it as an RMVPE checkpoint"):
+        load_rmvpe(unsafe)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(CHECKPOINT.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated.pt: cannot read"):
+        load_rmvpe(truncated)
 
 
 def test_bad_audio_is_rejected() -> None:

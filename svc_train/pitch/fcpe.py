@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from svc_train.pitch._checkpoint import read_checkpoint
 from svc_train.pitch.mel import LogMelSpectrogram, MelConfig
 
 BUNDLED_WEIGHTS = "torchfcpe/assets/fcpe_c_v001.pt"
@@ -240,10 +241,7 @@ def load_fcpe(path: str | Path | None = None) -> FCPE:
             f"FCPE checkpoint not found: {path}. Leave --checkpoint out to use the torchfcpe wheel's "
             f"weights. {INSTALL_HINT}"
         )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a bad or unsafe pickle
-        raise ValueError(f"{path}: cannot read as a torch checkpoint of tensors and plain data ({error})") from error
+    payload = read_checkpoint(path, "FCPE", INSTALL_HINT)
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict) or "config_dict" not in payload:
         raise ValueError(f"{path}: expected a torchfcpe checkpoint with 'model' and 'config_dict' entries")
     config = FcpeConfig.from_config_dict(payload["config_dict"], str(path))

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from svc_train.pitch._checkpoint import read_checkpoint
 from svc_train.pitch.mel import RMVPE_MEL, LogMelSpectrogram, MelConfig
 
 POOL = (2, 2)
@@ -272,10 +273,7 @@ def read_rmvpe_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"RMVPE checkpoint not found: {path}. {CHECKPOINT_HINT}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a bad or unsafe pickle
-        raise ValueError(f"{path}: cannot read as a torch checkpoint of tensors ({error}). {CHECKPOINT_HINT}") from error
+    payload = read_checkpoint(path, "RMVPE", CHECKPOINT_HINT)
     if isinstance(payload, dict) and isinstance(payload.get("model"), dict):
         payload = payload["model"]
     if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
