@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from svc_runtime.pitch.decode import (
+    FCPE_F0_RANGE,
     FCPE_POST_RANGE,
     FCPE_THRESHOLD,
     RMVPE_THRESHOLD,
@@ -57,6 +58,7 @@ class NeuralPitchExtractor:
         self.device = torch.device(device)
         self.network: nn.Module
         self.mel_config: MelConfig
+        self.fcpe_f0_range: tuple[float, float] | None = None  # FCPE's bin range, from its checkpoint
         if method == "rmvpe":
             if checkpoint is None:
                 raise FileNotFoundError(f"RMVPE: no checkpoint given. {CHECKPOINT_HINT}")
@@ -98,7 +100,8 @@ class NeuralPitchExtractor:
         if self.method == "rmvpe":
             f0 = decode_rmvpe(salience, self.threshold)
         else:
-            f0 = decode_fcpe(salience, self.decoder, self.threshold, self.fcpe_f0_range, FCPE_POST_RANGE)
+            f0_range = self.fcpe_f0_range or FCPE_F0_RANGE
+            f0 = decode_fcpe(salience, self.decoder, self.threshold, f0_range, FCPE_POST_RANGE)
         times = np.arange(f0.shape[0], dtype=np.float64) * HOP_LENGTH / SAMPLE_RATE
         return times, f0
 
