@@ -53,11 +53,10 @@ def _check_salience(salience: np.ndarray, n_bins: int | None = None) -> np.ndarr
     return salience.astype(np.float64, copy=False)
 
 
-def _local_window(salience: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the 9 bins centred on each frame's argmax (unclipped) and the argmax itself."""
+def _local_window(salience: np.ndarray) -> np.ndarray:
+    """Indices of the 9 bins centred on each frame's argmax, not yet clipped: [..., T, 9]."""
     peak = np.argmax(salience, axis=-1)
-    offsets = np.arange(-LOCAL_RADIUS, LOCAL_RADIUS + 1)
-    return peak[..., None] + offsets, peak
+    return peak[..., None] + np.arange(-LOCAL_RADIUS, LOCAL_RADIUS + 1)
 
 
 def decode_rmvpe(salience: np.ndarray, threshold: float = RMVPE_THRESHOLD) -> np.ndarray:
@@ -68,7 +67,7 @@ def decode_rmvpe(salience: np.ndarray, threshold: float = RMVPE_THRESHOLD) -> np
     """
     salience = _check_salience(salience)
     cents_table = rmvpe_bin_cents(salience.shape[-1])
-    window, _ = _local_window(salience)
+    window = _local_window(salience)
     inside = (window >= 0) & (window < salience.shape[-1])
     window = np.clip(window, 0, salience.shape[-1] - 1)
     weights = np.take_along_axis(salience, window, axis=-1) * inside
@@ -98,7 +97,7 @@ def decode_fcpe(
     cents_table = fcpe_bin_cents(salience.shape[-1], f0_range)
     voiced = salience.max(axis=-1) > threshold
     if decoder == "local_argmax":
-        window, _ = _local_window(salience)
+        window = _local_window(salience)
         window = np.clip(window, 0, salience.shape[-1] - 1)
         weights = np.take_along_axis(salience, window, axis=-1)
         bin_cents = cents_table[window]
