@@ -1,0 +1,262 @@
+"""Speech encoders: parity with the contentvec_small reference outputs, key-layout edge cases,
+so-vits-svc input handling, errors, and ONNX export with a dynamic sample axis."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from svc_train import load_content_encoder
+from svc_train.encoders import CheckpointLayoutError, ContentEncoder
+from svc_train.encoders.loading import load_fairseq_hubert, load_hf_hubert
+
+torch.set_num_threads(1)
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def cv_dir(fixtures_dir: Path) -> Path:
+    return fixtures_dir / "contentvec_small"
+
+
+@pytest.fixture(scope="module")
+def reference(cv_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(cv_dir / "io.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="module")
+def wav(reference) -> torch.Tensor:
+    return torch.from_numpy(reference["wav"])[None]
+
+
+def _max_err(a: torch.Tensor, b: np.ndarray) -> float:
+    assert tuple(a.shape) == b.shape, (tuple(a.shape), b.shape)
+    return float(np.abs(a.detach().numpy() - b).max())
+
+
+CHECKPOINTS = ["fairseq_checkpoint.pt", "fairseq_checkpoint_omegaconf.pt", "hf"]
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+def test_every_hidden_state_matches_reference(cv_dir, reference, wav, checkpoint):
+    path = cv_dir / checkpoint
+    loaded = load_hf_hubert(path) if checkpoint == "hf" else load_fairseq_hubert(path)
+    with torch.no_grad():
+        states = loaded.model.hidden_states(wav)
+        conv = loaded.model.conv_features(wav)
+    assert len(states) == 13
+    assert _max_err(conv, reference["conv_features"]) < TOL
+    errors = [_max_err(states[i], reference[f"hidden_states_{i}"]) for i in range(13)]
+    assert max(errors) < TOL, errors
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+def test_vec768l12_and_vec256l9_match_reference(cv_dir, reference, wav, checkpoint):
+    vec_last = load_content_encoder("vec768l12", cv_dir / checkpoint)
+    vec_l9 = load_content_encoder("vec256l9", cv_dir / checkpoint)
+    assert not vec_last.training and not vec_l9.training
+    with torch.no_grad():
+        last, l9 = vec_last(wav), vec_l9(wav)
+    # so-vits-svc returns [B, dim, frames]; the reference is time-major.
+    assert last.shape == (1, 64, int(reference["frames"]))
+    assert l9.shape == (1, 16, int(reference["frames"]))
+    assert vec_last.dim == 64 and vec_l9.dim == 16
+    assert _max_err(last.transpose(1, 2), reference["vec_last"]) < TOL
+    assert _max_err(l9.transpose(1, 2), reference["vec_l9_proj"]) < TOL
+
+
+def test_vec768l9_and_vec256l12_select_layer_and_projection(cv_dir, reference, wav):
+    l9 = load_content_encoder("vec768l9", cv_dir / "hf")
+    l12p = load_content_encoder("vec256l12", cv_dir / "fairseq_checkpoint.pt")
+    with torch.no_grad():
+        assert _max_err(l9(wav).transpose(1, 2), reference["hidden_states_9"]) < TOL
+        expected = l12p.body.final_proj(torch.from_numpy(reference["hidden_states_12"])).numpy()
+        assert _max_err(l12p(wav).transpose(1, 2), expected) < TOL
+
+
+def test_batch_rows_are_independent(cv_dir, wav):
+    encoder = load_content_encoder("vec768l12", cv_dir / "fairseq_checkpoint.pt")
+    batch = torch.cat([wav, 0.5 * wav.flip(-1)])
+    with torch.no_grad():
+        together = encoder(batch)
+        alone = encoder(batch[1:])
+    assert float((together[1:] - alone).abs().max()) < 1e-5
+
+
+# ---------------------------------------------------------------- key layouts
+
+
+def _hf_copy(cv_dir: Path, tmp_path: Path, rename, save_as: str = "pytorch_model.bin") -> Path:
+    folder = tmp_path / "hf_variant"
+    folder.mkdir()
+    shutil.copy(cv_dir / "hf" / "config.json", folder / "config.json")
+    state = torch.load(cv_dir / "hf" / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    renamed = {rename(k): v for k, v in state.items()}
+    if save_as.endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in renamed.items()}, str(folder / save_as))
+    else:
+        torch.save(renamed, folder / save_as)
+    return folder
+
+
+def _parametrized(key: str) -> str:
+    return key.replace("conv.weight_g", "conv.parametrizations.weight.original0").replace(
+        "conv.weight_v", "conv.parametrizations.weight.original1"
+    )
+
+
+def _with_hubert_prefix(key: str) -> str:
+    return key if key.startswith("final_proj.") else "hubert." + key
+
+
+@pytest.mark.parametrize(
+    "rename, save_as",
+    [
+        (_parametrized, "pytorch_model.bin"),
+        (_with_hubert_prefix, "pytorch_model.bin"),
+        (lambda k: _with_hubert_prefix(_parametrized(k)), "model.safetensors"),
+    ],
+    ids=["parametrizations", "hubert-prefix", "both-safetensors"],
+)
+def test_hf_key_styles_give_same_outputs(cv_dir, reference, wav, tmp_path, rename, save_as):
+    folder = _hf_copy(cv_dir, tmp_path, rename, save_as)
+    encoder = load_content_encoder("vec256l9", folder)
+    with torch.no_grad():
+        assert _max_err(encoder(wav).transpose(1, 2), reference["vec_l9_proj"]) < TOL
+
+
+def test_fairseq_parametrization_names_accepted(cv_dir, reference, wav, tmp_path):
+    checkpoint = torch.load(cv_dir / "fairseq_checkpoint.pt", map_location="cpu", weights_only=True)
+    checkpoint["model"] = {
+        k.replace("pos_conv.0.weight_g", "pos_conv.0.parametrizations.weight.original0").replace(
+            "pos_conv.0.weight_v", "pos_conv.0.parametrizations.weight.original1"
+        ): v
+        for k, v in checkpoint["model"].items()
+    }
+    assert "encoder.pos_conv.0.parametrizations.weight.original0" in checkpoint["model"]
+    torch.save(checkpoint, tmp_path / "ck.pt")
+    encoder = load_content_encoder("vec768l12", tmp_path / "ck.pt")
+    with torch.no_grad():
+        assert _max_err(encoder(wav).transpose(1, 2), reference["vec_last"]) < TOL
+
+
+def test_fairseq_args_namespace_checkpoint(cv_dir, reference, wav, tmp_path):
+    """Older fairseq checkpoints: cfg None, config in an argparse Namespace under 'args'."""
+    import argparse
+
+    checkpoint = torch.load(cv_dir / "fairseq_checkpoint.pt", map_location="cpu", weights_only=True)
+    fields = dict(checkpoint["cfg"]["model"]) | dict(checkpoint["cfg"]["task"])
+    checkpoint["args"], checkpoint["cfg"] = argparse.Namespace(**fields), None
+    torch.save(checkpoint, tmp_path / "args.pt")
+    encoder = load_content_encoder("vec256l9", tmp_path / "args.pt")
+    with torch.no_grad():
+        assert _max_err(encoder(wav).transpose(1, 2), reference["vec_l9_proj"]) < TOL
+
+
+def test_ignoring_weight_norm_gain_would_be_caught(cv_dir, reference, wav, tmp_path):
+    """The fixture's g != ||v||: a checkpoint with g replaced by ||v|| must not match."""
+    folder = _hf_copy(cv_dir, tmp_path, lambda k: k)
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    v = state["encoder.pos_conv_embed.conv.weight_v"]
+    state["encoder.pos_conv_embed.conv.weight_g"] = v.norm(dim=(0, 1), keepdim=True)
+    torch.save(state, folder / "pytorch_model.bin")
+    encoder = load_content_encoder("vec768l12", folder)
+    with torch.no_grad():
+        assert _max_err(encoder(wav).transpose(1, 2), reference["vec_last"]) > 0.1
+
+
+def test_unknown_key_is_a_clear_error(cv_dir, tmp_path):
+    folder = _hf_copy(cv_dir, tmp_path, lambda k: k.replace("encoder.layers.3.final_layer_norm", "encoder.layers.3.mystery"))
+    with pytest.raises(CheckpointLayoutError, match="encoder.layers.3.mystery"):
+        load_content_encoder("vec768l12", folder)
+
+
+def test_missing_key_is_a_clear_error(cv_dir, tmp_path):
+    folder = _hf_copy(cv_dir, tmp_path, lambda k: k)
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    del state["encoder.layers.11.feed_forward.output_dense.bias"]
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointLayoutError, match=r"missing 1: encoder\.layers\.11\.feed_forward\.fc2\.bias"):
+        load_content_encoder("vec768l12", folder)
+
+
+# ---------------------------------------------------------------- names and errors
+
+
+def test_unknown_name_lists_supported(cv_dir):
+    with pytest.raises(ValueError, match="unknown speech encoder 'vec999'.*vec768l12"):
+        load_content_encoder("vec999", cv_dir / "hf")
+
+
+def test_whisper_is_reported_unsupported(cv_dir):
+    with pytest.raises(ValueError, match="Whisper-PPG"):
+        load_content_encoder("whisper-ppg", cv_dir / "hf")
+
+
+@pytest.mark.parametrize(
+    "name, needed",
+    [
+        ("vec768l12", "checkpoint_best_legacy_500.pt"),
+        ("hubertsoft", "hubert-soft-0d54a1f4.pt"),
+        ("cnhubertlarge", "chinese-hubert-large-fairseq-ckpt.pt"),
+        ("wavlmbase+", "WavLM-Base+.pt"),
+    ],
+)
+def test_missing_checkpoint_says_which_file(tmp_path, name, needed):
+    with pytest.raises(FileNotFoundError, match=re.escape(needed)) as info:
+        load_content_encoder(name, tmp_path / "nowhere.pt")
+    assert str(tmp_path / "nowhere.pt") in str(info.value)
+
+
+def test_layer_beyond_checkpoint_depth_is_an_error(cv_dir, tmp_path):
+    folder = tmp_path / "shallow"
+    shutil.copytree(cv_dir / "hf", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 10
+    (folder / "config.json").write_text(json.dumps(config))
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    state = {k: v for k, v in state.items() if not any(f"encoder.layers.{i}." in k for i in range(10, 12))}
+    torch.save(state, folder / "pytorch_model.bin")
+    assert load_content_encoder("vec256l9", folder).body.config.num_layers == 10
+    with pytest.raises(CheckpointLayoutError, match="layer 12.*only 10 layers"):
+        load_content_encoder("vec768l12", folder)
+
+
+def test_projection_needed_but_absent(cv_dir, tmp_path):
+    folder = _hf_copy(cv_dir, tmp_path, lambda k: k)
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("final_proj.")}
+    torch.save(state, folder / "pytorch_model.bin")
+    assert load_content_encoder("vec768l12", folder).dim == 64
+    with pytest.raises(CheckpointLayoutError, match="final_proj"):
+        load_content_encoder("vec256l9", folder)
+
+
+def test_short_and_misshapen_input_errors(cv_dir):
+    encoder = load_content_encoder("vec768l12", cv_dir / "hf")
+    with pytest.raises(ValueError, match=r"\[batch, samples\]"):
+        encoder(torch.zeros(1000))
+    with pytest.raises(ValueError, match="at least 400"):
+        encoder(torch.zeros(1, 399))
+    assert encoder(torch.zeros(1, 400)).shape == (1, 64, 1)
+
+
+def test_no_waveform_normalisation_for_vec(cv_dir, wav):
+    """so-vits-svc feeds vec* the raw waveform; a layer-normalised input moves the
+    output by ~2e-3 on this fixture (its README), far above the parity tolerance."""
+    encoder = load_content_encoder("vec768l12", cv_dir / "hf")
+    assert isinstance(encoder, ContentEncoder)
+    with torch.no_grad():
+        plain = encoder(wav)
+        normalised = encoder((wav - wav.mean()) / torch.sqrt(wav.var(unbiased=False) + 1e-5))
+    assert float((normalised - plain).abs().max()) > 10 * TOL
