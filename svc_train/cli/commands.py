@@ -1,1 +1,4 @@
 """Imports every `svc-train` sub-command module so that each registers on the app."""
+from svc_train.cli import slice as _slice  # noqa: E402,F401
+from svc_train.cli import resample as _resample  # noqa: E402,F401
+from svc_train.cli import config as _config  # noqa: E402,F401
