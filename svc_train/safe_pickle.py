@@ -20,7 +20,7 @@ objects we already hold.
 from __future__ import annotations
 
 import _compat_pickle
-import argparse
+import builtins
 import collections
 import io
 import os
@@ -38,6 +38,7 @@ __all__ = [
     "UnsafePickleError",
     "load",
     "load_checkpoint",
+    "loads",
     "to_plain",
 ]
 
@@ -111,11 +112,12 @@ _OMEGACONF_KINDS = {
     ("argparse", "Namespace"): "namespace",
 }
 
+# Builtin types a pickle may name (as values or as pure constructors); no functions.
 _BUILTINS = {
-    name: getattr(__import__("builtins"), name)
+    name: getattr(builtins, name)
     for name in (
         "dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
-        "bool", "str", "bytes", "bytearray", "slice", "range", "object", "type",
+        "bool", "str", "bytes", "bytearray", "slice", "range", "object",
     )
 }
 
