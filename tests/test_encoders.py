@@ -260,3 +260,40 @@ def test_no_waveform_normalisation_for_vec(cv_dir, wav):
         plain = encoder(wav)
         normalised = encoder((wav - wav.mean()) / torch.sqrt(wav.var(unbiased=False) + 1e-5))
     assert float((normalised - plain).abs().max()) > 10 * TOL
+
+
+# ---------------------------------------------------------------- ONNX export
+
+
+def _export_onnx(encoder: torch.nn.Module, path: Path) -> None:
+    torch.onnx.export(
+        encoder,
+        (torch.zeros(1, 16000),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["wav"],
+        output_names=["units"],
+        dynamic_axes={"wav": {0: "batch", 1: "samples"}, "units": {0: "batch", 2: "frames"}},
+    )
+
+
+@pytest.mark.parametrize("name", ["vec768l12", "vec256l9"])
+def test_onnx_export_matches_torch_at_three_lengths(cv_dir, reference, tmp_path, name):
+    import onnxruntime as ort
+
+    encoder = load_content_encoder(name, cv_dir / "fairseq_checkpoint.pt")
+    _export_onnx(encoder, tmp_path / f"{name}.onnx")
+    session = ort.InferenceSession(str(tmp_path / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    inputs = [
+        torch.from_numpy(reference["wav"])[None],  # 21920 samples, the export used 16000
+        0.3 * torch.randn(1, 7777, generator=generator),
+        0.3 * torch.randn(2, 40000, generator=generator),
+    ]
+    for wav in inputs:
+        with torch.no_grad():
+            expected = encoder(wav).numpy()
+        (units,) = session.run(None, {"wav": wav.numpy()})
+        assert units.shape == expected.shape == (wav.shape[0], encoder.dim, (wav.shape[1] - 80) // 320)
+        assert float(np.abs(units - expected).max()) < TOL
