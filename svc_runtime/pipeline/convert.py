@@ -1,0 +1,271 @@
+"""Whole-file conversion: slice on silence, features per window, generator per chunk, stitch.
+
+Flow for one file (all at the model rate unless said):
+decode -> resample to the model rate -> DC removal -> silence slices -> per voiced slice:
+zero padding, whole frames -> windows of frames with context: raw F0 + units per window,
+kept on the window's own region -> unvoiced interpolation, transpose, optional F0
+prediction, optional retrieval/cluster blend, volume, speaker weights, NSF phases in
+float64 over the slice, noise from a deterministic field -> generator per chunk window,
+chunks of equal length batched (across files too) -> crossfade stitching -> loudness mix.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from svc_runtime.audio.decode import DecodedAudio
+from svc_runtime.audio.dsp import remove_dc
+from svc_runtime.audio.resample import resample, resampled_length
+from svc_runtime.pipeline.features import ENCODER_RATE, align_units, make_f0_source
+from svc_runtime.pipeline.noise import NoiseField
+from svc_runtime.pipeline.options import ConvertOptions
+from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
+from svc_runtime.pipeline.spkmix import SpeakerMix, load_speaker_mix
+from svc_runtime.signal.f0 import NoVoiceError, interpolate_unvoiced, shift_f0
+from svc_runtime.signal.slicer import Chunk, plan_chunks, slice_on_silence, stitch
+from svc_runtime.signal.volume import change_rms, volume_envelope
+
+MIN_SEGMENT_FRAMES = 16
+"""Shortest generator input: short slices are padded with zeros up to this many frames."""
+
+
+@dataclass
+class SegmentWork:
+    """One voiced slice, padded, with every generator input on its frame grid."""
+
+    start: int
+    end: int
+    pad: int
+    n_frames: int
+    c: np.ndarray
+    f0: np.ndarray
+    uv: np.ndarray
+    vol: np.ndarray | None
+    speaker: np.ndarray
+    phase: np.ndarray
+    noise: NoiseField
+    chunks: list[Chunk]
+    out: np.ndarray
+
+
+@dataclass
+class PreparedFile:
+    """A decoded file with its voiced slices prepared; `render` fills each slice's `out`."""
+
+    source: np.ndarray
+    n_out: int
+    segments: list[SegmentWork]
+    notes: list[str] = field(default_factory=list)
+    prepare_seconds: float = 0.0
+    voiced_frames: int = 0
+
+
+class Converter:
+    """Converts audio with a loaded `svc_runtime.Bundle` and fixed `ConvertOptions`."""
+
+    def __init__(self, bundle, options: ConvertOptions = ConvertOptions()) -> None:
+        self.bundle = bundle
+        self.options = options
+        model = bundle.manifest.model
+        self.sr = model.sampling_rate
+        self.hop = model.hop_length
+        self.model = model
+        for role in ("generator", "speech_encoder"):
+            if not bundle.has_graph(role):
+                raise ValueError(f"{bundle.path}: the bundle has no {role} graph; re-export it with svc-export")
+        if options.auto_predict_f0 and not bundle.has_graph("f0_predictor"):
+            raise ValueError(f"{bundle.path}: auto F0 prediction needs the bundle's f0_predictor graph")
+        self.mix: SpeakerMix | None = None
+        self.speaker_id: int | None = None
+        if options.speaker_mix is not None:
+            self.mix = load_speaker_mix(options.speaker_mix, bundle.speakers)
+        else:
+            speaker = options.speaker
+            if speaker is None:
+                if len(bundle.speakers) != 1:
+                    raise ValueError(f"choose a speaker: the bundle has {sorted(bundle.speakers)}")
+                speaker = next(iter(bundle.speakers))
+            self.speaker_id = bundle.speaker_id(speaker)
+        self.f0_source = make_f0_source(bundle, options.f0_method)
+        self.blender = self._blender() if options.blend_ratio > 0 else None
+        frames_per_s = self.sr / self.hop
+        self.context = int(math.ceil(options.context_seconds * frames_per_s))
+        kept = options.clip_seconds if options.clip_seconds > 0 else options.max_window_seconds
+        self.window = int(math.ceil(kept * frames_per_s)) + 2 * self.context
+        self.fade = int(round(options.crossfade_seconds * self.sr))
+        self._buffers: dict[tuple, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ setup
+
+    def _blender(self):
+        """The retrieval index or cluster centres for the chosen speaker (per `blend_mode`)."""
+        o = self.options
+        name = None
+        if self.speaker_id is not None:
+            name = next((n for n, i in self.bundle.speakers.items() if i == self.speaker_id), None)
+        kinds = ("index", "cluster") if o.blend_mode == "auto" else ({"retrieval": "index"}.get(o.blend_mode, "cluster"),)
+        for kind in kinds:
+            for aux in self.bundle.manifest.aux_files:
+                if aux.kind == kind and aux.speaker in (None, name):
+                    path = self.bundle.path / aux.file
+                    if kind == "index":
+                        index = FeatureIndex(path, self.model.ssl_dim)
+                        return index.retrieve
+                    return ClusterCentres(path, self.model.ssl_dim).nearest
+        raise RetrievalError(
+            f"{self.bundle.path}: blend ratio {o.blend_ratio} needs a retrieval index or cluster file for "
+            f"speaker {name!r}; the bundle has none (export with --index/--cluster) or set the ratio to 0"
+        )
+
+    # ------------------------------------------------------------------ prepare
+
+    def prepare(self, decoded: DecodedAudio) -> PreparedFile:
+        """Everything up to the generator: slicing, features, phases (no generator run)."""
+        t0 = time.perf_counter()
+        x = resample(decoded.samples, decoded.sample_rate, self.sr)
+        if self.options.remove_dc:
+            x = remove_dc(x, self.sr)
+        n_out = resampled_length(decoded.samples.shape[0], decoded.sample_rate, self.sr)
+        segments = []
+        voiced = 0
+        for index, seg in enumerate(slice_on_silence(x, self.sr, self.options.slicer)):
+            if seg.silent or seg.length == 0:
+                continue
+            work = self.prepare_segment(x, seg.start, seg.end, n_out, stream=index)
+            voiced += int(work.uv.sum())
+            segments.append(work)
+        if self.options.f0_filter and voiced == 0:
+            raise NoVoiceError("no voiced frame found (f0 filter is on): the pitch tracker heard no voice")
+        return PreparedFile(
+            source=x, n_out=n_out, segments=segments, notes=list(decoded.notes),
+            prepare_seconds=time.perf_counter() - t0, voiced_frames=voiced,
+        )
+
+    def prepare_segment(self, x: np.ndarray, start: int, end: int, n_total: int, stream: int = 0) -> SegmentWork:
+        """Generator inputs for samples [start, end) of `x` (model rate), padded with zeros each side."""
+        o, hop = self.options, self.hop
+        pad = int(round(o.pad_seconds * self.sr))
+        length = end - start
+        n = max(MIN_SEGMENT_FRAMES, -(-(length + 2 * pad) // hop))
+        audio = np.zeros(n * hop, np.float32)
+        audio[pad : pad + length] = x[start:end]
+        audio16 = resample(audio, self.sr, ENCODER_RATE)
+        f0_raw = np.zeros(n, np.float32)
+        c = np.zeros((self.model.ssl_dim, n), np.float32)
+        ratio = ENCODER_RATE / self.sr
+        for ch in plan_chunks(n, self.window, self.context):
+            a, b = ch.win_start, ch.win_end
+            wav = audio[a * hop : b * hop]
+            wav16 = audio16[int(round(a * hop * ratio)) : int(round(b * hop * ratio))]
+            f0_win = self.f0_source(wav, wav16, b - a)
+            units = self.bundle.encode_units(wav16)[0]
+            c_win = align_units(units, b - a, self.model.unit_interpolate_mode)
+            ks, ke = ch.keep_start - a, ch.keep_end - a
+            f0_raw[ch.keep_start : ch.keep_end] = f0_win[ks:ke]
+            c[:, ch.keep_start : ch.keep_end] = c_win[:, ks:ke]
+        f0, uv = interpolate_unvoiced(f0_raw)
+        f0 = shift_f0(f0.astype(np.float32), o.transpose)
+        if self.blender is not None:
+            c = blend(c, self.blender(c), o.blend_ratio)
+        vol = volume_envelope(audio, hop) if self.model.vol_embedding else None
+        speaker = self._speaker_weights(start - pad, n, n_total)
+        chunks = plan_chunks(n, self.window, self.context)
+        if o.auto_predict_f0:
+            f0 = self._predict_f0(c, f0, uv, speaker, vol, chunks)
+        noise = NoiseField(o.seed, self.model.inter_channels, hop, self.model.n_harmonics, stream=stream)
+        phase, _ = self.bundle.source_phases(f0[None], rand_ini=noise.rand_ini()[None])
+        return SegmentWork(
+            start=start, end=end, pad=pad, n_frames=n, c=c, f0=f0.astype(np.float32), uv=uv, vol=vol,
+            speaker=speaker, phase=phase[0], noise=noise, chunks=chunks, out=np.zeros(n * hop, np.float32),
+        )
+
+    def _speaker_weights(self, first_sample: int, n: int, n_total: int) -> np.ndarray:
+        weights = np.zeros((n, self.model.n_speakers), np.float32)
+        if self.mix is None:
+            weights[:, self.speaker_id] = 1.0
+            return weights
+        times = (first_sample + (np.arange(n) + 0.5) * self.hop) / max(n_total, 1)
+        return self.mix.weights_at(times, self.model.n_speakers)
+
+    def _predict_f0(self, c, f0, uv, speaker, vol, chunks: list[Chunk]) -> np.ndarray:
+        out = np.empty_like(f0)
+        for ch in chunks:
+            sl = slice(ch.win_start, ch.win_end)
+            pred = self.bundle.predict_f0(
+                c[None, :, sl], f0[None, sl], uv[None, sl], speaker[None, sl],
+                None if vol is None else vol[None, sl],
+            )[0]
+            out[ch.keep_start : ch.keep_end] = pred[ch.keep_start - ch.win_start : ch.keep_end - ch.win_start]
+        return out
+
+    # ------------------------------------------------------------------ render
+
+    def render(self, files: list[PreparedFile]) -> list[np.ndarray]:
+        """Run the generator over every chunk of `files` (equal-length chunks batched) -> audio [n_out] each."""
+        jobs: dict[int, list[tuple[SegmentWork, Chunk]]] = {}
+        for f in files:
+            for seg in f.segments:
+                for ch in seg.chunks:
+                    jobs.setdefault(ch.length, []).append((seg, ch))
+        for length, items in jobs.items():
+            for i in range(0, len(items), self.options.batch_size):
+                self._run_batch(items[i : i + self.options.batch_size], length)
+        return [self._assemble(f) for f in files]
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        key = (name, shape)
+        buf = self._buffers.get(key)
+        if buf is None:
+            if len(self._buffers) > 64:
+                self._buffers.clear()
+            buf = self._buffers[key] = np.empty(shape, np.float32)
+        return buf
+
+    def _run_batch(self, items: list[tuple[SegmentWork, Chunk]], length: int) -> None:
+        m, hop, B = self.model, self.hop, len(items)
+        c = self._buffer("c", (B, m.ssl_dim, length))
+        f0 = self._buffer("f0", (B, length))
+        uv = self._buffer("uv", (B, length))
+        spk = self._buffer("spk", (B, length, m.n_speakers))
+        phase = self._buffer("phase", (B, length, m.n_harmonics))
+        prior = self._buffer("prior", (B, m.inter_channels, length))
+        sine = self._buffer("sine", (B, length * hop, m.n_harmonics))
+        vol = self._buffer("vol", (B, length)) if m.vol_embedding else None
+        for b, (seg, ch) in enumerate(items):
+            sl = slice(ch.win_start, ch.win_end)
+            c[b] = seg.c[:, sl]
+            f0[b] = seg.f0[sl]
+            uv[b] = seg.uv[sl]
+            spk[b] = seg.speaker[sl]
+            phase[b] = seg.phase[sl]
+            seg.noise.prior(ch.win_start, ch.win_end, out=prior[b])
+            seg.noise.sine(ch.win_start, ch.win_end, out=sine[b])
+            if vol is not None:
+                vol[b] = seg.vol[sl]
+        audio = self.bundle.synthesize(
+            c, f0, uv, spk, phase=phase, prior=prior, sine=sine, noise_scale=self.options.noise_scale, vol=vol
+        )
+        for b, (seg, ch) in enumerate(items):
+            stitch(seg.out, audio[b, 0], ch.win_start * hop, ch.keep_start * hop, ch.keep_end * hop, self.fade)
+
+    def _assemble(self, f: PreparedFile) -> np.ndarray:
+        out = np.zeros(f.n_out, np.float32)
+        for seg in f.segments:
+            length = min(seg.end, f.n_out) - seg.start
+            out[seg.start : seg.start + length] = seg.out[seg.pad : seg.pad + length]
+        if self.options.loudness_mix < 1.0:
+            out = change_rms(f.source[: f.n_out], self.sr, out, self.sr, self.options.loudness_mix)
+        if not np.all(np.isfinite(out)):
+            raise FloatingPointError("the generator produced non-finite samples")
+        return out
+
+    # ------------------------------------------------------------------ one call
+
+    def convert(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Convert mono float32 `samples` at `sample_rate`; returns [round(N * sr_model / sample_rate)] at the model rate."""
+        decoded = DecodedAudio(samples=np.asarray(samples, np.float32), sample_rate=sample_rate, channels=1)
+        return self.render([self.prepare(decoded)])[0]
