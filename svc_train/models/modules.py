@@ -1,0 +1,214 @@
+"""Building blocks shared by the generator's parts: weight norm, gated WaveNet stack, layer norm.
+
+Weight-normalised layers use PyTorch's classic `weight_norm` (state-dict keys
+`<layer>.weight_g` / `<layer>.weight_v`), exactly as so-vits-svc 4.1 stores them;
+`svc_train.checkpoint` also reads the `parametrizations.weight.original0/1` style.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.weight_norm import WeightNorm
+
+LRELU_SLOPE = 0.1
+
+
+def apply_weight_norm(module: nn.Module) -> nn.Module:
+    """Weight-normalise `module.weight` (dim 0), or both halves of a depthwise-separable conv."""
+    if isinstance(module, DepthwiseSeparableConv1d):
+        module.depth_conv = apply_weight_norm(module.depth_conv)
+        module.point_conv = apply_weight_norm(module.point_conv)
+        return module
+    with warnings.catch_warnings():
+        # The classic form is deprecated in favour of parametrizations, but it is the one
+        # whose state-dict keys so-vits-svc checkpoints use.
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.nn.utils.weight_norm(module, name="weight", dim=0)
+
+
+def has_weight_norm(module: nn.Module) -> bool:
+    """Whether `module` carries a classic (`weight_g`/`weight_v`) weight norm on `weight`."""
+    return any(isinstance(hook, WeightNorm) and hook.name == "weight" for hook in module._forward_pre_hooks.values())
+
+
+def remove_weight_norm_everywhere(model: nn.Module) -> nn.Module:
+    """Fold every classic weight norm in `model` into a plain `weight` (for inference/export)."""
+    for module in model.modules():
+        if has_weight_norm(module):
+            torch.nn.utils.remove_weight_norm(module, name="weight")
+    return model
+
+
+class DepthwiseSeparableConv1d(nn.Module):
+    """Depthwise conv (groups = in_channels) followed by a 1x1 pointwise conv.
+
+    Keys `depth_conv.*` and `point_conv.*`, as so-vits-svc's `Depthwise_Separable_Conv1D`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.depth_conv = nn.Conv1d(
+            in_channels, in_channels, kernel_size, stride=stride, padding=padding,
+            dilation=dilation, groups=in_channels, bias=bias,
+        )
+        self.point_conv = nn.Conv1d(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.point_conv(self.depth_conv(x))
+
+
+def conv1d(depthwise: bool, *args, **kwargs) -> nn.Module:
+    """A plain `Conv1d`, or the depthwise-separable one where so-vits-svc swaps it in."""
+    return DepthwiseSeparableConv1d(*args, **kwargs) if depthwise else nn.Conv1d(*args, **kwargs)
+
+
+def get_padding(kernel_size: int, dilation: int = 1) -> int:
+    return (kernel_size * dilation - dilation) // 2
+
+
+def init_conv_normal(module: nn.Module, mean: float = 0.0, std: float = 0.01) -> None:
+    """HiFiGAN's initialisation of conv weights (before weight norm splits them)."""
+    if isinstance(module, DepthwiseSeparableConv1d):
+        module.depth_conv.weight.data.normal_(mean, std)
+        module.point_conv.weight.data.normal_(mean, std)
+    elif isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+        module.weight.data.normal_(mean, std)
+
+
+def gated_activation(x: torch.Tensor, cond: torch.Tensor, channels: int) -> torch.Tensor:
+    """WaveNet gate: tanh(a[:channels]) * sigmoid(a[channels:]) with a = x + cond."""
+    summed = x + cond
+    return torch.tanh(summed[:, :channels]) * torch.sigmoid(summed[:, channels:])
+
+
+class LayerNorm(nn.Module):
+    """Layer norm over the channel axis of [B, C, T] (parameters `gamma`, `beta`)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.channels = channels
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.layer_norm(x.transpose(1, -1), (self.channels,), self.gamma, self.beta, self.eps)
+        return x.transpose(1, -1)
+
+
+class WN(nn.Module):
+    """Non-causal gated WaveNet stack with optional global conditioning (VITS `WN`).
+
+    x: [B, hidden, T], x_mask: [B, 1, T], g: [B, gin, 1] or None -> [B, hidden, T].
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int,
+        kernel_size: int,
+        dilation_rate: int,
+        n_layers: int,
+        gin_channels: int = 0,
+        p_dropout: float = 0.0,
+        depthwise: bool = False,
+    ):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"WN kernel_size must be odd, got {kernel_size}")
+        self.hidden_channels = hidden_channels
+        self.n_layers = n_layers
+        self.gin_channels = gin_channels
+        # Registration order matters: it fixes the state-dict and optimizer parameter order.
+        self.in_layers = nn.ModuleList()
+        self.res_skip_layers = nn.ModuleList()
+        self.drop = nn.Dropout(p_dropout)
+        if gin_channels:
+            self.cond_layer = apply_weight_norm(nn.Conv1d(gin_channels, 2 * hidden_channels * n_layers, 1))
+        for i in range(n_layers):
+            dilation = dilation_rate**i
+            padding = (kernel_size * dilation - dilation) // 2
+            in_layer = conv1d(depthwise, hidden_channels, 2 * hidden_channels, kernel_size,
+                              dilation=dilation, padding=padding)
+            self.in_layers.append(apply_weight_norm(in_layer))
+            res_skip_channels = 2 * hidden_channels if i < n_layers - 1 else hidden_channels
+            self.res_skip_layers.append(apply_weight_norm(nn.Conv1d(hidden_channels, res_skip_channels, 1)))
+
+    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        output = torch.zeros_like(x)
+        hidden = self.hidden_channels
+        if g is not None:
+            g = self.cond_layer(g)
+        for i in range(self.n_layers):
+            x_in = self.in_layers[i](x)
+            if g is not None:
+                cond = g[:, i * 2 * hidden:(i + 1) * 2 * hidden, :]
+            else:
+                cond = torch.zeros_like(x_in)
+            acts = self.drop(gated_activation(x_in, cond, hidden))
+            res_skip = self.res_skip_layers[i](acts)
+            if i < self.n_layers - 1:
+                x = (x + res_skip[:, :hidden, :]) * x_mask
+                output = output + res_skip[:, hidden:, :]
+            else:
+                output = output + res_skip
+        return output * x_mask
+
+
+class ResBlock1(nn.Module):
+    """HiFiGAN residual block type "1": three (dilated conv, conv) pairs. [B, C, T] -> same."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3, 5)):
+        super().__init__()
+        self.convs1 = nn.ModuleList(
+            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
+                                        padding=get_padding(kernel_size, d)))
+            for d in dilation[:3]
+        )
+        self.convs2 = nn.ModuleList(
+            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=1,
+                                        padding=get_padding(kernel_size, 1)))
+            for _ in range(3)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for c1, c2 in zip(self.convs1, self.convs2):
+            xt = c1(F.leaky_relu(x, LRELU_SLOPE))
+            xt = c2(F.leaky_relu(xt, LRELU_SLOPE))
+            x = xt + x
+        return x
+
+
+class ResBlock2(nn.Module):
+    """HiFiGAN residual block type "2": two dilated convs. [B, C, T] -> same."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3)):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
+                                        padding=get_padding(kernel_size, d)))
+            for d in dilation[:2]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = conv(F.leaky_relu(x, LRELU_SLOPE)) + x
+        return x
+
+
+def sequence_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    """[B] lengths -> [B, max_length] bool, True inside each sequence."""
+    positions = torch.arange(max_length, dtype=lengths.dtype, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
