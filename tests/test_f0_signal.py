@@ -93,8 +93,13 @@ def test_resize_linear_zeroes_frames_next_to_unvoiced():
 def test_f0_at_times_is_voicing_aware():
     f0 = np.array([100.0, 200.0, 0.0, 400.0])
     t = np.array([0.0, 0.01, 0.02, 0.03])
-    out = f0_at_times(f0, t, np.array([-0.001, 0.0, 0.005, 0.015, 0.03, 0.031]))
+    out = f0_at_times(f0, t, np.array([-0.001, 0.0, 0.005, 0.015, 0.03, 0.031]), mode="linear")
     np.testing.assert_allclose(out, [0, 100, 150, 0, 400, 0])
+    # nearest: closest frame (ties to the earlier), 0 beyond half a period outside the span
+    out = f0_at_times(f0, t, np.array([-0.006, -0.004, 0.004, 0.005, 0.016, 0.034, 0.036]))
+    np.testing.assert_allclose(out, [0, 100, 100, 100, 0, 400, 0])
+    with pytest.raises(ValueError, match="mode"):
+        f0_at_times(f0, t, t, mode="cubic")
 
 
 def test_grid_helpers_and_shift():

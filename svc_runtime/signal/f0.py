@@ -141,23 +141,40 @@ def n_frames_for(n_samples: int, hop: int) -> int:
     return int(n_samples) // int(hop)
 
 
-def f0_at_times(f0: np.ndarray, src_times: np.ndarray, dst_times: np.ndarray) -> np.ndarray:
-    """Re-sample an f0 track from its own frame times to others, voicing-aware.
+def f0_at_times(
+    f0: np.ndarray,
+    src_times: np.ndarray,
+    dst_times: np.ndarray,
+    mode: Literal["nearest", "linear"] = "nearest",
+) -> np.ndarray:
+    """Re-sample an f0 track from its own frame times to others (time-exact grid alignment).
 
-    ``f0``, ``src_times``: [T] (Hz, s, increasing); ``dst_times``: [N] s. Linear in
-    time between neighbouring source frames; a destination frame next to an
-    unvoiced source frame, or outside the analysed span, is 0. Returns float64 [N].
+    ``f0``, ``src_times``: [T] (Hz, s, increasing); ``dst_times``: [N] s.
+    ``nearest``: the value of the closest source frame (ties go to the earlier
+    one); ``linear``: linear in time between the two neighbouring source frames,
+    0 when either is unvoiced. Destination times more than half a source period
+    outside the analysed span (nearest) or outside it at all (linear) are 0.
+    Returns float64 [N].
     """
     f = np.asarray(f0, dtype=np.float64)
     t = np.asarray(src_times, dtype=np.float64)
+    dst = np.asarray(dst_times, dtype=np.float64)
     if f.ndim != 1 or f.shape != t.shape:
         raise ValueError(f"f0 {f.shape} and its times {t.shape} must be equal 1-D shapes")
     if f.size == 0:
-        return np.zeros(np.shape(dst_times), dtype=np.float64)
-    source = np.where(f >= UNVOICED_BELOW_HZ, f, np.nan)
-    out = np.interp(np.asarray(dst_times, dtype=np.float64), t, source, left=np.nan, right=np.nan)
-    # np.interp returns the end value at exactly the first/last time; keep those.
-    return np.nan_to_num(out, nan=0.0)
+        return np.zeros(dst.shape, dtype=np.float64)
+    if mode == "nearest":
+        after = np.clip(np.searchsorted(t, dst), 0, t.size - 1)
+        before = np.clip(after - 1, 0, t.size - 1)
+        pick = np.where(np.abs(dst - t[before]) <= np.abs(t[after] - dst), before, after)
+        half = 0.5 * float(np.median(np.diff(t))) if t.size > 1 else np.inf
+        inside = (dst >= t[0] - half - 1e-9) & (dst <= t[-1] + half + 1e-9)
+        return np.where(inside & (f[pick] >= UNVOICED_BELOW_HZ), f[pick], 0.0)
+    if mode == "linear":
+        source = np.where(f >= UNVOICED_BELOW_HZ, f, np.nan)
+        out = np.interp(dst, t, source, left=np.nan, right=np.nan)
+        return np.nan_to_num(out, nan=0.0)
+    raise ValueError(f"unknown alignment mode {mode!r}; use 'nearest' or 'linear'")
 
 
 def shift_f0(f0: np.ndarray, semitones: float) -> np.ndarray:

@@ -1,0 +1,293 @@
+"""One F0 entry point for the CLI and the conversion pipeline: ``extract_f0``.
+
+* classic methods (``harvest``, ``dio``, ``pm``) run directly (numpy + pyworld / parselmouth);
+* neural methods (``rmvpe``, ``fcpe``) run an ONNX graph exported by ``svc-export``
+  (``checkpoint`` ending in ``.onnx``: 16 kHz audio ``[1, N]`` -> salience ``[1, N // 160 + 1, 360]``)
+  decoded by :mod:`svc_runtime.pitch.decode`, or, given a torch checkpoint or none, the torch
+  side ``svc_train.pitch.extract.extract_f0`` (imported only then: the runtime stays torch-free).
+
+The result is raw F0 (0 = unvoiced, no interpolation) on a frame grid: frame ``i`` at
+``i * hop / sample_rate`` s. Use :func:`svc_runtime.signal.f0.interpolate_unvoiced` for the
+generator's ``(f0, uv)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from svc_runtime.audio.resample import resample, resampled_length
+from svc_runtime.pitch.classic import CLASSIC_METHODS, PM_VOICING_THRESHOLD, ClassicRange, classic_f0, pm
+from svc_runtime.pitch.decode import FCPE_F0_RANGE, FCPE_POST_RANGE, FCPE_THRESHOLD, RMVPE_THRESHOLD
+from svc_runtime.signal.f0 import F0_MAX_HZ, F0_MIN_HZ, f0_at_times, resize_f0
+
+NEURAL_METHODS: tuple[str, ...] = ("rmvpe", "fcpe")
+PITCH_METHODS: tuple[str, ...] = CLASSIC_METHODS + NEURAL_METHODS
+NEURAL_SAMPLE_RATE = 16000
+NEURAL_HOP = 160
+DEFAULT_THRESHOLDS = {"rmvpe": RMVPE_THRESHOLD, "fcpe": FCPE_THRESHOLD, "pm": PM_VOICING_THRESHOLD}
+"""so-vits-svc's defaults: salience threshold (cr_threshold) 0.05 for the networks, Praat voicing 0.6 for pm."""
+
+Alignment = Literal["time", "length"]
+
+UNSUPPORTED_METHODS = {
+    "crepe": (
+        "crepe is not available: the torchcrepe package imports torchaudio (and resampy) at import "
+        "time, and torchaudio must not be installed next to this toolkit. Use rmvpe or fcpe."
+    ),
+}
+
+
+class PitchExtractionError(RuntimeError):
+    """F0 extraction could not run (missing backend, unreadable graph); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class FrameGrid:
+    """A frame grid: frame ``i`` at ``i * hop / sample_rate`` s."""
+
+    sample_rate: int
+    hop: int
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.hop <= 0:
+            raise ValueError(f"frame grid needs a positive sample rate and hop, got {self.sample_rate} / {self.hop}")
+
+    @property
+    def period_s(self) -> float:
+        return self.hop / self.sample_rate
+
+    def times(self, n_frames: int) -> np.ndarray:
+        """[n_frames] float64 seconds."""
+        return np.arange(n_frames, dtype=np.float64) * self.hop / self.sample_rate
+
+    def frames_for(self, n_samples: int, sample_rate: int) -> int:
+        """so-vits-svc's ``p_len``: frames of audio of ``n_samples`` at ``sample_rate`` once at this rate."""
+        return resampled_length(n_samples, sample_rate, self.sample_rate) // self.hop
+
+
+NATIVE_GRID = FrameGrid(NEURAL_SAMPLE_RATE, NEURAL_HOP)
+"""Every method's own grid here: 10 ms (the networks' 16 kHz / 160; Harvest/DIO frame_period 10 ms)."""
+
+
+@dataclass(frozen=True)
+class PitchOptions:
+    """How to extract F0.
+
+    ``threshold``: voicing threshold; None = the method's default (rmvpe/fcpe salience 0.05,
+    so-vits-svc's ``cr_threshold``; pm Praat voicing 0.6); Harvest and DIO have none.
+    ``f0_min`` / ``f0_max``: search range of the classic methods (Hz).
+    ``alignment``: ``time`` places frames by time (nearest source frame; Harvest/DIO run on
+    the target grid directly); ``length`` reproduces so-vits-svc's predictors, which stretch
+    the method's frames to ``n_frames`` by count (nearest for networks, linear for pyworld,
+    centred zero padding for pm).
+    """
+
+    method: str
+    checkpoint: Path | None = None
+    threshold: float | None = None
+    f0_min: float = F0_MIN_HZ
+    f0_max: float = F0_MAX_HZ
+    alignment: Alignment = "time"
+
+    def __post_init__(self) -> None:
+        if self.method in UNSUPPORTED_METHODS:
+            raise ValueError(UNSUPPORTED_METHODS[self.method])
+        if self.method not in PITCH_METHODS:
+            raise ValueError(f"unknown pitch method {self.method!r}; choose one of {', '.join(PITCH_METHODS)}")
+        ClassicRange(self.f0_min, self.f0_max)  # validates the range
+        if self.threshold is not None:
+            if self.method not in DEFAULT_THRESHOLDS:
+                raise ValueError(f"{self.method} has no voicing threshold; drop --threshold")
+            if not 0.0 <= self.threshold < 1.0:
+                raise ValueError(f"{self.method}: threshold must be in [0, 1), got {self.threshold}")
+        if self.checkpoint is not None:
+            if self.method not in NEURAL_METHODS:
+                raise ValueError(f"{self.method} takes no checkpoint; only {', '.join(NEURAL_METHODS)} do")
+            if not Path(self.checkpoint).is_file():
+                raise FileNotFoundError(f"{self.method} checkpoint not found: {self.checkpoint}")
+        if self.alignment not in ("time", "length"):
+            raise ValueError(f"alignment must be 'time' or 'length', got {self.alignment!r}")
+
+    @property
+    def effective_threshold(self) -> float | None:
+        return DEFAULT_THRESHOLDS.get(self.method) if self.threshold is None else self.threshold
+
+    @property
+    def uses_onnx(self) -> bool:
+        return self.checkpoint is not None and Path(self.checkpoint).suffix.lower() == ".onnx"
+
+
+@dataclass
+class F0Track:
+    """Raw F0 on a grid. ``f0_hz``: [T] float32, 0 = unvoiced; ``times_s``: [T] float64."""
+
+    f0_hz: np.ndarray
+    times_s: np.ndarray
+    grid: FrameGrid
+    method: str
+
+
+class OnnxPitchEstimator:
+    """An exported mel+network pitch graph run by ONNX Runtime and decoded in numpy.
+
+    Graph contract (``svc-export``): one float32 input ``[B, N]`` of 16 kHz audio, first
+    output the salience ``[B, N // 160 + 1, 360]``. FCPE's bin range may be given in the
+    model metadata (``f0_min`` / ``f0_max``); torchfcpe's 32.7-1975.5 Hz otherwise.
+    """
+
+    def __init__(self, path: str | Path, method: str, providers: list[str] | None = None) -> None:
+        if method not in NEURAL_METHODS:
+            raise ValueError(f"an ONNX pitch graph must be one of {NEURAL_METHODS}, got {method!r}")
+        import onnxruntime as ort  # deferred: `svc-run --help` stays fast
+
+        self.path = Path(path)
+        self.method = method
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=providers or ["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for bad files
+            raise PitchExtractionError(
+                f"{self.path}: cannot load as an ONNX pitch graph ({error}); export one with svc-export"
+            ) from error
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 2:
+            raise PitchExtractionError(
+                f"{self.path}: expected one audio input [batch, samples], got "
+                f"{[(i.name, i.shape) for i in inputs]}"
+            )
+        self.input_name = inputs[0].name
+        self.output_name = outputs[0].name
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.fcpe_f0_range = (
+            (float(meta["f0_min"]), float(meta["f0_max"])) if "f0_min" in meta and "f0_max" in meta else FCPE_F0_RANGE
+        )
+
+    def salience(self, wav16k: np.ndarray) -> np.ndarray:
+        """``wav16k [N]`` -> salience [T, bins] float32."""
+        audio = np.ascontiguousarray(wav16k, dtype=np.float32)[None]
+        (salience,) = self.session.run([self.output_name], {self.input_name: audio})
+        if salience.ndim != 3 or salience.shape[0] != 1:
+            raise PitchExtractionError(f"{self.path}: expected salience [1, frames, bins], got {salience.shape}")
+        return salience[0]
+
+    def __call__(self, wav16k: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """``wav16k [N]`` -> ``(times_s [T], f0_hz [T])`` at 10 ms, raw."""
+        from svc_runtime.pitch.decode import decode_fcpe, decode_rmvpe
+
+        salience = self.salience(wav16k)
+        if self.method == "rmvpe":
+            f0 = decode_rmvpe(salience, threshold)
+        else:
+            f0 = decode_fcpe(salience, "local_argmax", threshold, self.fcpe_f0_range, FCPE_POST_RANGE)
+        return NATIVE_GRID.times(f0.shape[0]), f0
+
+
+def _torch_side_f0(options: PitchOptions, wav16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from svc_train.pitch.extract import extract_f0 as torch_extract_f0
+    except ImportError as error:
+        raise PitchExtractionError(
+            f"{options.method} without an ONNX graph needs the PyTorch side, which is not installed "
+            f"({error.name or error}). Either pass --checkpoint MODEL.onnx (a pitch graph exported by "
+            'svc-export) or install the training extra: pip install "svc-toolkit[train]".'
+        ) from error
+    checkpoint = None if options.checkpoint is None else Path(options.checkpoint)
+    times, f0 = torch_extract_f0(options.method, wav16k, checkpoint, options.effective_threshold)
+    return np.asarray(times, dtype=np.float64), np.asarray(f0, dtype=np.float32)
+
+
+def neural_f0(
+    options: PitchOptions, audio: np.ndarray, sample_rate: int, estimator: OnnxPitchEstimator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """RMVPE / FCPE on their 10 ms grid: ``(times_s [T], f0_hz [T])``, T = N16k // 160 + 1."""
+    wav16k = resample(np.asarray(audio, dtype=np.float32), sample_rate, NEURAL_SAMPLE_RATE)
+    threshold = options.effective_threshold
+    assert threshold is not None
+    if estimator is None and options.uses_onnx:
+        estimator = OnnxPitchEstimator(options.checkpoint, options.method)  # type: ignore[arg-type]
+    if estimator is not None:
+        return estimator(wav16k, threshold)
+    return _torch_side_f0(options, wav16k)
+
+
+def _centred_fit(f0: np.ndarray, n_frames: int) -> np.ndarray:
+    """so-vits-svc's PM padding: zero-pad ``(n - T + 1) // 2`` frames in front and the rest behind."""
+    front = (n_frames - f0.size + 1) // 2
+    back = n_frames - f0.size - front
+    if front > 0 or back > 0:
+        f0 = np.pad(f0, (max(front, 0), max(back, 0)))
+    return f0[:n_frames] if f0.size >= n_frames else np.pad(f0, (0, n_frames - f0.size))
+
+
+def extract_f0(
+    audio: np.ndarray,
+    sample_rate: int,
+    options: PitchOptions,
+    grid: FrameGrid | None = None,
+    n_frames: int | None = None,
+    estimator: OnnxPitchEstimator | None = None,
+) -> F0Track:
+    """Raw F0 of mono ``audio [N]`` at ``sample_rate`` on ``grid`` (default: 10 ms).
+
+    ``n_frames``: default ``grid.frames_for(N, sample_rate)`` (so-vits-svc's ``N // hop`` at the
+    grid's rate) on a given grid, and ``N16k // 160 + 1`` on the default grid. ``estimator``:
+    a loaded ONNX pitch graph to reuse across calls.
+    """
+    x = np.asarray(audio)
+    if x.ndim != 1:
+        raise ValueError(f"extract_f0 expects mono audio [N], got shape {x.shape}")
+    if grid is None:
+        grid = NATIVE_GRID
+        if n_frames is None:
+            n_frames = resampled_length(x.size, sample_rate, NEURAL_SAMPLE_RATE) // NEURAL_HOP + 1
+    elif n_frames is None:
+        n_frames = grid.frames_for(x.size, sample_rate)
+    if n_frames < 0:
+        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+    dst_times = grid.times(n_frames)
+    method = options.method
+
+    if method in NEURAL_METHODS:
+        times, f0 = neural_f0(options, x, sample_rate, estimator)
+        if options.alignment == "length" and f0.size:
+            placed = resize_f0(f0, n_frames, "nearest")
+        else:
+            placed = f0_at_times(f0, times, dst_times, "nearest")
+    else:
+        pitch_range = ClassicRange(options.f0_min, options.f0_max)
+        if method == "pm":
+            voicing = options.effective_threshold
+            assert voicing is not None
+            times, f0 = pm(x, sample_rate, grid.period_s, pitch_range, voicing)
+            if options.alignment == "length":
+                placed = _centred_fit(f0, n_frames)
+            else:
+                placed = f0_at_times(f0, times, dst_times, "nearest")
+        else:
+            times, f0 = classic_f0(method, x, sample_rate, grid.period_s, pitch_range)  # type: ignore[arg-type]
+            if options.alignment == "length":
+                placed = resize_f0(f0, n_frames, "linear")
+            else:
+                # pyworld frames already sit at i * period: trim or pad to the grid.
+                placed = np.zeros(n_frames, dtype=np.float32)
+                k = min(n_frames, f0.size)
+                placed[:k] = f0[:k]
+    return F0Track(np.asarray(placed, dtype=np.float32), dst_times, grid, method)
+
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "F0Track",
+    "FrameGrid",
+    "NATIVE_GRID",
+    "NEURAL_METHODS",
+    "OnnxPitchEstimator",
+    "PITCH_METHODS",
+    "PitchExtractionError",
+    "PitchOptions",
+    "extract_f0",
+    "neural_f0",
+]
