@@ -3,8 +3,8 @@
 * classic methods (``harvest``, ``dio``, ``pm``) run directly (numpy + pyworld / parselmouth);
 * neural methods (``rmvpe``, ``fcpe``) run an ONNX graph exported by ``svc-export``
   (``checkpoint`` ending in ``.onnx``: 16 kHz audio ``[1, N]`` -> salience ``[1, N // 160 + 1, 360]``)
-  decoded by :mod:`svc_runtime.pitch.decode`, or, given a torch checkpoint or none, the torch
-  side ``svc_train.pitch.extract.extract_f0`` (imported only then: the runtime stays torch-free).
+  decoded by :mod:`svc_runtime.pitch.decode`, or, given a torch checkpoint or none, the same
+  network on the torch side (``svc_train.pitch``, imported only then: the runtime stays torch-free).
 
 The result is raw F0 (0 = unvoiced, no interpolation) on a frame grid: frame ``i`` at
 ``i * hop / sample_rate`` s. Use :func:`svc_runtime.signal.f0.interpolate_unvoiced` for the
@@ -185,32 +185,59 @@ class OnnxPitchEstimator:
         return NATIVE_GRID.times(f0.shape[0]), f0
 
 
-def _torch_side_f0(options: PitchOptions, wav16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from svc_train.pitch.extract import extract_f0 as torch_extract_f0
-    except ImportError as error:
-        raise PitchExtractionError(
-            f"{options.method} without an ONNX graph needs the PyTorch side, which is not installed "
-            f"({error.name or error}). Either pass --checkpoint MODEL.onnx (a pitch graph exported by "
-            'svc-export) or install the training extra: pip install "svc-toolkit[train]".'
-        ) from error
-    checkpoint = None if options.checkpoint is None else Path(options.checkpoint)
-    times, f0 = torch_extract_f0(options.method, wav16k, checkpoint, options.effective_threshold)
-    return np.asarray(times, dtype=np.float64), np.asarray(f0, dtype=np.float32)
+class TorchPitchEstimator:
+    """The same network on the PyTorch side (``svc_train.pitch``), loaded once; torch is imported here only.
+
+    ``checkpoint``: ``rmvpe.pt`` for RMVPE; None for FCPE uses the torchfcpe wheel's weights.
+    The salience is decoded by the same numpy decoders as :class:`OnnxPitchEstimator`.
+    """
+
+    def __init__(self, method: str, checkpoint: str | Path | None = None) -> None:
+        try:
+            from svc_train.pitch.extract import NeuralPitchExtractor
+        except ImportError as error:
+            raise PitchExtractionError(
+                f"{method} without an ONNX graph needs the PyTorch side, which is not installed "
+                f"({error.name or error}). Either pass --checkpoint MODEL.onnx (a pitch graph exported by "
+                'svc-export) or install the training extra: pip install "svc-toolkit[train]".'
+            ) from error
+        self.method = method
+        self.extractor = NeuralPitchExtractor(method, None if checkpoint is None else Path(checkpoint))
+
+    def __call__(self, wav16k: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """``wav16k [N]`` -> ``(times_s [T], f0_hz [T])`` at 10 ms, raw."""
+        from svc_runtime.pitch.decode import decode_fcpe, decode_rmvpe
+
+        salience = self.extractor.salience(wav16k)
+        if self.method == "rmvpe":
+            f0 = decode_rmvpe(salience, threshold)
+        else:
+            f0 = decode_fcpe(salience, "local_argmax", threshold, self.extractor.fcpe_f0_range, FCPE_POST_RANGE)
+        return NATIVE_GRID.times(f0.shape[0]), f0
+
+
+PitchEstimator = OnnxPitchEstimator | TorchPitchEstimator
+
+
+def load_pitch_estimator(options: PitchOptions) -> PitchEstimator:
+    """Load the network of a neural method once (ONNX graph for ``*.onnx``, else the torch side)."""
+    if options.method not in NEURAL_METHODS:
+        raise ValueError(f"{options.method} is not a neural pitch method ({', '.join(NEURAL_METHODS)})")
+    if options.uses_onnx:
+        return OnnxPitchEstimator(options.checkpoint, options.method)  # type: ignore[arg-type]
+    return TorchPitchEstimator(options.method, options.checkpoint)
 
 
 def neural_f0(
-    options: PitchOptions, audio: np.ndarray, sample_rate: int, estimator: OnnxPitchEstimator | None = None
+    options: PitchOptions, audio: np.ndarray, sample_rate: int, estimator: PitchEstimator | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """RMVPE / FCPE on their 10 ms grid: ``(times_s [T], f0_hz [T])``, T = N16k // 160 + 1."""
     wav16k = resample(np.asarray(audio, dtype=np.float32), sample_rate, NEURAL_SAMPLE_RATE)
     threshold = options.effective_threshold
     assert threshold is not None
-    if estimator is None and options.uses_onnx:
-        estimator = OnnxPitchEstimator(options.checkpoint, options.method)  # type: ignore[arg-type]
-    if estimator is not None:
-        return estimator(wav16k, threshold)
-    return _torch_side_f0(options, wav16k)
+    if estimator is None:
+        estimator = load_pitch_estimator(options)
+    return estimator(wav16k, threshold)
 
 
 def _centred_fit(f0: np.ndarray, n_frames: int) -> np.ndarray:
@@ -228,13 +255,13 @@ def extract_f0(
     options: PitchOptions,
     grid: FrameGrid | None = None,
     n_frames: int | None = None,
-    estimator: OnnxPitchEstimator | None = None,
+    estimator: PitchEstimator | None = None,
 ) -> F0Track:
     """Raw F0 of mono ``audio [N]`` at ``sample_rate`` on ``grid`` (default: 10 ms).
 
     ``n_frames``: default ``grid.frames_for(N, sample_rate)`` (so-vits-svc's ``N // hop`` at the
     grid's rate) on a given grid, and ``N16k // 160 + 1`` on the default grid. ``estimator``:
-    a loaded ONNX pitch graph to reuse across calls.
+    a network from :func:`load_pitch_estimator`, to reuse across calls (neural methods).
     """
     x = np.asarray(audio)
     if x.ndim != 1:
@@ -287,7 +314,10 @@ __all__ = [
     "OnnxPitchEstimator",
     "PITCH_METHODS",
     "PitchExtractionError",
+    "PitchEstimator",
     "PitchOptions",
+    "TorchPitchEstimator",
     "extract_f0",
+    "load_pitch_estimator",
     "neural_f0",
 ]
