@@ -297,3 +297,206 @@ def test_onnx_export_matches_torch_at_three_lengths(cv_dir, reference, tmp_path,
         (units,) = session.run(None, {"wav": wav.numpy()})
         assert units.shape == expected.shape == (wav.shape[0], encoder.dim, (wav.shape[1] - 80) // 320)
         assert float(np.abs(units - expected).max()) < TOL
+
+
+# ---------------------------------------------------------------- hubert-soft
+
+
+class _SoftReference(torch.nn.Module):
+    """bshall hubert-soft's layout and forward, restated at small sizes with torch's own
+    ``nn.TransformerEncoderLayer`` (packed in_proj) as an independent reference."""
+
+    def __init__(self, conv_dim=32, dim=128, heads=2, ffn=96, layers=3, out=24):
+        super().__init__()
+        nn = torch.nn
+        self.feature_extractor = nn.Module()
+        for i, (k, s) in enumerate([(10, 5)] + [(3, 2)] * 4 + [(2, 2)] * 2):
+            setattr(self.feature_extractor, f"conv{i}", nn.Conv1d(1 if i == 0 else conv_dim, conv_dim, k, s, bias=False))
+        self.feature_extractor.norm0 = nn.GroupNorm(conv_dim, conv_dim)
+        self.feature_projection = nn.Module()
+        self.feature_projection.norm = nn.LayerNorm(conv_dim)
+        self.feature_projection.projection = nn.Linear(conv_dim, dim)
+        self.positional_embedding = nn.Module()
+        self.positional_embedding.conv = nn.utils.weight_norm(nn.Conv1d(dim, dim, 128, padding=64, groups=16), dim=2)
+        self.norm = nn.LayerNorm(dim)
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(dim, heads, ffn, dropout=0.0, activation="gelu", batch_first=True)
+            for _ in range(layers)
+        )
+        self.proj = nn.Linear(dim, out)
+        self.masked_spec_embed = nn.Parameter(torch.rand(dim))
+        self.label_embedding = nn.Embedding(100, out)
+        with torch.no_grad():  # move norms and the weight-norm gain off their identity values
+            for name, p in self.named_parameters():
+                if "norm" in name or name.endswith("weight_g"):
+                    p.add_(0.2 * torch.randn_like(p))
+
+    def units(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, N] -> [B, frames, out], as HubertSoft.units on wav[:, None]."""
+        x = torch.nn.functional.pad(wav[:, None], (40, 40))
+        fe = self.feature_extractor
+        x = torch.nn.functional.gelu(fe.norm0(fe.conv0(x)))
+        for i in range(1, 7):
+            x = torch.nn.functional.gelu(getattr(fe, f"conv{i}")(x))
+        x = self.feature_projection.projection(self.feature_projection.norm(x.transpose(1, 2)))
+        pos = self.positional_embedding.conv(x.transpose(1, 2))
+        x = self.norm(x + torch.nn.functional.gelu(pos[:, :, :-1]).transpose(1, 2))
+        for layer in self.encoder.layers:
+            x = layer(x)
+        return self.proj(x)
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")  # bshall uses the classic weight_g/weight_v
+def test_hubertsoft_matches_reference_layout(tmp_path, wav):
+    torch.manual_seed(0)
+    reference = _SoftReference().eval()
+    state = {"module." + k: v for k, v in reference.state_dict().items()}  # DataParallel prefix
+    torch.save(state, tmp_path / "hubert-soft.pt")
+    encoder = load_content_encoder("hubertsoft", tmp_path / "hubert-soft.pt")
+    assert encoder.body.config.num_heads == 2 and encoder.dim == 24
+    for x in (wav, 0.3 * torch.randn(2, 5000)):
+        with torch.no_grad():
+            expected = reference.units(x)
+            units = encoder(x)
+        assert units.shape == (x.shape[0], 24, x.shape[1] // 320)
+        assert float((units.transpose(1, 2) - expected).abs().max()) < TOL
+
+
+# ---------------------------------------------------------------- chinese-hubert-large (pre-LN)
+
+
+def _small_prenorm_hf_model():
+    from transformers import HubertConfig as HFConfig
+    from transformers import HubertModel
+
+    config = HFConfig(
+        hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96,
+        conv_dim=(32,) * 7, conv_bias=True, feat_extract_norm="layer", do_stable_layer_norm=True,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, layer_norm_eps=1e-5,
+    )
+    torch.manual_seed(1)
+    model = HubertModel(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(0.2 * torch.randn_like(p))
+    return model
+
+
+_HF_TO_FAIRSEQ = [
+    (r"^feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
+    (r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", r"feature_extractor.conv_layers.\1.2.1."),
+    (r"^feature_projection\.layer_norm\.", "layer_norm."),
+    (r"^feature_projection\.projection\.", "post_extract_proj."),
+    (r"^encoder\.pos_conv_embed\.conv\.", "encoder.pos_conv.0."),
+    (r"\.attention\.", ".self_attn."),
+    (r"^(encoder\.layers\.\d+)\.layer_norm\.", r"\1.self_attn_layer_norm."),
+    (r"\.feed_forward\.intermediate_dense\.", ".fc1."),
+    (r"\.feed_forward\.output_dense\.", ".fc2."),
+    (r"^masked_spec_embed$", "mask_emb"),
+]
+
+
+def _to_fairseq_key(key: str) -> str:
+    for pattern, replacement in _HF_TO_FAIRSEQ:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def test_cnhubertlarge_prenorm_hf_and_fairseq_forms_match_transformers(tmp_path):
+    model = _small_prenorm_hf_model()
+    model.save_pretrained(tmp_path / "hf")
+    state = model.state_dict()
+    checkpoint = {
+        "args": None,
+        "cfg": {
+            "model": {
+                "_name": "hubert", "extractor_mode": "layer_norm", "layer_norm_first": True, "conv_bias": True,
+                "encoder_layers": 3, "encoder_embed_dim": 64, "encoder_ffn_embed_dim": 96,
+                "encoder_attention_heads": 4, "conv_pos": 16, "conv_pos_groups": 4, "activation_fn": "gelu",
+                "conv_feature_layers": "[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2",
+            },
+            "task": {"normalize": True, "sample_rate": 16000},
+        },
+        "model": {_to_fairseq_key(k): v for k, v in state.items()},
+    }
+    torch.save(checkpoint, tmp_path / "cnhubert.pt")
+    x = 0.3 * torch.randn(2, 6000, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(x).last_hidden_state
+    for path in (tmp_path / "hf", tmp_path / "cnhubert.pt"):
+        encoder = load_content_encoder("cnhubertlarge", path)
+        assert encoder.body.config.layer_norm_first and encoder.body.config.extractor_mode == "layer_norm"
+        with torch.no_grad():
+            units = encoder(x)
+        assert units.shape == (2, 64, expected.shape[1])
+        assert float((units.transpose(1, 2) - expected).abs().max()) < TOL
+
+
+# ---------------------------------------------------------------- WavLM Base+
+
+
+def _small_wavlm():
+    from transformers import WavLMConfig, WavLMModel
+
+    config = WavLMConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96, conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_buckets=32, max_bucket_distance=64,
+        mask_time_prob=0.0,
+    )
+    torch.manual_seed(3)
+    model = WavLMModel(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or "gru_rel_pos" in name:
+                p.add_(0.2 * torch.randn_like(p))
+    return model
+
+
+_HF_TO_ORIGINAL_WAVLM = [
+    (r"^feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
+    (r"^feature_extractor\.conv_layers\.0\.layer_norm\.", "feature_extractor.conv_layers.0.2."),
+    (r"^feature_projection\.layer_norm\.", "layer_norm."),
+    (r"^feature_projection\.projection\.", "post_extract_proj."),
+    (r"^encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original0$", "encoder.pos_conv.0.weight_g"),
+    (r"^encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original1$", "encoder.pos_conv.0.weight_v"),
+    (r"^encoder\.pos_conv_embed\.conv\.", "encoder.pos_conv.0."),
+    (r"\.attention\.gru_rel_pos_linear\.", ".self_attn.grep_linear."),
+    (r"\.attention\.gru_rel_pos_const$", ".self_attn.grep_a"),
+    (r"\.attention\.rel_attn_embed\.", ".self_attn.relative_attention_bias."),
+    (r"\.attention\.", ".self_attn."),
+    (r"^(encoder\.layers\.\d+)\.layer_norm\.", r"\1.self_attn_layer_norm."),
+    (r"\.feed_forward\.intermediate_dense\.", ".fc1."),
+    (r"\.feed_forward\.output_dense\.", ".fc2."),
+]
+
+
+def test_wavlm_hf_and_original_forms(tmp_path):
+    model = _small_wavlm()
+    model.save_pretrained(tmp_path / "hf")
+    state = {}
+    for key, value in model.state_dict().items():
+        for pattern, replacement in _HF_TO_ORIGINAL_WAVLM:
+            key = re.sub(pattern, replacement, key)
+        state[key] = value
+    cfg = {
+        "extractor_mode": "default", "encoder_layers": 2, "encoder_embed_dim": 64, "encoder_ffn_embed_dim": 96,
+        "encoder_attention_heads": 4, "activation_fn": "gelu", "layer_norm_first": False,
+        "conv_feature_layers": "[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2", "conv_bias": False,
+        "conv_pos": 16, "conv_pos_groups": 4, "relative_position_embedding": True, "num_buckets": 32,
+        "max_distance": 64, "gru_rel_pos": True, "normalize": True,
+    }
+    torch.save({"cfg": cfg, "model": state}, tmp_path / "WavLM-Base+.pt")
+    # quiet input: the conv GroupNorm's eps then makes the waveform normalisation visible
+    x = 0.002 * torch.randn(2, 6000, generator=torch.Generator().manual_seed(4))
+    normalised = torch.nn.functional.layer_norm(x, x.shape[-1:])
+    with torch.no_grad():
+        plain, expected_normalised = model(x).last_hidden_state, model(normalised).last_hidden_state
+        hf_units = load_content_encoder("wavlmbase+", tmp_path / "hf")(x)
+        original_units = load_content_encoder("wavlmbase+", tmp_path / "WavLM-Base+.pt")(x)
+    assert hf_units.shape == (2, 64, plain.shape[1])
+    assert float((hf_units.transpose(1, 2) - plain).abs().max()) < TOL
+    # cfg.normalize=True: so-vits-svc layer-normalises the waveform first
+    assert float((original_units.transpose(1, 2) - expected_normalised).abs().max()) < TOL
+    assert float((expected_normalised - plain).abs().max()) > 10 * TOL
