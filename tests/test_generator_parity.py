@@ -28,9 +28,16 @@ def ref(fixtures_dir):
     return io, noisy
 
 
-@pytest.fixture(scope="module")
-def model(fixtures_dir):
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def model(fixtures_dir, single_thread):
     d = fixtures_dir / "sovits41_small"
     return load_generator(d / "G_1.pth", d / "config.json")
 

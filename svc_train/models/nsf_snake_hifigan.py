@@ -1,0 +1,209 @@
+"""NSF-HiFiGAN with anti-aliased Snake activations (`vocoder_name` "nsf-snake-hifigan").
+
+so-vits-svc 4.1's `vdecoder/hifiganwithsnake`: the NSF-HiFiGAN layout with every
+leaky ReLU replaced by SnakeBeta (log-scale alpha/beta) run at twice the rate between
+Kaiser-windowed sinc up/down-samplers (alias-free-torch). State-dict keys match:
+`snakes.<i>.act.alpha|beta`, `snakes.<i>.upsample.filter`,
+`snakes.<i>.downsample.lowpass.filter`, `resblocks.<k>.activations.<j>.*`, `snake_post.*`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from svc_train.models.modules import apply_weight_norm, get_padding, init_conv_normal
+from svc_train.models.nsf_source import SourceModuleHnNSF
+
+
+def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
+    """Kaiser-windowed sinc low-pass, normalised to unit sum: [1, 1, kernel_size].
+
+    cutoff and half_width in cycles per sample (0.5 = Nyquist).
+    """
+    even = kernel_size % 2 == 0
+    half = kernel_size // 2
+    delta_f = 4 * half_width
+    attenuation = 2.285 * (half - 1) * math.pi * delta_f + 7.95
+    if attenuation > 50.0:
+        beta = 0.1102 * (attenuation - 8.7)
+    elif attenuation >= 21.0:
+        beta = 0.5842 * (attenuation - 21) ** 0.4 + 0.07886 * (attenuation - 21.0)
+    else:
+        beta = 0.0
+    window = torch.kaiser_window(kernel_size, beta=beta, periodic=False)
+    time = torch.arange(-half, half) + 0.5 if even else torch.arange(kernel_size) - half
+    taps = 2 * cutoff * window * torch.sinc(2 * cutoff * time)
+    return (taps / taps.sum()).view(1, 1, kernel_size)
+
+
+class UpSample1d(nn.Module):
+    """x2 (by default) band-limited upsampling with replicate padding. [B, C, T] -> [B, C, T*ratio]."""
+
+    def __init__(self, ratio: int = 2, kernel_size: int = 12):
+        super().__init__()
+        self.ratio = ratio
+        self.pad = kernel_size // ratio - 1
+        self.pad_left = self.pad * ratio + (kernel_size - ratio) // 2
+        self.pad_right = self.pad * ratio + (kernel_size - ratio + 1) // 2
+        self.register_buffer("filter", kaiser_sinc_filter(0.5 / ratio, 0.6 / ratio, kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        x = F.pad(x, (self.pad, self.pad), mode="replicate")
+        x = self.ratio * F.conv_transpose1d(x, self.filter.expand(channels, -1, -1), stride=self.ratio,
+                                            groups=channels)
+        return x[..., self.pad_left:-self.pad_right]
+
+
+class LowPassFilter1d(nn.Module):
+    """Strided low-pass (decimation) with replicate padding. [B, C, T] -> [B, C, T/stride]."""
+
+    def __init__(self, cutoff: float, half_width: float, stride: int, kernel_size: int = 12):
+        super().__init__()
+        even = kernel_size % 2 == 0
+        self.pad_left = kernel_size // 2 - int(even)
+        self.pad_right = kernel_size // 2
+        self.stride = stride
+        self.register_buffer("filter", kaiser_sinc_filter(cutoff, half_width, kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        x = F.pad(x, (self.pad_left, self.pad_right), mode="replicate")
+        return F.conv1d(x, self.filter.expand(channels, -1, -1), stride=self.stride, groups=channels)
+
+
+class DownSample1d(nn.Module):
+    def __init__(self, ratio: int = 2, kernel_size: int = 12):
+        super().__init__()
+        self.lowpass = LowPassFilter1d(0.5 / ratio, 0.6 / ratio, ratio, kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lowpass(x)
+
+
+class SnakeBeta(nn.Module):
+    """x + sin^2(alpha * x) / beta per channel, alpha and beta stored as logs. [B, C, T] -> same."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = torch.exp(self.alpha.unsqueeze(0).unsqueeze(-1))
+        beta = torch.exp(self.beta.unsqueeze(0).unsqueeze(-1))
+        return x + (1.0 / (beta + 1e-9)) * torch.pow(torch.sin(x * alpha), 2)
+
+
+class SnakeAlias(nn.Module):
+    """Anti-aliased SnakeBeta: upsample x2, activate, downsample x2. [B, C, T] -> same."""
+
+    def __init__(self, channels: int, ratio: int = 2, kernel_size: int = 12):
+        super().__init__()
+        self.act = SnakeBeta(channels)
+        self.upsample = UpSample1d(ratio, kernel_size)
+        self.downsample = DownSample1d(ratio, kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(self.act(self.upsample(x)))
+
+
+class SnakeResBlock1(nn.Module):
+    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3, 5)):
+        super().__init__()
+        self.convs1 = nn.ModuleList(
+            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
+                                        padding=get_padding(kernel_size, d)))
+            for d in dilation[:3]
+        )
+        self.convs2 = nn.ModuleList(
+            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, padding=get_padding(kernel_size, 1)))
+            for _ in range(3)
+        )
+        self.activations = nn.ModuleList(SnakeAlias(channels) for _ in range(6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acts_1, acts_2 = self.activations[::2], self.activations[1::2]
+        for c1, c2, a1, a2 in zip(self.convs1, self.convs2, acts_1, acts_2):
+            x = c2(a2(c1(a1(x)))) + x
+        return x
+
+
+class SnakeResBlock2(nn.Module):
+    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3)):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
+                                        padding=get_padding(kernel_size, d)))
+            for d in dilation[:2]
+        )
+        self.activations = nn.ModuleList(SnakeAlias(channels) for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, act in zip(self.convs, self.activations):
+            x = conv(act(x)) + x
+        return x
+
+
+class NsfSnakeHifiGan(nn.Module):
+    """Same interface as `NsfHifiGan`: x [B, inter, T], f0 [B, T], g [B, gin, 1] -> [B, 1, T*hop]."""
+
+    def __init__(self, inter_channels: int, resblock: str, resblock_kernel_sizes, resblock_dilation_sizes,
+                 upsample_rates, upsample_initial_channel: int, upsample_kernel_sizes, gin_channels: int,
+                 source_sr: float):
+        super().__init__()
+        if resblock not in ("1", "2"):
+            raise ValueError(f'resblock must be "1" or "2", got {resblock!r}')
+        self.num_kernels = len(resblock_kernel_sizes)
+        self.num_upsamples = len(upsample_rates)
+        self.hop = math.prod(upsample_rates)
+        self.m_source = SourceModuleHnNSF(source_sr)
+        self.noise_convs = nn.ModuleList()
+        self.conv_pre = apply_weight_norm(nn.Conv1d(inter_channels, upsample_initial_channel, 7, 1, padding=3))
+        block = SnakeResBlock1 if resblock == "1" else SnakeResBlock2
+        self.ups = nn.ModuleList()
+        for i, (rate, kernel) in enumerate(zip(upsample_rates, upsample_kernel_sizes)):
+            c_in = upsample_initial_channel // (2**i)
+            c_out = upsample_initial_channel // (2 ** (i + 1))
+            self.ups.append(apply_weight_norm(
+                nn.ConvTranspose1d(c_in, c_out, kernel, rate, padding=(kernel - rate + 1) // 2)))
+            if i + 1 < len(upsample_rates):
+                stride = math.prod(upsample_rates[i + 1:])
+                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=stride * 2, stride=stride,
+                                                  padding=(stride + 1) // 2))
+            else:
+                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=1))
+        self.resblocks = nn.ModuleList()
+        self.snakes = nn.ModuleList()
+        for i in range(len(self.ups)):
+            ch = upsample_initial_channel // (2 ** (i + 1))
+            self.snakes.append(SnakeAlias(upsample_initial_channel // (2**i)))
+            for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes):
+                self.resblocks.append(block(ch, k, tuple(d)))
+        self.conv_post = apply_weight_norm(nn.Conv1d(ch, 1, 7, 1, padding=3))
+        self.ups.apply(init_conv_normal)
+        self.conv_post.apply(init_conv_normal)
+        self.snake_post = SnakeAlias(ch)
+        self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
+
+    def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor | None = None, *,
+                phase: torch.Tensor | None = None, rand_ini: torch.Tensor | None = None,
+                sine_noise: torch.Tensor | None = None) -> torch.Tensor:
+        har_source = self.m_source(f0, self.hop, phase=phase, rand_ini=rand_ini,
+                                   sine_noise=sine_noise).transpose(1, 2)
+        x = self.conv_pre(x)
+        if g is not None:
+            x = x + self.cond(g)
+        for i in range(self.num_upsamples):
+            x = self.ups[i](self.snakes[i](x))
+            x = x + self.noise_convs[i](har_source)
+            xs = self.resblocks[i * self.num_kernels](x)
+            for j in range(1, self.num_kernels):
+                xs = xs + self.resblocks[i * self.num_kernels + j](x)
+            x = xs / self.num_kernels
+        x = self.conv_post(self.snake_post(x))
+        return torch.tanh(x)
