@@ -1,0 +1,330 @@
+"""The standalone NSF-HiFiGAN vocoder (the community ``nsf_hifigan`` checkpoint layout).
+
+A pretrained vocoder is a folder with ``model`` (a torch pickle holding
+``{"generator": state_dict}``, weight-normed keys ``weight_g`` / ``weight_v``) and
+``config.json`` (HiFi-GAN hyper-parameters plus its mel analysis: ``sampling_rate``,
+``num_mels``, ``n_fft``, ``win_size``, ``hop_size``, ``fmin``, ``fmax``). Module names
+match so-vits-svc 4.1's ``vdecoder/nsf_hifigan/models.Generator`` so those files load
+as they are; weight norm is folded into plain weights at load time.
+
+Determinism: the sine source takes explicit per-frame start phases (cycles, the
+convention of :mod:`svc_runtime.signal.nsf_phase`, accumulated in float64 by the
+caller) and an explicit standard-normal ``noise`` [B, T*hop, 9]; without them the
+phases are computed here in float64 from f0 and the noise is zero.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from svc_runtime.diffusion.mel import MelSpec
+from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
+
+LRELU_SLOPE = 0.1
+SINE_AMP = 0.1
+NOISE_STD = 0.003
+
+
+class VocoderLoadError(ValueError):
+    """A vocoder folder that cannot be loaded; the message says which file and what to do."""
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    """The subset of the community ``config.json`` that shapes the generator and its mel."""
+
+    sampling_rate: int = 44100
+    num_mels: int = 128
+    n_fft: int = 2048
+    win_size: int = 2048
+    hop_size: int = 512
+    fmin: float = 40.0
+    fmax: float = 16000.0
+    resblock: str = "1"
+    upsample_rates: tuple[int, ...] = (8, 8, 2, 2, 2)
+    upsample_kernel_sizes: tuple[int, ...] = (16, 16, 4, 4, 4)
+    upsample_initial_channel: int = 512
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...] = field(default=((1, 3, 5), (1, 3, 5), (1, 3, 5)))
+
+    @property
+    def mel(self) -> MelSpec:
+        return MelSpec(self.sampling_rate, self.num_mels, self.n_fft, self.win_size, self.hop_size, self.fmin, self.fmax)
+
+    @property
+    def upsample_factor(self) -> int:
+        return int(np.prod(self.upsample_rates))
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "<dict>") -> VocoderConfig:
+        required = ("sampling_rate", "num_mels", "n_fft", "win_size", "hop_size", "upsample_rates",
+                    "upsample_kernel_sizes", "upsample_initial_channel", "resblock_kernel_sizes",
+                    "resblock_dilation_sizes")
+        missing = [k for k in required if k not in raw]
+        if missing:
+            raise VocoderLoadError(f"{source} lacks {missing}; it must be the config.json shipped with the nsf_hifigan model")
+        config = cls(
+            sampling_rate=int(raw["sampling_rate"]),
+            num_mels=int(raw["num_mels"]),
+            n_fft=int(raw["n_fft"]),
+            win_size=int(raw["win_size"]),
+            hop_size=int(raw["hop_size"]),
+            fmin=float(raw.get("fmin", 0.0) or 0.0),
+            fmax=float(raw.get("fmax") or raw["sampling_rate"] / 2),
+            resblock=str(raw.get("resblock", "1")),
+            upsample_rates=tuple(int(v) for v in raw["upsample_rates"]),
+            upsample_kernel_sizes=tuple(int(v) for v in raw["upsample_kernel_sizes"]),
+            upsample_initial_channel=int(raw["upsample_initial_channel"]),
+            resblock_kernel_sizes=tuple(int(v) for v in raw["resblock_kernel_sizes"]),
+            resblock_dilation_sizes=tuple(tuple(int(d) for d in ds) for ds in raw["resblock_dilation_sizes"]),
+        )
+        if config.upsample_factor != config.hop_size:
+            raise VocoderLoadError(
+                f"{source}: prod(upsample_rates) = {config.upsample_factor} must equal hop_size = {config.hop_size}"
+            )
+        if config.resblock not in ("1", "2"):
+            raise VocoderLoadError(f"{source}: resblock must be '1' or '2', got {config.resblock!r}")
+        if len(config.upsample_rates) != len(config.upsample_kernel_sizes):
+            raise VocoderLoadError(f"{source}: upsample_rates and upsample_kernel_sizes differ in length")
+        return config
+
+    def to_dict(self) -> dict:
+        return {
+            "sampling_rate": self.sampling_rate, "num_mels": self.num_mels, "n_fft": self.n_fft,
+            "win_size": self.win_size, "hop_size": self.hop_size, "fmin": self.fmin, "fmax": self.fmax,
+            "resblock": self.resblock, "upsample_rates": list(self.upsample_rates),
+            "upsample_kernel_sizes": list(self.upsample_kernel_sizes),
+            "upsample_initial_channel": self.upsample_initial_channel,
+            "resblock_kernel_sizes": list(self.resblock_kernel_sizes),
+            "resblock_dilation_sizes": [list(d) for d in self.resblock_dilation_sizes],
+        }
+
+
+def _padding(kernel: int, dilation: int = 1) -> int:
+    return (kernel * dilation - dilation) // 2
+
+
+class ResBlock1(nn.Module):
+    def __init__(self, channels: int, kernel: int, dilation: tuple[int, ...]) -> None:
+        super().__init__()
+        self.convs1 = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel, 1, dilation=d, padding=_padding(kernel, d)) for d in dilation[:3]
+        )
+        self.convs2 = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel, 1, dilation=1, padding=_padding(kernel)) for _ in dilation[:3]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for c1, c2 in zip(self.convs1, self.convs2):
+            x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
+        return x
+
+
+class ResBlock2(nn.Module):
+    def __init__(self, channels: int, kernel: int, dilation: tuple[int, ...]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel, 1, dilation=d, padding=_padding(kernel, d)) for d in dilation[:2]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = x + conv(F.leaky_relu(x, LRELU_SLOPE))
+        return x
+
+
+class SineSource(nn.Module):
+    """Harmonic sine source merged into one excitation (so-vits-svc's ``SourceModuleHnNSF``).
+
+    Registered as ``m_source`` with its ``l_linear`` (9 -> 1) so checkpoints load.
+    """
+
+    def __init__(self, sampling_rate: int, harmonics: int = NSF_HARMONICS) -> None:
+        super().__init__()
+        self.sampling_rate = sampling_rate
+        self.harmonics = harmonics
+        self.l_linear = nn.Linear(harmonics, 1)
+
+    def forward(self, f0: torch.Tensor, upp: int, phase: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """f0 [B, T] Hz; phase [B, T, H] cycles before each frame; noise [B, T*upp, H]. -> [B, 1, T*upp]."""
+        b, t = f0.shape
+        multiples = torch.arange(1, self.harmonics + 1, dtype=f0.dtype, device=f0.device)
+        increment = torch.remainder(f0.unsqueeze(-1) * multiples / self.sampling_rate, 1.0)  # [B, T, H]
+        offsets = torch.arange(1, upp + 1, dtype=f0.dtype, device=f0.device).view(1, 1, upp, 1)
+        cycles = torch.remainder(phase.unsqueeze(2) + offsets * increment.unsqueeze(2), 1.0)  # [B, T, upp, H]
+        sines = torch.sin(2.0 * np.pi * cycles).reshape(b, t * upp, self.harmonics)
+        uv = (f0 > 0).to(f0.dtype).unsqueeze(-1).repeat_interleave(upp, dim=1)  # [B, T*upp, 1]
+        noise_amp = uv * NOISE_STD + (1.0 - uv) * (SINE_AMP / 3.0)
+        excitation = SINE_AMP * sines * uv + noise_amp * noise
+        return torch.tanh(self.l_linear(excitation)).transpose(1, 2)
+
+
+class NsfHifiGanGenerator(nn.Module):
+    """mel [B, num_mels, T] + f0 [B, T] -> audio [B, 1, T * hop] in [-1, 1]."""
+
+    def __init__(self, config: VocoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.upp = config.upsample_factor
+        self.num_kernels = len(config.resblock_kernel_sizes)
+        self.m_source = SineSource(config.sampling_rate)
+        c0 = config.upsample_initial_channel
+        self.conv_pre = nn.Conv1d(config.num_mels, c0, 7, 1, padding=3)
+        self.ups = nn.ModuleList()
+        self.noise_convs = nn.ModuleList()
+        self.resblocks = nn.ModuleList()
+        block = ResBlock1 if config.resblock == "1" else ResBlock2
+        rates = config.upsample_rates
+        for i, (u, k) in enumerate(zip(rates, config.upsample_kernel_sizes)):
+            c_out = c0 // (2 ** (i + 1))
+            self.ups.append(nn.ConvTranspose1d(c0 // (2**i), c_out, k, u, padding=(k - u) // 2))
+            if i + 1 < len(rates):
+                stride = int(np.prod(rates[i + 1 :]))
+                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=stride * 2, stride=stride, padding=stride // 2))
+            else:
+                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=1))
+            for kr, dil in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes):
+                self.resblocks.append(block(c_out, kr, dil))
+        self.conv_post = nn.Conv1d(c0 // (2 ** len(rates)), 1, 7, 1, padding=3)
+
+    def forward(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        source = self.m_source(f0, self.upp, phase, noise)
+        x = self.conv_pre(mel)
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            x = x + self.noise_convs[i](source)
+            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
+            x = sum(block(x) for block in blocks) / self.num_kernels
+        x = self.conv_post(F.leaky_relu(x))  # default slope 0.01, as the reference
+        return torch.tanh(x)
+
+
+class NsfHifiGan(nn.Module):
+    """The vocoder with its mel convention: ``mel`` is natural-log (``log10=False``) or log10."""
+
+    def __init__(self, config: VocoderConfig, log10_mel: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.log10_mel = log10_mel
+        self.generator = NsfHifiGanGenerator(config)
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.config.sampling_rate
+
+    @property
+    def hop_size(self) -> int:
+        return self.config.hop_size
+
+    @property
+    def num_mels(self) -> int:
+        return self.config.num_mels
+
+    def forward(
+        self,
+        mel: torch.Tensor,
+        f0: torch.Tensor,
+        phase: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """mel [B, num_mels, T] (log); f0 [B, T] Hz; phase [B, T, 9] cycles; noise [B, T*hop, 9].
+
+        Returns audio [B, 1, T * hop]. f0 longer than the mel is cut (as so-vits-svc does).
+        """
+        frames = mel.size(-1)
+        if f0.size(-1) < frames:
+            raise ValueError(f"f0 has {f0.size(-1)} frames, fewer than the mel's {frames}")
+        f0 = f0[:, :frames].float()
+        if phase is None:
+            phases, _ = frame_start_phases(f0.detach().cpu().numpy(), self.hop_size, source_sr=self.sampling_rate)
+            phase = torch.from_numpy(phases.astype(np.float32)).to(mel.device)
+        if noise is None:
+            noise = torch.zeros(f0.size(0), frames * self.hop_size, NSF_HARMONICS, device=mel.device)
+        if self.log10_mel:
+            mel = mel * 0.434294
+        return self.generator(mel, f0, phase, noise)
+
+
+def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Replace ``weight_g``/``weight_v`` (or parametrizations ``original0/1``) pairs by ``weight``.
+
+    weight = g * v / ||v||, the norm taken over every dim but 0 (weight_norm's default).
+    """
+    out: dict[str, torch.Tensor] = {}
+    pairs = {".weight_g": ".weight_v", ".parametrizations.weight.original0": ".parametrizations.weight.original1"}
+    for key, value in state.items():
+        for g_suffix, v_suffix in pairs.items():
+            if key.endswith(g_suffix):
+                base = key[: -len(g_suffix)]
+                v = state[base + v_suffix].float()
+                norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))
+                out[base + ".weight"] = value.float() * v / norm
+                break
+            if key.endswith(v_suffix):
+                break
+        else:
+            out[key] = value
+    return out
+
+
+def load_vocoder(model_path: str | Path, config_path: str | Path | None = None, log10_mel: bool = False) -> NsfHifiGan:
+    """Load the community ``nsf_hifigan/model`` (+ ``config.json`` beside it) in eval mode."""
+    model_path = Path(model_path)
+    config_path = Path(config_path) if config_path is not None else model_path.parent / "config.json"
+    if not model_path.is_file():
+        raise VocoderLoadError(
+            f"NSF-HiFiGAN weights {model_path} not found; download the nsf_hifigan vocoder and put its "
+            f"'model' and 'config.json' in {model_path.parent}"
+        )
+    if not config_path.is_file():
+        raise VocoderLoadError(f"vocoder config {config_path} not found; it ships beside 'model' in the nsf_hifigan folder")
+    try:
+        raw = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise VocoderLoadError(f"{config_path} is not valid JSON: {exc}") from exc
+    config = VocoderConfig.from_dict(raw, source=str(config_path))
+    try:
+        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or corrupt pickles
+        raise VocoderLoadError(f"{model_path} is not a loadable torch checkpoint of tensors ({exc})") from exc
+    state = checkpoint.get("generator", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise VocoderLoadError(f"{model_path} holds no 'generator' state dict")
+    vocoder = NsfHifiGan(config, log10_mel=log10_mel)
+    folded = fold_weight_norm(state)
+    try:
+        missing, unexpected = vocoder.generator.load_state_dict(folded, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise VocoderLoadError(f"{model_path} does not match {config_path}: {exc}") from exc
+    if missing or unexpected:
+        raise VocoderLoadError(
+            f"{model_path} does not match {config_path}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    return vocoder.eval()
+
+
+def save_vocoder(vocoder: NsfHifiGan, folder: str | Path) -> Path:
+    """Write ``folder/model`` ({"generator": state}) and ``folder/config.json`` (plain weights)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"generator": vocoder.generator.state_dict()}, folder / "model")
+    (folder / "config.json").write_text(json.dumps(vocoder.config.to_dict(), indent=2), encoding="utf-8")
+    return folder / "model"
+
+
+__all__ = [
+    "NsfHifiGan",
+    "NsfHifiGanGenerator",
+    "VocoderConfig",
+    "VocoderLoadError",
+    "fold_weight_norm",
+    "load_vocoder",
+    "save_vocoder",
+]
