@@ -130,9 +130,10 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         table[(module, "scalar")] = scalar
         table[(module, "_reconstruct")] = reconstruct
+    dtype_classes = getattr(np, "dtypes", None)  # numpy >= 1.25
     for dtype_class in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType"):
-        if hasattr(np.dtypes, dtype_class):
-            table[("numpy.dtypes", dtype_class)] = getattr(np.dtypes, dtype_class)
+        if hasattr(dtype_classes, dtype_class):
+            table[("numpy.dtypes", dtype_class)] = getattr(dtype_classes, dtype_class)
     return table
 
 

@@ -45,6 +45,12 @@ def _max_err(a: torch.Tensor, b: np.ndarray) -> float:
 CHECKPOINTS = ["fairseq_checkpoint.pt", "fairseq_checkpoint_omegaconf.pt", "hf"]
 
 
+def test_hf_weight_file_path_is_accepted(cv_dir, reference, wav):
+    encoder = load_content_encoder("vec768l12", cv_dir / "hf" / "pytorch_model.bin")
+    with torch.no_grad():
+        assert _max_err(encoder(wav).transpose(1, 2), reference["vec_last"]) < TOL
+
+
 @pytest.mark.parametrize("checkpoint", CHECKPOINTS)
 def test_every_hidden_state_matches_reference(cv_dir, reference, wav, checkpoint):
     path = cv_dir / checkpoint
@@ -296,6 +302,7 @@ def test_onnx_export_matches_torch_at_three_lengths(cv_dir, reference, tmp_path,
             expected = encoder(wav).numpy()
         (units,) = session.run(None, {"wav": wav.numpy()})
         assert units.shape == expected.shape == (wav.shape[0], encoder.dim, (wav.shape[1] - 80) // 320)
+        assert encoder.num_frames(wav.shape[1]) == units.shape[2]
         assert float(np.abs(units - expected).max()) < TOL
 
 
@@ -359,7 +366,7 @@ def test_hubertsoft_matches_reference_layout(tmp_path, wav):
         with torch.no_grad():
             expected = reference.units(x)
             units = encoder(x)
-        assert units.shape == (x.shape[0], 24, x.shape[1] // 320)
+        assert units.shape == (x.shape[0], 24, x.shape[1] // 320) == (x.shape[0], 24, encoder.num_frames(x.shape[1]))
         assert float((units.transpose(1, 2) - expected).abs().max()) < TOL
 
 

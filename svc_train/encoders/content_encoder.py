@@ -107,6 +107,10 @@ class ContentEncoder(nn.Module):
         self.hop_size = body.config.hop_size
         self.min_samples = min_samples(body, pad_samples)
 
+    def num_frames(self, num_samples: int) -> int:
+        """Unit frames for ``num_samples`` input samples ((N - 80) // 320 for vec*, N // 320 for hubert-soft)."""
+        return self.body.config.num_frames(num_samples + 2 * self.pad_samples)
+
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav: [B, N] float32 16 kHz mono -> units [B, dim, frames] (frames ~ N / 320)."""
         if wav.dim() != 2:
