@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections import OrderedDict
 
@@ -159,3 +160,32 @@ def test_remove_weight_norm_keeps_output(small, inputs, reference_output):
     model = remove_weight_norm(load_generator(small / "G_1.pth", small / "config.json"))
     assert not any(k.endswith(("weight_g", "weight_v")) for k in model.state_dict())
     assert float((model.infer(*inputs, deterministic=True)[0] - reference_output).abs().max()) <= 1e-5
+
+
+def test_init_command_writes_a_loadable_seeded_checkpoint(small, inputs, tmp_path):
+    from typer.testing import CliRunner
+
+    from svc_train.cli.app import app
+
+    runner = CliRunner()
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        result = runner.invoke(app, ["init", "-c", str(small / "config.json"), "-o", str(tmp_path / name / "G_0.pth"),
+                                     "--seed", str(seed)])
+        assert result.exit_code == 0, result.output
+    a, b, c = (torch.load(tmp_path / n / "G_0.pth", weights_only=True) for n in "abc")
+    assert list(a) == ["model", "iteration", "optimizer", "learning_rate"]
+    assert a["iteration"] == 0 and a["learning_rate"] == 1e-4
+    assert tuple(a["optimizer"]["param_groups"][0]["betas"]) == (0.8, 0.99)
+    assert list(a["model"]) == list(torch.load(small / "G_1.pth", weights_only=True)["model"])
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert not torch.equal(a["model"]["pre.weight"], c["model"]["pre.weight"])
+    model = load_generator(tmp_path / "a" / "G_0.pth", small / "config.json")
+    audio, _ = model.infer(*inputs, deterministic=True)
+    assert torch.isfinite(audio).all() and float(audio.abs().max()) > 0
+
+    bad = json.loads((small / "config.json").read_text())
+    bad["model"]["n_heads"] = "two"
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    result = runner.invoke(app, ["init", "-c", str(tmp_path / "bad.json"), "-o", str(tmp_path / "G_bad.pth")])
+    assert result.exit_code == 2 and "model.n_heads must be an integer" in result.output
+    assert not (tmp_path / "G_bad.pth").exists()
