@@ -151,6 +151,8 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("typing", "Any"): _TYPING_ANY,
     }
     table.update({("builtins", name): obj for name, obj in _BUILTINS.items()})
+    # torch dtypes (torch.float32, ...); vars() so that no lazy torch submodule is imported
+    table.update({("torch", name): obj for name, obj in vars(torch).items() if isinstance(obj, torch.dtype)})
     table.update(_numpy_globals())
     return table
 
@@ -162,10 +164,11 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+_ALLOWED_GLOBALS = _allowed_globals()
+
+
 class SafeUnpickler(pickle.Unpickler):
     """`pickle.Unpickler` whose globals come only from the allow-list (module doc)."""
-
-    _allowed: dict[tuple[str, str], Any] | None = None
 
     def __init__(self, file: BinaryIO, **kwargs: Any) -> None:
         super().__init__(file, **kwargs)
@@ -176,13 +179,9 @@ class SafeUnpickler(pickle.Unpickler):
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         elif module in _compat_pickle.IMPORT_MAPPING:
             module = _compat_pickle.IMPORT_MAPPING[module]
-        if SafeUnpickler._allowed is None:
-            SafeUnpickler._allowed = _allowed_globals()
-        found = SafeUnpickler._allowed.get((module, name))
+        found = _ALLOWED_GLOBALS.get((module, name))
         if found is not None:
             return found
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
         kind = _OMEGACONF_KINDS.get((module, name))
         if kind is None and module.split(".")[0] in STUBBED_PACKAGES:
             kind = "opaque"

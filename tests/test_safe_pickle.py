@@ -62,7 +62,7 @@ def test_unknown_class_is_refused_by_name():
 def test_plain_data_and_tensors_survive(tmp_path):
     data = {
         "model": OrderedDict(w=torch.arange(6.0).reshape(2, 3), b=torch.ones(3, dtype=torch.float16)),
-        "plain": [1, 2.5, "x", None, True, (1, 2), {3, 4}, b"bytes"],
+        "plain": [1, 2.5, "x", None, True, (1, 2), {3, 4}, b"bytes", torch.bfloat16],
         "args": argparse.Namespace(encoder_layers=12, conv_feature_layers="[(512,10,5)]"),
     }
     path = tmp_path / "ck.pt"
