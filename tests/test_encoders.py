@@ -370,6 +370,24 @@ def test_hubertsoft_matches_reference_layout(tmp_path, wav):
         assert float((units.transpose(1, 2) - expected).abs().max()) < TOL
 
 
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+def test_hubertsoft_onnx_export_keeps_padding(tmp_path):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    torch.save(_SoftReference().state_dict(), tmp_path / "hubert-soft.pt")
+    encoder = load_content_encoder("hubertsoft", tmp_path / "hubert-soft.pt")
+    _export_onnx(encoder, tmp_path / "soft.onnx")
+    session = ort.InferenceSession(str(tmp_path / "soft.onnx"), providers=["CPUExecutionProvider"])
+    for length in (320, 9999):
+        x = 0.3 * torch.randn(1, length)
+        with torch.no_grad():
+            expected = encoder(x).numpy()
+        (units,) = session.run(None, {"wav": x.numpy()})
+        assert units.shape == expected.shape == (1, 24, length // 320)
+        assert float(np.abs(units - expected).max()) < TOL
+
+
 # ---------------------------------------------------------------- chinese-hubert-large (pre-LN)
 
 

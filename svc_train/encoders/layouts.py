@@ -37,6 +37,7 @@ __all__ = [
     "state_from_fairseq",
     "state_from_hf",
     "state_from_hubert_soft",
+    "strip_prefix",
 ]
 
 DEFAULT_CONV_FEATURE_LAYERS = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
@@ -276,7 +277,7 @@ def config_from_fairseq(model_cfg: Mapping[str, Any], state: Mapping[str, torch.
 def config_from_hf(config: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> HubertConfig:
     """transformers ``HubertConfig`` fields (config.json) -> `HubertConfig`."""
     model_type = config.get("model_type", "hubert")
-    if model_type not in ("hubert", "wav2vec2"):
+    if model_type != "hubert":
         raise CheckpointLayoutError(f"config.json model_type={model_type!r}: expected 'hubert'")
     if config.get("conv_pos_batch_norm", False):
         raise CheckpointLayoutError("conv_pos_batch_norm=True is not supported")
