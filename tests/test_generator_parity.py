@@ -246,3 +246,17 @@ def test_model_output_with_numpy_phases_equals_internal_path(model, ref):
                               phase=torch.from_numpy(phases))
     assert max_err(supplied, internal) <= 1e-6
     assert max_err(supplied, noisy["audio_noisy"]) <= AUDIO_TOL
+
+
+def test_half_precision_model_runs(fixtures_dir, ref, deterministic_parts):
+    io, _ = ref
+    d = fixtures_dir / "sovits41_small"
+    half = load_generator(d / "G_1.pth", d / "config.json").half()
+    frames = 60
+    c, f0, uv = io["c"][..., :frames].half(), io["f0"][:, :frames], io["uv"][:, :frames]
+    audio, _ = half.infer(c, f0, uv, io["sid"], deterministic=True)
+    full = load_generator(d / "G_1.pth", d / "config.json")
+    expected, _ = full.infer(c.float(), f0, uv, io["sid"], deterministic=True)
+    assert audio.dtype == torch.float16 and max_err(audio, expected) <= 2e-2
+    predicted, f0_pred = half.infer(c, f0, uv, io["sid"], predict_f0=True, deterministic=True)
+    assert predicted.dtype == torch.float16 and f0_pred.shape == f0.shape

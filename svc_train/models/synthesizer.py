@@ -223,11 +223,11 @@ class SynthesizerTrn(nn.Module):
         norm_lf0 = pred_lf0 = None
         if predict_f0:
             norm_lf0 = normalize_lf0(f0_to_lf0(f0), x_mask, uv, random_scale=False)
-            pred_lf0 = self.f0_decoder(x, norm_lf0, x_mask, spk_emb=g).to(f0)
+            pred_lf0 = self.f0_decoder(x, norm_lf0.to(x.dtype), x_mask, spk_emb=g).to(f0)
             f0 = lf0_to_f0(pred_lf0)
         draws = self._resolve_noise(noise, deterministic, batch, frames, c.device)
         coarse = f0_to_coarse(f0)
-        z_p, m_p, logs_p, _ = self.enc_p(x, x_mask, coarse, noise_scale=noise_scale, noise=draws.prior)
+        z_p, m_p, logs_p, _ = self.enc_p(x, x_mask, coarse, noise_scale=noise_scale, noise=draws.prior.to(x.dtype))
         z = self.flow(z_p, x_mask, g=g, reverse=True)
         audio = self.dec(z * x_mask, f0, g, phase=phase, rand_ini=None if phase is not None else draws.rand_ini,
                          sine_noise=draws.sine)
