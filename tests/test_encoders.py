@@ -518,9 +518,10 @@ def test_wavlm_hf_and_original_forms(tmp_path):
     normalised = torch.nn.functional.layer_norm(x, x.shape[-1:])
     with torch.no_grad():
         plain, expected_normalised = model(x).last_hidden_state, model(normalised).last_hidden_state
-        hf_units = load_content_encoder("wavlmbase+", tmp_path / "hf")(x)
+        hf_encoder = load_content_encoder("wavlmbase+", tmp_path / "hf")
+        hf_units = hf_encoder(x)
         original_units = load_content_encoder("wavlmbase+", tmp_path / "WavLM-Base+.pt")(x)
-    assert hf_units.shape == (2, 64, plain.shape[1])
+    assert hf_units.shape == (2, 64, plain.shape[1]) == (2, hf_encoder.dim, hf_encoder.num_frames(6000))
     assert float((hf_units.transpose(1, 2) - plain).abs().max()) < TOL
     # cfg.normalize=True: so-vits-svc layer-normalises the waveform first
     assert float((original_units.transpose(1, 2) - expected_normalised).abs().max()) < TOL

@@ -67,6 +67,15 @@ class WavLMContentEncoder(nn.Module):
             stride *= int(s)
         self.hop_size = stride
 
+    def num_frames(self, num_samples: int) -> int:
+        """Unit frames for ``num_samples`` input samples (0 if too short)."""
+        n = num_samples
+        for kernel, stride in zip(self.model.config.conv_kernel, self.model.config.conv_stride):
+            n = (n - int(kernel)) // int(stride) + 1
+            if n <= 0:
+                return 0
+        return n
+
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav: [B, N] -> [B, dim, frames]; per-item layer norm first when ``normalize``."""
         if wav.dim() != 2:
