@@ -79,15 +79,6 @@ def get_padding(kernel_size: int, dilation: int = 1) -> int:
     return (kernel_size * dilation - dilation) // 2
 
 
-def init_conv_normal(module: nn.Module, mean: float = 0.0, std: float = 0.01) -> None:
-    """HiFiGAN's initialisation of conv weights (before weight norm splits them)."""
-    if isinstance(module, DepthwiseSeparableConv1d):
-        module.depth_conv.weight.data.normal_(mean, std)
-        module.point_conv.weight.data.normal_(mean, std)
-    elif isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-        module.weight.data.normal_(mean, std)
-
-
 def gated_activation(x: torch.Tensor, cond: torch.Tensor, channels: int) -> torch.Tensor:
     """WaveNet gate: tanh(a[:channels]) * sigmoid(a[channels:]) with a = x + cond."""
     summed = x + cond

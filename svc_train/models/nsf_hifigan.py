@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from svc_train.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2, apply_weight_norm, init_conv_normal
+from svc_train.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2, apply_weight_norm
 from svc_train.models.nsf_source import SourceModuleHnNSF
 
 
@@ -52,8 +52,6 @@ class NsfHifiGan(nn.Module):
             for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes):
                 self.resblocks.append(block(ch, k, tuple(d)))
         self.conv_post = apply_weight_norm(nn.Conv1d(ch, 1, 7, 1, padding=3))
-        self.ups.apply(init_conv_normal)
-        self.conv_post.apply(init_conv_normal)
         self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
 
     def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor | None = None, *,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from svc_train.models.modules import apply_weight_norm, get_padding, init_conv_normal
+from svc_train.models.modules import apply_weight_norm, get_padding
 from svc_train.models.nsf_source import SourceModuleHnNSF
 
 
@@ -185,8 +185,6 @@ class NsfSnakeHifiGan(nn.Module):
             for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes):
                 self.resblocks.append(block(ch, k, tuple(d)))
         self.conv_post = apply_weight_norm(nn.Conv1d(ch, 1, 7, 1, padding=3))
-        self.ups.apply(init_conv_normal)
-        self.conv_post.apply(init_conv_normal)
         self.snake_post = SnakeAlias(ch)
         self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
 
