@@ -33,7 +33,17 @@ from svc_runtime.signal.nsf_phase import frame_start_phases
 
 
 class Session(Protocol):
-    def run(self, output_names: list[str] | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+    """An ``onnxruntime.InferenceSession`` (``run(names, feeds) -> list``) or a bundle
+    ``GraphSession`` (``run(feeds) -> {name: array}``); :func:`run_graph` calls either."""
+
+    def run(self, *args: Any) -> Any: ...
+
+
+def run_graph(session: Session, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """One output of one graph call, whichever of the two session interfaces ``session`` has."""
+    if hasattr(session, "get_inputs"):  # a plain onnxruntime.InferenceSession
+        return session.run([output], feeds)[0]
+    return session.run(feeds)[output]
 
 
 def open_session(path: Path, threads: int = 0, providers: list[str] | None = None) -> Session:
@@ -102,18 +112,22 @@ class Vocoder:
             "phase": np.ascontiguousarray(phase, dtype=np.float32),
             "sine_noise": np.ascontiguousarray(sine_noise, dtype=np.float32),
         }
-        return self.session.run(["audio"], feeds)[0]
+        return run_graph(self.session, "audio", feeds)
 
 
 class _Denoiser:
-    """Calls the denoiser graph for one fixed condition, with I/O binding where available."""
+    """Calls the denoiser graph for one fixed condition.
+
+    A plain ``InferenceSession`` gets I/O binding with the condition bound once as an
+    ``OrtValue``; a bundle ``GraphSession`` does its own binding.
+    """
 
     def __init__(self, session: Session, cond: np.ndarray) -> None:
         self.session = session
         self.batch = cond.shape[0]
         self.cond = np.ascontiguousarray(cond, dtype=np.float32)
         self.binding = None
-        if hasattr(session, "io_binding"):
+        if hasattr(session, "io_binding") and hasattr(session, "get_inputs"):
             import onnxruntime as ort  # noqa: PLC0415
 
             self.binding = session.io_binding()
@@ -124,7 +138,7 @@ class _Denoiser:
         x = np.ascontiguousarray(x, dtype=np.float32)
         steps = np.full((self.batch,), t, dtype=np.float32)
         if self.binding is None:
-            return self.session.run(["eps"], {"x": x, "t": steps, "cond": self.cond})[0]
+            return run_graph(self.session, "eps", {"x": x, "t": steps, "cond": self.cond})
         self.binding.bind_cpu_input("x", x)
         self.binding.bind_cpu_input("t", steps)
         self.binding.bind_output("eps")
@@ -185,7 +199,7 @@ class ShallowDiffusion:
             "vol": np.ascontiguousarray(volume, dtype=np.float32),
             "speaker": np.ascontiguousarray(speaker, dtype=np.float32),
         }
-        return self.condition.run(["cond"], feeds)[0]
+        return run_graph(self.condition, "cond", feeds)
 
     # -- rendering ---------------------------------------------------------------------------
     def render_mel(
@@ -283,4 +297,4 @@ def fit_frames(mel: np.ndarray, frames: int) -> np.ndarray:
     return np.concatenate([mel, np.repeat(mel[..., -1:], frames - have, axis=-1)], axis=-1)
 
 
-__all__ = ["ShallowDiffusion", "Vocoder", "fit_frames", "open_session", "read_spec"]
+__all__ = ["ShallowDiffusion", "Vocoder", "fit_frames", "open_session", "read_spec", "run_graph"]
