@@ -1,0 +1,384 @@
+"""The export pipeline: validate every input, load the networks, then build each graph
+(trace, check, simplify, parity), optional fp16 copies and TensorRT engines, and
+write the bundle atomically.
+
+Everything that can be wrong with the inputs (missing files, a checkpoint that does
+not fit its config, an unknown encoder or pitch method, no TensorRT) fails before
+the first graph is traced and before anything is written.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import onnx
+import torch
+
+from svc_export.bundle_writer import BundleStaging, check_target
+from svc_export.fp16 import convert_to_fp16
+from svc_export.onnx_export import (
+    OPSET,
+    GraphPlan,
+    ParityResult,
+    check_onnx,
+    export_onnx,
+    float64_tensors,
+    graph_parity,
+    require_parity,
+    simplify_onnx,
+    torch_parity,
+)
+from svc_export.plans import FP16_TOLERANCE, f0_predictor_plan, generator_plan, pitch_plan, speech_encoder_plan
+from svc_export.tensorrt import ProfileOptions, build_engine, input_profile, require_tensorrt
+from svc_runtime.bundle.bundle import sha256_of
+from svc_runtime.bundle.manifest import (
+    AuxFile,
+    EngineEntry,
+    GraphEntry,
+    Manifest,
+    ModelInfo,
+    ParityRecord,
+    PitchInfo,
+    SpeechEncoderInfo,
+    TensorSpec,
+)
+from svc_runtime.signal.nsf_phase import NSF_HARMONICS
+
+log = logging.getLogger(__name__)
+
+SPEECH_ENCODER_SAMPLE_RATE = 16000
+SPEECH_ENCODER_HOP = 320
+"""Every so-vits-svc 4.1 speech encoder takes 16 kHz audio and emits one frame per 320 samples."""
+
+
+PITCH_METHODS = ("rmvpe", "fcpe")
+PITCH_SAMPLE_RATE = 16000
+PITCH_HOP = 160
+
+
+class ExportInputError(ValueError):
+    """An input to svc-export is missing or does not fit (named in the message)."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export. Paths are checked by `validate` before any work."""
+
+    checkpoint: Path
+    config: Path
+    output: Path
+    encoder: str | None = None
+    encoder_checkpoint: Path | None = None
+    pitch: str | None = None
+    pitch_checkpoint: Path | None = None
+    pitch_threshold: float | None = None
+    fp16: bool = False
+    trt: str | None = None
+    trt_profile: ProfileOptions = field(default_factory=ProfileOptions)
+    trt_timing_cache: Path | None = None
+    index: tuple[Path, ...] = ()
+    cluster: Path | None = None
+    opset: int = OPSET
+    simplify: bool = True
+
+    def validate(self) -> None:
+        """Check files, names and option combinations; raise `ExportInputError` naming the problem."""
+        files = [("checkpoint", self.checkpoint), ("--config", self.config)]
+        files += [("--encoder-checkpoint", self.encoder_checkpoint), ("--pitch-checkpoint", self.pitch_checkpoint)]
+        files += [("--index", p) for p in self.index] + [("--cluster", self.cluster)]
+        for what, path in files:
+            if path is not None and not Path(path).exists():
+                raise ExportInputError(f"{what}: {path} does not exist")
+        if self.encoder is not None:
+            from svc_train.encoders import ENCODER_SPECS  # noqa: PLC0415
+
+            if self.encoder not in ENCODER_SPECS:
+                raise ExportInputError(
+                    f"--encoder: unknown speech encoder {self.encoder!r}; known: {', '.join(ENCODER_SPECS)}"
+                )
+        if self.encoder_checkpoint is None and self.encoder is not None:
+            raise ExportInputError("--encoder needs --encoder-checkpoint PATH (the encoder's weights)")
+        if self.pitch is not None and self.pitch not in PITCH_METHODS:
+            raise ExportInputError(f"--pitch: unknown method {self.pitch!r}; choose one of {', '.join(PITCH_METHODS)}")
+        if self.pitch_checkpoint is not None and self.pitch is None:
+            raise ExportInputError("--pitch-checkpoint needs --pitch rmvpe|fcpe")
+        if self.pitch == "rmvpe" and self.pitch_checkpoint is None:
+            raise ExportInputError("--pitch rmvpe needs --pitch-checkpoint PATH (rmvpe.pt)")
+        if self.pitch_threshold is not None and not 0.0 <= self.pitch_threshold < 1.0:
+            raise ExportInputError(f"--pitch-threshold must be in [0, 1), got {self.pitch_threshold}")
+        if self.trt not in (None, "fp16", "fp32"):
+            raise ExportInputError(f"--trt must be fp16 or fp32, got {self.trt!r}")
+        if self.opset < 17:
+            raise ExportInputError(f"--opset must be at least 17 (LayerNormalization), got {self.opset}")
+        names = [p.name for p in self.index] + ([self.cluster.name] if self.cluster else [])
+        if len(set(names)) != len(names):
+            raise ExportInputError(f"--index/--cluster files must have distinct names, got {names}")
+        try:
+            check_target(Path(self.output).resolve())
+        except ValueError as exc:
+            raise ExportInputError(str(exc)) from exc
+
+
+@dataclass
+class LoadedNetworks:
+    """The torch modules to export and what the manifest says about them."""
+
+    config: object
+    synthesizer: torch.nn.Module
+    encoder: torch.nn.Module | None
+    encoder_dim: int
+    pitch: torch.nn.Module | None
+    pitch_info: PitchInfo | None
+    encoder_name: str
+    encoder_hop: int
+
+
+def _load_generator(request: ExportRequest):
+    from svc_train.checkpoint import load_generator  # noqa: PLC0415
+    from svc_train.config import SvcConfig  # noqa: PLC0415
+
+    try:
+        config = SvcConfig.load(request.config)
+    except ValueError as exc:
+        raise ExportInputError(f"--config {request.config}: {exc}") from exc
+    try:
+        synthesizer = load_generator(request.checkpoint, request.config)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ExportInputError(
+            f"checkpoint {request.checkpoint} does not fit config {request.config}: {exc}"
+        ) from exc
+    return config, synthesizer
+
+
+def _load_encoder(request: ExportRequest, config) -> tuple[torch.nn.Module | None, int, str, int]:
+    name = request.encoder or config.model.speech_encoder
+    if request.encoder is not None and request.encoder != config.model.speech_encoder:
+        raise ExportInputError(
+            f"--encoder {request.encoder}: the model was trained with {config.model.speech_encoder!r} "
+            f"(config model.speech_encoder); its units would not fit"
+        )
+    if request.encoder_checkpoint is None:
+        return None, config.model.ssl_dim, name, SPEECH_ENCODER_HOP
+    from svc_train import load_content_encoder  # noqa: PLC0415
+
+    try:
+        encoder = load_content_encoder(name, request.encoder_checkpoint).eval()
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as exc:
+        raise ExportInputError(f"--encoder-checkpoint {request.encoder_checkpoint}: {exc}") from exc
+    with torch.no_grad():
+        units = encoder(torch.zeros(1, SPEECH_ENCODER_SAMPLE_RATE // 2))
+    if units.dim() != 3 or units.shape[1] != config.model.ssl_dim:
+        raise ExportInputError(
+            f"--encoder-checkpoint {request.encoder_checkpoint}: gives units of shape {list(units.shape)}, "
+            f"the model needs [B, {config.model.ssl_dim}, frames] (config model.ssl_dim)"
+        )
+    return encoder, int(units.shape[1]), name, int(getattr(encoder, "hop_size", SPEECH_ENCODER_HOP))
+
+
+def _load_pitch(request: ExportRequest) -> tuple[torch.nn.Module | None, PitchInfo | None]:
+    if request.pitch is None:
+        return None, None
+    from svc_runtime.pitch.decode import FCPE_THRESHOLD, RMVPE_THRESHOLD  # noqa: PLC0415
+    from svc_runtime.signal.f0 import F0_MAX_HZ, F0_MIN_HZ  # noqa: PLC0415
+    from svc_train.pitch import FcpeFromAudio, RmvpeFromAudio, load_fcpe, load_rmvpe  # noqa: PLC0415
+
+    where = f"--pitch-checkpoint {request.pitch_checkpoint}" if request.pitch_checkpoint else "--pitch fcpe"
+    try:
+        if request.pitch == "rmvpe":
+            module = RmvpeFromAudio(load_rmvpe(request.pitch_checkpoint))
+            threshold, f0_range = RMVPE_THRESHOLD, (F0_MIN_HZ, F0_MAX_HZ)
+        else:
+            network = load_fcpe(request.pitch_checkpoint)
+            module = FcpeFromAudio(network)
+            threshold, f0_range = FCPE_THRESHOLD, (network.config.f0_min, network.config.f0_max)
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as exc:
+        raise ExportInputError(f"{where}: {exc}") from exc
+    if request.pitch_threshold is not None:
+        threshold = request.pitch_threshold
+    info = PitchInfo(
+        method=request.pitch, sampling_rate=PITCH_SAMPLE_RATE, hop_length=PITCH_HOP, threshold=float(threshold),
+        f0_min=float(f0_range[0]), f0_max=float(f0_range[1]), graph="pitch",
+    )
+    return module.eval(), info
+
+
+def load_networks(request: ExportRequest) -> LoadedNetworks:
+    """Load and cross-check every network; errors name the offending file."""
+    from svc_export.graphs import strip_weight_norm  # noqa: PLC0415
+
+    config, synthesizer = _load_generator(request)
+    encoder, dim, encoder_name, encoder_hop = _load_encoder(request, config)
+    pitch, pitch_info = _load_pitch(request)
+    for module in (synthesizer, encoder, pitch):
+        if module is not None:
+            strip_weight_norm(module.eval())
+    return LoadedNetworks(config, synthesizer, encoder, dim, pitch, pitch_info, encoder_name, encoder_hop)
+
+
+def _specs(sketches) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(s.name, s.dtype, tuple(s.shape)) for s in sketches)
+
+
+def _records(results: list[ParityResult]) -> tuple[ParityRecord, ...]:
+    return tuple(ParityRecord(r.output, r.length, r.max_abs_error, r.tolerance, r.reference) for r in results)
+
+
+def _versions() -> dict[str, str]:
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "tool": "svc-export",
+        "svc_toolkit": version("svc-toolkit"),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": version("onnxruntime"),
+        "opset": "",
+    }
+
+
+ParityCallback = Callable[[str, list[ParityResult]], None]
+StepCallback = Callable[[str], None]
+
+
+def export_bundle(
+    request: ExportRequest,
+    on_parity: ParityCallback | None = None,
+    on_step: StepCallback | None = None,
+) -> Manifest:
+    """Run the whole export; returns the manifest of the bundle written to `request.output`."""
+    request.validate()
+    trt_info = require_tensorrt() if request.trt else None
+    step = on_step or (lambda message: log.info("%s", message))
+    step("loading networks")
+    nets = load_networks(request)
+    config = nets.config
+    speakers = dict(config.spk)
+    n_speakers = config.model.n_speakers
+
+    plans: list[GraphPlan] = [generator_plan(nets.synthesizer, n_speakers)]
+    if config.model.use_automatic_f0_prediction:
+        plans.append(f0_predictor_plan(nets.synthesizer, n_speakers))
+    if nets.encoder is not None:
+        plans.append(speech_encoder_plan(nets.encoder, nets.encoder_dim))
+    if nets.pitch is not None:
+        with torch.no_grad():
+            bins = int(nets.pitch(torch.zeros(1, 1600)).shape[-1])
+        plans.append(pitch_plan(nets.pitch, bins))
+
+    graphs: dict[str, GraphEntry] = {}
+    engines: dict[str, EngineEntry] = {}
+    with BundleStaging(request.output) as stage:
+        for plan in plans:
+            graphs.update(_export_plan(plan, stage, request, step, on_parity))
+        if request.trt:
+            engines = _build_engines(plans, graphs, stage, request, trt_info, step)
+        aux = [
+            AuxFile(kind="index", file=p.name, sha256=stage.copy_in(p, p.name), format=p.suffix.lstrip(".") or "bin")
+            for p in request.index
+        ]
+        if request.cluster is not None:
+            p = request.cluster
+            aux.append(AuxFile(kind="cluster", file=p.name, sha256=stage.copy_in(p, p.name),
+                               format=p.suffix.lstrip(".") or "bin"))
+        exporter = _versions()
+        exporter["opset"] = str(request.opset)
+        manifest = Manifest(
+            model=ModelInfo(
+                sampling_rate=config.data.sampling_rate,
+                hop_length=config.data.hop_length,
+                ssl_dim=config.model.ssl_dim,
+                inter_channels=config.model.inter_channels,
+                gin_channels=config.model.gin_channels,
+                n_harmonics=NSF_HARMONICS,
+                nsf_source_sampling_rate=int(nets.synthesizer.dec.m_source.source_sr),
+                n_speakers=n_speakers,
+                speakers=speakers,
+                vol_embedding=config.model.vol_embedding,
+                use_automatic_f0_prediction=config.model.use_automatic_f0_prediction,
+                unit_interpolate_mode=config.data.unit_interpolate_mode,
+                speech_encoder=config.model.speech_encoder,
+            ),
+            graphs=graphs,
+            speech_encoder=SpeechEncoderInfo(
+                name=nets.encoder_name,
+                sampling_rate=SPEECH_ENCODER_SAMPLE_RATE,
+                hop_length=nets.encoder_hop,
+                dim=nets.encoder_dim,
+                graph="speech_encoder" if nets.encoder is not None else None,
+            ),
+            pitch=nets.pitch_info,
+            engines=engines,
+            aux_files=tuple(aux),
+            exporter=exporter,
+        )
+        step(f"writing bundle {request.output}")
+        stage.commit(manifest)
+    return manifest
+
+
+def _export_plan(plan, stage, request, step, on_parity) -> dict[str, GraphEntry]:
+    path = stage.file(f"{plan.name}.onnx")
+    step(f"{plan.name}: tracing (opset {request.opset})")
+    export_onnx(plan, path, request.opset)
+    model = check_onnx(path)
+    if request.simplify:
+        started = time.perf_counter()
+        before, after = simplify_onnx(path)
+        step(f"{plan.name}: onnxslim {before} -> {after} nodes ({time.perf_counter() - started:.1f} s)")
+        model = check_onnx(path)
+    if request.trt and float64_tensors(model):
+        raise RuntimeError(f"{plan.name}: the graph holds float64 tensors, which TensorRT cannot run")
+    results = torch_parity(plan, path)
+    if on_parity:
+        on_parity(f"{plan.name} (fp32) vs PyTorch", results)
+    require_parity(results)
+    entries = {
+        plan.name: GraphEntry(
+            role=plan.role, file=path.name, sha256=sha256_of(path), precision="fp32", opset=request.opset,
+            inputs=_specs(plan.inputs), outputs=_specs(plan.outputs), parity=_records(results),
+        )
+    }
+    scopes = plan.meta.get("fp32_scopes")
+    if request.fp16 and scopes is not None:
+        half = stage.file(f"{plan.name}.fp16.onnx")
+        step(f"{plan.name}: fp16 copy (fp32 kept in {', '.join(scopes)}, normalisations and transcendental ops)")
+        convert_to_fp16(path, half, tuple(scopes))
+        tolerance = {s.name: FP16_TOLERANCE[s.name] for s in plan.outputs}
+        half_results = graph_parity(plan, half, path, f"{plan.name} fp32 graph", tolerance)
+        if on_parity:
+            on_parity(f"{plan.name} (fp16) vs fp32 graph", half_results)
+        require_parity(half_results)
+        entries[f"{plan.name}_fp16"] = GraphEntry(
+            role=plan.role, file=half.name, sha256=sha256_of(half), precision="fp16", opset=request.opset,
+            inputs=_specs(plan.inputs), outputs=_specs(plan.outputs), parity=_records(half_results),
+        )
+    return entries
+
+
+def _build_engines(plans, graphs, stage, request, trt_info, step) -> dict[str, EngineEntry]:
+    """One engine per fp32 graph (TensorRT does its own fp16 with --trt fp16). UNTESTED (no GPU here)."""
+    version, gpu, capability = trt_info
+    cache = request.trt_timing_cache or Path.home() / ".cache" / "svc_export" / "tensorrt_timing.cache"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    engines = {}
+    for plan in plans:
+        graph = graphs[plan.name]
+        profile = input_profile([(s.name, s.shape) for s in graph.inputs], request.trt_profile,
+                                int(plan.meta.get("hop", 0)))
+        engine_path = stage.file(f"{plan.name}.{request.trt}.plan")
+        step(f"{plan.name}: building TensorRT {request.trt} engine on {gpu}")
+        build_engine(stage.file(graph.file), engine_path, profile, request.trt, cache)
+        engines[plan.name] = EngineEntry(
+            graph=plan.name, file=engine_path.name, sha256=sha256_of(engine_path), precision=request.trt,
+            tensorrt_version=version, gpu=gpu, compute_capability=capability, profile=profile,
+        )
+    return engines

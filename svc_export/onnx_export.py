@@ -1,0 +1,217 @@
+"""Trace a module to ONNX, check it, simplify it, and prove it against PyTorch.
+
+One opset for every graph: 17 runs on ONNX Runtime >= 1.14 and TensorRT >= 8.6
+(LayerNormalization is a single op from 17 on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+OPSET = 17
+
+log = logging.getLogger(__name__)
+
+_TORCH_TO_ONNX_DTYPE = {torch.float32: "float32", torch.float16: "float16", torch.int64: "int64", torch.int32: "int32"}
+
+
+class ParityError(RuntimeError):
+    """An exported graph's outputs differ from the PyTorch module's beyond the stated tolerance."""
+
+
+@dataclass(frozen=True)
+class TensorSpecSketch:
+    """A graph input or output: name, dtype and shape with named dynamic axes (str) or fixed sizes (int)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+
+@dataclass
+class GraphPlan:
+    """Everything needed to export one graph and prove it.
+
+    module: takes the inputs positionally in the order of `inputs`, returns one tensor
+        or a tuple in the order of `outputs`.
+    make_inputs: (length, seed) -> example inputs by name; `length` is the graph's dynamic
+        length (frames or samples) for the parity runs.
+    lengths: the dynamic lengths of the parity runs (three different ones); the first is
+        also the tracing example.
+    tolerance: max abs error allowed per output name (fp32 graph vs torch).
+    """
+
+    name: str
+    role: str
+    module: torch.nn.Module
+    inputs: tuple[TensorSpecSketch, ...]
+    outputs: tuple[TensorSpecSketch, ...]
+    make_inputs: Callable[[int, int], dict[str, torch.Tensor]]
+    lengths: tuple[int, ...]
+    tolerance: dict[str, float]
+    batch: int = 1
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes = {}
+        for spec in self.inputs + self.outputs:
+            named = {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)}
+            if named:
+                axes[spec.name] = named
+        return axes
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """Max abs error of one output at one length, against `reference`."""
+
+    graph: str
+    output: str
+    length: int
+    max_abs_error: float
+    tolerance: float
+    reference: str = "torch"
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_abs_error)) and self.max_abs_error <= self.tolerance
+
+
+def export_onnx(plan: GraphPlan, path: Path, opset: int = OPSET) -> None:
+    """Trace `plan.module` with the TorchScript exporter into `path` (opset `opset`)."""
+    example = plan.make_inputs(plan.lengths[0], 0)
+    args = tuple(example[spec.name] for spec in plan.inputs)
+    captured = io.StringIO()
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(captured):
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints are expected and checked by parity
+        torch.onnx.export(
+            plan.module,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=[s.name for s in plan.inputs],
+            output_names=[s.name for s in plan.outputs],
+            dynamic_axes=plan.dynamic_axes(),
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+
+
+def check_onnx(path: Path) -> onnx.ModelProto:
+    """Run the ONNX checker (full check, with shape inference) and return the model."""
+    onnx.checker.check_model(str(path), full_check=True)
+    return onnx.load(str(path))
+
+
+def simplify_onnx(path: Path) -> tuple[int, int]:
+    """Constant-fold and simplify the graph with onnxslim in place; (nodes before, nodes after).
+
+    The result replaces the file only when it passes the checker; parity runs afterwards anyway.
+    """
+    import onnxslim  # noqa: PLC0415 - export-only dependency
+
+    model = onnx.load(str(path))
+    before = len(model.graph.node)
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        slimmed = onnxslim.slim(model)
+    if slimmed is None or len(slimmed.graph.node) >= before:
+        return before, before
+    candidate = path.with_suffix(".slim.onnx")
+    onnx.save(slimmed, str(candidate))
+    try:
+        onnx.checker.check_model(str(candidate), full_check=True)
+    except onnx.checker.ValidationError:
+        candidate.unlink()
+        log.warning("onnxslim produced an invalid graph for %s; kept the unsimplified one", path.name)
+        return before, before
+    candidate.replace(path)
+    return before, len(slimmed.graph.node)
+
+
+def float64_tensors(model: onnx.ModelProto) -> list[str]:
+    """Names of the graph's double-precision values (TensorRT has no float64)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return [v.name for v in values if v.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE]
+
+
+def ort_session(path: Path, threads: int = 1, *, half: bool = False) -> ort.InferenceSession:
+    """A CPU session. half: an fp16 graph, run without ORT's layout optimisations (level ALL
+    crashes ONNX Runtime's CPU provider on some fp16 conv graphs)."""
+    options = ort.SessionOptions()
+    if half:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _as_tuple(value) -> tuple[torch.Tensor, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def torch_parity(plan: GraphPlan, path: Path) -> list[ParityResult]:
+    """Run the graph in ONNX Runtime (CPU) and the module in PyTorch at every length of the plan."""
+    session = ort_session(path)
+    results = []
+    for index, length in enumerate(plan.lengths):
+        inputs = plan.make_inputs(length, index + 1)
+        with torch.no_grad():
+            expected = _as_tuple(plan.module(*(inputs[s.name] for s in plan.inputs)))
+        feeds = {s.name: inputs[s.name].numpy() for s in plan.inputs}
+        actual = session.run([s.name for s in plan.outputs], feeds)
+        for spec, want, got in zip(plan.outputs, expected, actual):
+            want = want.numpy()
+            if want.shape != got.shape:
+                raise ParityError(
+                    f"graph {plan.name}: output {spec.name} has shape {list(got.shape)} in ONNX Runtime but "
+                    f"{list(want.shape)} in PyTorch at length {length}"
+                )
+            error = float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64)))) if want.size else 0.0
+            results.append(ParityResult(plan.name, spec.name, length, error, plan.tolerance[spec.name]))
+    return results
+
+
+def graph_parity(
+    plan: GraphPlan, path: Path, reference: Path, reference_name: str, tolerance: dict[str, float]
+) -> list[ParityResult]:
+    """Compare graph `path` (fp16) with `reference` (fp32) of the same plan in ONNX Runtime (CPU)."""
+    session, ref_session = ort_session(path, half=True), ort_session(reference)
+    names = [s.name for s in plan.outputs]
+    results = []
+    for index, length in enumerate(plan.lengths):
+        inputs = plan.make_inputs(length, index + 1)
+        feeds = {s.name: inputs[s.name].numpy() for s in plan.inputs}
+        got = session.run(names, feeds)
+        want = ref_session.run(names, feeds)
+        for name, a, b in zip(names, got, want):
+            error = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+            results.append(ParityResult(plan.name, name, length, error, tolerance[name], reference_name))
+    return results
+
+
+def require_parity(results: list[ParityResult]) -> None:
+    """Raise `ParityError` naming every output and length above its tolerance."""
+    failed = [r for r in results if not r.ok]
+    if failed:
+        lines = ", ".join(
+            f"{r.output} at length {r.length}: {r.max_abs_error:.3g} > {r.tolerance:g} (vs {r.reference})"
+            for r in failed
+        )
+        raise ParityError(f"graph {failed[0].graph} fails parity: {lines}")
+
+
+def onnx_dtype(tensor: torch.Tensor) -> str:
+    return _TORCH_TO_ONNX_DTYPE[tensor.dtype]

@@ -1,0 +1,168 @@
+"""What each bundle graph is: its module, named inputs/outputs with dynamic axes,
+example inputs for tracing and parity, parity lengths and tolerances.
+
+Parity inputs are realistic in range (an f0 glide with an unvoiced gap, standard
+normal units and noise, a random speaker mix, phases from the runtime's float64
+phase accumulator) and use batch 2 on the second length to prove the batch axis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from svc_export.graphs import F0PredictorGraph, GeneratorGraph, WaveformGraph
+from svc_export.onnx_export import GraphPlan, TensorSpecSketch
+from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
+
+GENERATOR_LENGTHS = (40, 100, 7)
+"""Frames of the generator parity runs (the first is the tracing example)."""
+WAVEFORM_LENGTHS = (16000, 21920, 6400)
+"""Samples (16 kHz) of the encoder / pitch parity runs."""
+
+AUDIO_TOLERANCE = 1e-3
+"""fp32 graph vs torch, audio in [-1, 1]."""
+F0_TOLERANCE_HZ = 1e-2
+UNITS_TOLERANCE = 1e-3
+SALIENCE_TOLERANCE = 1e-4
+"""Salience within 1e-4 keeps every voicing and argmax decision of the pitch fixtures."""
+
+FP16_TOLERANCE = {"audio": 5e-2, "units": 5e-2, "salience": 1e-2}
+"""fp16 graph vs fp32 graph (both in ONNX Runtime); half precision keeps ~3 decimal digits."""
+
+FP32_SCOPES = {
+    "generator": ("/m_source/", "/coarse_pitch/"),
+    "speech_encoder": ("/feature_extractor/",),
+    "pitch": ("/mel/",),
+}
+"""Module scopes kept in fp32 in fp16 graphs: the NSF source (phase and sines), the
+f0 -> coarse-bin mapping, the encoder's first conv stack on raw audio, the pitch networks' STFT/mel front end."""
+
+
+def _batch_for(seed: int) -> int:
+    return 2 if seed == 2 else 1
+
+
+def _f0_track(batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """Glide 110..880 Hz with vibrato; about a fifth of the frames unvoiced (0)."""
+    t = torch.arange(frames, dtype=torch.float32) / max(frames - 1, 1)
+    base = 110.0 * torch.pow(2.0, 3.0 * t) * (1 + 0.03 * torch.sin(2 * math.pi * 5 * t))
+    f0 = base.repeat(batch, 1) * (1 + 0.05 * torch.rand(batch, 1, generator=generator))
+    start = frames // 3
+    f0[:, start:start + max(1, frames // 5)] = 0.0
+    return f0
+
+
+def generator_plan(synthesizer: nn.Module, n_speakers: int) -> GraphPlan:
+    model = synthesizer
+    inter, hop, ssl = model.inter_channels, model.hop, model.config.ssl_dim
+    with_vol = bool(model.vol_embedding)
+    inputs = [
+        TensorSpecSketch("c", "float32", ("batch", ssl, "frames")),
+        TensorSpecSketch("f0", "float32", ("batch", "frames")),
+        TensorSpecSketch("uv", "float32", ("batch", "frames")),
+        TensorSpecSketch("speaker", "float32", ("batch", "frames", n_speakers)),
+        TensorSpecSketch("noise_prior", "float32", ("batch", inter, "frames")),
+        TensorSpecSketch("noise_scale", "float32", (1,)),
+        TensorSpecSketch("phase", "float32", ("batch", "frames", NSF_HARMONICS)),
+        TensorSpecSketch("sine_noise", "float32", ("batch", "samples", NSF_HARMONICS)),
+    ]
+    if with_vol:
+        inputs.append(TensorSpecSketch("vol", "float32", ("batch", "frames")))
+
+    def make_inputs(frames: int, seed: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(1000 + seed)
+        batch = _batch_for(seed)
+        f0 = _f0_track(batch, frames, g)
+        rand_ini = torch.rand(batch, NSF_HARMONICS, generator=g)
+        phase, _ = frame_start_phases(f0.numpy(), hop, source_sr=model.dec.m_source.source_sr, rand_ini=rand_ini.numpy())
+        values = {
+            "c": torch.randn(batch, ssl, frames, generator=g),
+            "f0": f0,
+            "uv": (f0 > 0).float(),
+            "speaker": torch.softmax(2 * torch.randn(batch, frames, n_speakers, generator=g), dim=-1),
+            "noise_prior": torch.randn(batch, inter, frames, generator=g),
+            "noise_scale": torch.tensor([0.35 + 0.1 * seed], dtype=torch.float32),
+            "phase": torch.from_numpy(phase.astype(np.float32)),
+            "sine_noise": torch.randn(batch, frames * hop, NSF_HARMONICS, generator=g),
+        }
+        if with_vol:
+            values["vol"] = 0.5 * torch.rand(batch, frames, generator=g)
+        return values
+
+    return GraphPlan(
+        name="generator",
+        role="generator",
+        module=GeneratorGraph(model).eval(),
+        inputs=tuple(inputs),
+        outputs=(TensorSpecSketch("audio", "float32", ("batch", 1, "samples")),),
+        make_inputs=make_inputs,
+        lengths=GENERATOR_LENGTHS,
+        tolerance={"audio": AUDIO_TOLERANCE},
+        meta={"fp32_scopes": FP32_SCOPES["generator"], "hop": hop},
+    )
+
+
+def f0_predictor_plan(synthesizer: nn.Module, n_speakers: int) -> GraphPlan:
+    generator = generator_plan(synthesizer, n_speakers)
+    names = ("c", "f0", "uv", "speaker", "vol")
+    inputs = tuple(s for s in generator.inputs if s.name in names)
+
+    def make_inputs(frames: int, seed: int) -> dict[str, torch.Tensor]:
+        values = generator.make_inputs(frames, seed)
+        return {s.name: values[s.name] for s in inputs}
+
+    return GraphPlan(
+        name="f0_predictor",
+        role="f0_predictor",
+        module=F0PredictorGraph(synthesizer).eval(),
+        inputs=inputs,
+        outputs=(TensorSpecSketch("f0_pred", "float32", ("batch", "frames")),),
+        make_inputs=make_inputs,
+        lengths=GENERATOR_LENGTHS,
+        tolerance={"f0_pred": F0_TOLERANCE_HZ},
+        meta={},
+    )
+
+
+def _waveform(batch: int, samples: int, generator: torch.Generator) -> torch.Tensor:
+    """A harmonic tone gliding 120..480 Hz with noise, peak about 0.5, at 16 kHz."""
+    t = torch.arange(samples, dtype=torch.float64) / 16000.0
+    f = 120.0 * torch.pow(2.0, 2.0 * t / max(t[-1].item(), 1e-3))
+    phase = 2 * math.pi * torch.cumsum(f, 0) / 16000.0
+    tone = sum(torch.sin(k * phase) / k for k in range(1, 6)).float() * 0.2
+    return tone.repeat(batch, 1) + 0.01 * torch.randn(batch, samples, generator=generator)
+
+
+def waveform_plan(
+    name: str, role: str, module: nn.Module, output: str, output_shape: tuple[int | str, ...], tolerance: float,
+    lengths: tuple[int, ...] = WAVEFORM_LENGTHS,
+) -> GraphPlan:
+    """A graph on a 16 kHz waveform `wav` [batch, samples]."""
+
+    def make_inputs(samples: int, seed: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(2000 + seed)
+        return {"wav": _waveform(_batch_for(seed), samples, g)}
+
+    return GraphPlan(
+        name=name,
+        role=role,
+        module=WaveformGraph(module).eval(),
+        inputs=(TensorSpecSketch("wav", "float32", ("batch", "samples")),),
+        outputs=(TensorSpecSketch(output, "float32", output_shape),),
+        make_inputs=make_inputs,
+        lengths=lengths,
+        tolerance={output: tolerance},
+        meta={"fp32_scopes": FP32_SCOPES[role], "hop": 0},
+    )
+
+
+def speech_encoder_plan(module: nn.Module, dim: int) -> GraphPlan:
+    return waveform_plan("speech_encoder", "speech_encoder", module, "units", ("batch", dim, "frames"), UNITS_TOLERANCE)
+
+
+def pitch_plan(module: nn.Module, n_bins: int) -> GraphPlan:
+    return waveform_plan("pitch", "pitch", module, "salience", ("batch", "frames", n_bins), SALIENCE_TOLERANCE)

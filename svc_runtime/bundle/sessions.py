@@ -1,0 +1,237 @@
+"""Running one graph: ONNX Runtime sessions (CPU / CUDA / TensorRT execution providers)
+and prebuilt TensorRT engines, behind one `run(feeds) -> outputs` surface.
+
+Provider choice is plain data (`ProviderConfig`); an unavailable provider is a
+clear error, never a silent fallback. On CUDA the inputs and outputs go through
+ONNX Runtime I/O binding with device buffers that are reused while shapes stay
+the same (streaming calls the same shapes over and over).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+_ORT_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+_NUMPY_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+log = logging.getLogger(__name__)
+
+
+class ProviderUnavailableError(RuntimeError):
+    """The requested execution provider is not in this onnxruntime build (or tensorrt is missing)."""
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Where graphs run.
+
+    provider: "cpu", "cuda" (onnxruntime-gpu) or "tensorrt" (prebuilt engines from the
+        bundle when it has them, else ONNX Runtime's TensorRT execution provider).
+    device_id: CUDA device index.
+    intra_op_threads: CPU threads per session (0: ONNX Runtime's default).
+    trt_fp16: let ONNX Runtime's TensorRT provider build fp16 kernels.
+    trt_cache_dir: engine and timing cache folder of ONNX Runtime's TensorRT provider.
+    trt_workspace_bytes: TensorRT builder workspace.
+    """
+
+    provider: str = "cpu"
+    device_id: int = 0
+    intra_op_threads: int = 0
+    trt_fp16: bool = False
+    trt_cache_dir: str | None = None
+    trt_workspace_bytes: int = 2 << 30
+
+    def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}; got {self.provider!r}")
+        if self.device_id < 0 or self.intra_op_threads < 0:
+            raise ValueError("device_id and intra_op_threads must be >= 0")
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.provider != "cpu"
+
+    def ort_providers(self) -> list[str | tuple[str, dict[str, object]]]:
+        """The provider list handed to `onnxruntime.InferenceSession`, most preferred first."""
+        available = ort.get_available_providers()
+        wanted = _ORT_NAMES[self.provider]
+        if wanted not in available:
+            hint = {
+                "cuda": "install onnxruntime-gpu (pip uninstall -y onnxruntime && pip install onnxruntime-gpu)",
+                "tensorrt": "install onnxruntime-gpu and TensorRT",
+            }.get(self.provider, "")
+            raise ProviderUnavailableError(
+                f"execution provider {self.provider!r} ({wanted}) is not available in this onnxruntime "
+                f"(available: {', '.join(available)}); {hint}".rstrip("; ")
+            )
+        cuda = ("CUDAExecutionProvider", {"device_id": self.device_id})
+        if self.provider == "cpu":
+            return ["CPUExecutionProvider"]
+        if self.provider == "cuda":
+            return [cuda, "CPUExecutionProvider"]
+        trt_options: dict[str, object] = {
+            "device_id": self.device_id,
+            "trt_fp16_enable": self.trt_fp16,
+            "trt_max_workspace_size": self.trt_workspace_bytes,
+        }
+        if self.trt_cache_dir:
+            trt_options.update(
+                trt_engine_cache_enable=True,
+                trt_engine_cache_path=self.trt_cache_dir,
+                trt_timing_cache_enable=True,
+                trt_timing_cache_path=self.trt_cache_dir,
+            )
+        return [("TensorrtExecutionProvider", trt_options), cuda, "CPUExecutionProvider"]
+
+
+class GraphSession(Protocol):
+    """Runs one graph: numpy inputs by name in, numpy outputs by name out."""
+
+    name: str
+    provider: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class OrtSession:
+    """An ONNX Runtime session for one graph file; I/O binding with reused device buffers on CUDA."""
+
+    def __init__(self, name: str, path: Path, config: ProviderConfig, *, half: bool = False) -> None:
+        options = ort.SessionOptions()
+        # Level ALL's CPU layout transforms crash ONNX Runtime on some fp16 conv graphs.
+        cpu_half = half and config.provider == "cpu"
+        options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if cpu_half else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        )
+        if config.intra_op_threads:
+            options.intra_op_num_threads = config.intra_op_threads
+        options.log_severity_level = 3
+        self.name = name
+        self._session = ort.InferenceSession(str(path), sess_options=options, providers=config.ort_providers())
+        self.provider = self._session.get_providers()[0]
+        self.input_names = tuple(i.name for i in self._session.get_inputs())
+        self.output_names = tuple(o.name for o in self._session.get_outputs())
+        self._input_dtypes = {i.name: _NUMPY_DTYPES.get(i.type) for i in self._session.get_inputs()}
+        self._device_id = config.device_id
+        self._use_binding = config.on_gpu
+        self._buffers: dict[str, ort.OrtValue] = {}
+        log.info("graph %s (%s) runs on %s", name, Path(path).name, self.provider)
+
+    def _checked(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feeds]
+        extra = [n for n in feeds if n not in self.input_names]
+        if missing or extra:
+            raise ValueError(f"graph {self.name}: missing inputs {missing}, unexpected inputs {extra}")
+        out = {}
+        for name in self.input_names:
+            dtype = self._input_dtypes[name]
+            value = np.asarray(feeds[name])
+            out[name] = np.ascontiguousarray(value, dtype=dtype) if dtype is not None else value
+        return out
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = self._checked(feeds)
+        if not self._use_binding:
+            values = self._session.run(list(self.output_names), feeds)
+            return dict(zip(self.output_names, values))
+        binding = self._session.io_binding()
+        for name, value in feeds.items():
+            buffer = self._buffers.get(name)
+            if buffer is None or tuple(buffer.shape()) != value.shape:
+                buffer = ort.OrtValue.ortvalue_from_numpy(value, "cuda", self._device_id)
+                self._buffers[name] = buffer
+            else:
+                buffer.update_inplace(value)
+            binding.bind_ortvalue_input(name, buffer)
+        for name in self.output_names:
+            binding.bind_output(name, "cuda", self._device_id)
+        self._session.run_with_iobinding(binding)
+        return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
+
+
+class TensorRTEngineSession:
+    """A prebuilt TensorRT engine (`.plan` from the bundle).
+
+    Device memory comes from ONNX Runtime's CUDA allocator (OrtValue), so the
+    runtime needs neither torch nor pycuda. UNTESTED here: no GPU was available
+    where this was written; see docs/bundle.md.
+    """
+
+    def __init__(self, name: str, path: Path, config: ProviderConfig) -> None:
+        try:
+            import tensorrt as trt  # noqa: PLC0415 - optional dependency
+        except ImportError as exc:
+            raise ProviderUnavailableError(
+                f"graph {name}: the bundle's TensorRT engine needs the tensorrt package (pip install tensorrt)"
+            ) from exc
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ProviderUnavailableError(
+                f"graph {name}: running a TensorRT engine needs onnxruntime-gpu for CUDA buffers"
+            )
+        self._trt = trt
+        self.name = name
+        self.provider = f"TensorRT {trt.__version__} engine"
+        self._device_id = config.device_id
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if self._engine is None:
+            raise RuntimeError(
+                f"{path}: TensorRT could not load this engine; engines only run on the GPU model and "
+                "TensorRT version they were built with (see the manifest) - rebuild with svc-export --trt"
+            )
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        mode = self._engine.get_tensor_mode
+        self.input_names = tuple(n for n in names if mode(n) == trt.TensorIOMode.INPUT)
+        self.output_names = tuple(n for n in names if mode(n) == trt.TensorIOMode.OUTPUT)
+        log.info("graph %s (%s) runs on %s", name, Path(path).name, self.provider)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        trt = self._trt
+        keep: list[ort.OrtValue] = []
+        for name in self.input_names:
+            dtype = trt.nptype(self._engine.get_tensor_dtype(name))
+            value = np.ascontiguousarray(feeds[name], dtype=dtype)
+            device = ort.OrtValue.ortvalue_from_numpy(value, "cuda", self._device_id)
+            keep.append(device)
+            self._context.set_input_shape(name, value.shape)
+            self._context.set_tensor_address(name, device.data_ptr())
+        outputs = {}
+        for name in self.output_names:
+            dtype = trt.nptype(self._engine.get_tensor_dtype(name))
+            shape = tuple(self._context.get_tensor_shape(name))
+            device = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cuda", self._device_id)
+            outputs[name] = device
+            self._context.set_tensor_address(name, device.data_ptr())
+        if not self._context.execute_async_v3(0):
+            raise RuntimeError(f"graph {self.name}: TensorRT execution failed")
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def open_session(
+    name: str, path: Path, config: ProviderConfig, *, engine: Path | None = None, half: bool = False
+) -> GraphSession:
+    """A session for graph `name` (`half`: an fp16 graph); a prebuilt engine when the provider
+    is tensorrt and one is given."""
+    if config.provider == "tensorrt" and engine is not None:
+        return TensorRTEngineSession(name, engine, config)
+    return OrtSession(name, path, config, half=half)

@@ -1,0 +1,98 @@
+"""`svc-run info BUNDLE`: what a bundle holds, from its manifest (no graph is loaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from svc_runtime.bundle.bundle import verify_files
+from svc_runtime.bundle.manifest import Manifest, ManifestError
+from svc_runtime.cli.app import app
+
+
+def _shape(shape) -> str:
+    return escape("[" + ", ".join(str(d) for d in shape) + "]")
+
+
+def _summary(manifest: Manifest, bundle: Path) -> list[Table]:
+    model = manifest.model
+    about = Table(title="model", show_header=False, title_justify="left")
+    rows = [
+        ("sample rate / hop", f"{model.sampling_rate} Hz / {model.hop_length}"),
+        ("speakers", ", ".join(f"{name}={sid}" for name, sid in sorted(model.speakers.items(), key=lambda x: x[1]))),
+        ("units", f"{manifest.speech_encoder.name} (dim {model.ssl_dim}, {manifest.speech_encoder.sampling_rate} Hz, "
+                  f"hop {manifest.speech_encoder.hop_length}), unit_interpolate_mode {model.unit_interpolate_mode}"),
+        ("volume embedding", str(model.vol_embedding).lower()),
+        ("automatic f0 prediction", str(model.use_automatic_f0_prediction).lower()),
+        ("NSF source", f"{model.n_harmonics} sines, phase increments at {model.nsf_source_sampling_rate} Hz"),
+    ]
+    if manifest.pitch is not None:
+        p = manifest.pitch
+        rows.append(("pitch", f"{p.method}, threshold {p.threshold:g}, {p.sampling_rate} Hz / hop {p.hop_length}, "
+                              f"{p.f0_min:g}-{p.f0_max:g} Hz"))
+    rows.append(("exported with", ", ".join(f"{k} {v}" for k, v in manifest.exporter.items())))
+    for key, value in rows:
+        about.add_row(key, value)
+
+    graphs = Table(title="graphs", title_justify="left")
+    for column in ("name", "precision", "file", "MB", "max parity error"):
+        graphs.add_column(column)
+    tensors = Table(title="graph inputs and outputs", title_justify="left")
+    for column in ("role", "", "tensor", "dtype", "shape"):
+        tensors.add_column(column)
+    seen_roles = set()
+    for name, g in manifest.graphs.items():
+        size = (bundle / g.file).stat().st_size / 1e6 if (bundle / g.file).is_file() else float("nan")
+        worst = max(g.parity, key=lambda r: r.max_abs_error, default=None)
+        parity = f"{worst.max_abs_error:.2e} vs {worst.reference}" if worst else "-"
+        graphs.add_row(name, g.precision, g.file, f"{size:.1f}", parity)
+        if g.role not in seen_roles:
+            seen_roles.add(g.role)
+            for kind, specs in (("in", g.inputs), ("out", g.outputs)):
+                for t in specs:
+                    tensors.add_row(g.role, kind, t.name, t.dtype, _shape(t.shape))
+    tables = [about, graphs, tensors]
+    if manifest.engines:
+        engines = Table(title="TensorRT engines", title_justify="left")
+        for column in ("graph", "file", "precision", "TensorRT", "GPU", "profile"):
+            engines.add_column(column)
+        for e in manifest.engines.values():
+            profile = "\n".join(
+                escape(f"{n}: {list(r.min)}..{list(r.opt)}..{list(r.max)}") for n, r in e.profile.items()
+            )
+            engines.add_row(e.graph, e.file, e.precision, e.tensorrt_version, f"{e.gpu} (sm {e.compute_capability})",
+                            profile)
+        tables.append(engines)
+    if manifest.aux_files:
+        aux = Table(title="other files", title_justify="left")
+        for column in ("kind", "file", "format", "speaker"):
+            aux.add_column(column)
+        for a in manifest.aux_files:
+            aux.add_row(a.kind, a.file, a.format, a.speaker or "-")
+        tables.append(aux)
+    return tables
+
+
+@app.command("info")
+def info(
+    bundle: Path = typer.Argument(..., help="Bundle folder written by svc-export."),
+    verify: bool = typer.Option(True, help="Check every file's sha256 against the manifest."),
+) -> None:
+    """Print the summary of a bundle's manifest.json (and verify its files)."""
+    console = Console()
+    try:
+        manifest = Manifest.read(bundle)
+        if verify:
+            verify_files(bundle, manifest)
+    except ManifestError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"[bold]{bundle}[/]: svc bundle, schema version {manifest.schema_version}")
+    for table in _summary(manifest, bundle):
+        console.print(table)
+    if verify:
+        console.print(f"[green]all {len(manifest.files())} files match their sha256[/]")

@@ -1,0 +1,178 @@
+"""`svc-export` end to end: a generator with volume embedding and a tiny ContentVec encoder,
+FCPE pitch, index and cluster files; and every bad input failing before any work."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from svc_runtime import Bundle
+
+torch = pytest.importorskip("torch")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SMALL = FIXTURES / "sovits41_small"
+CONTENTVEC = FIXTURES / "contentvec_small"
+
+
+def run_cli(*args: str | Path):
+    from svc_export.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
+    """A random generator whose units fit contentvec_small (ssl_dim 64), embedding volume."""
+    from svc_train.checkpoint import build_generator, save_checkpoint
+    from svc_train.config import SvcConfig
+
+    folder = tmp_path_factory.mktemp("tiny")
+    config = SvcConfig.load(SMALL / "config.json").replace_model(
+        ssl_dim=64, vol_embedding=True, use_automatic_f0_prediction=False, n_speakers=3
+    )
+    raw = config.to_dict()
+    raw["spk"] = {"a": 0, "b": 1, "c": 2}
+    (folder / "config.json").write_text(json.dumps(raw))
+    torch.manual_seed(0)
+    model = build_generator(folder / "config.json")
+    save_checkpoint(folder / "G_0.pth", model, iteration=0, learning_rate=1e-4)
+    return folder / "G_0.pth", folder / "config.json"
+
+
+@pytest.fixture(scope="module")
+def cli_bundle(tiny_model, tmp_path_factory):
+    torch.set_num_threads(1)
+    checkpoint, config = tiny_model
+    work = tmp_path_factory.mktemp("cli")
+    index = work / "feature_and_index.pkl"
+    index.write_bytes(b"index bytes")
+    cluster = work / "kmeans_10000.pt"
+    cluster.write_bytes(b"cluster bytes")
+    out = work / "bundle"
+    result = run_cli(
+        checkpoint, "--config", config, "-o", out, "--encoder-checkpoint", CONTENTVEC / "fairseq_checkpoint.pt",
+        "--pitch", "fcpe", "--index", index, "--cluster", cluster, "--no-simplify",
+    )
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_cli_writes_a_complete_bundle(cli_bundle):
+    out, output = cli_bundle
+    assert "vs PyTorch" in output and "max abs error" in output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "svc-bundle" and manifest["schema_version"] == 1
+    assert set(manifest["graphs"]) == {"generator", "speech_encoder", "pitch"}
+    assert manifest["model"]["vol_embedding"] is True and manifest["model"]["speakers"] == {"a": 0, "b": 1, "c": 2}
+    assert manifest["speech_encoder"] == {
+        "name": "vec768l12", "sampling_rate": 16000, "hop_length": 320, "dim": 64, "graph": "speech_encoder"
+    }
+    assert manifest["pitch"]["method"] == "fcpe" and manifest["pitch"]["hop_length"] == 160
+    assert [g["name"] for g in manifest["graphs"]["generator"]["inputs"]][-1] == "vol"
+    kinds = {a["kind"]: a for a in manifest["aux_files"]}
+    assert kinds["index"]["file"] == "feature_and_index.pkl" and kinds["cluster"]["format"] == "pt"
+    assert (out / "feature_and_index.pkl").read_bytes() == b"index bytes"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".bundle")]
+
+
+def test_cli_bundle_runs_encoder_pitch_and_volume(cli_bundle):
+    bundle = Bundle.load(cli_bundle[0])
+    ref = np.load(CONTENTVEC / "io.npz")
+    units = bundle.encode_units(ref["wav"])
+    assert units.shape == (1, 64, 68)
+    assert np.abs(units - ref["vec_last"].transpose(0, 2, 1)).max() < 1e-4
+    salience = bundle.pitch_salience(ref["wav"])
+    assert salience.shape == (1, ref["wav"].size // 160 + 1, 360)
+    frames = 20
+    c, f0 = np.repeat(units[:, :, :1], frames, axis=2), np.full((1, frames), 200.0, np.float32)
+    uv = np.ones((1, frames), np.float32)
+    quiet = bundle.generate(c, f0, uv, "c", vol=np.full((1, frames), 0.01, np.float32), seed=1)
+    loud = bundle.generate(c, f0, uv, "c", vol=np.full((1, frames), 0.5, np.float32), seed=1)
+    assert quiet.shape == (1, 1, frames * 512) and np.abs(quiet - loud).max() > 1e-4
+    with pytest.raises(ValueError, match="embeds volume"):
+        bundle.generate(c, f0, uv, "c")
+    with pytest.raises(ValueError, match="no f0_predictor graph"):
+        bundle.predict_f0(c, f0, uv, bundle.one_hot_speakers(0, 1, frames))
+
+
+def _assert_rejected(result, message: str, out: Path) -> None:
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def test_missing_file_fails_before_any_work(tmp_path):
+    out = tmp_path / "bundle"
+    _assert_rejected(run_cli(tmp_path / "G_404.pth", "--config", SMALL / "config.json", "-o", out),
+                     "does not exist", out)
+    _assert_rejected(run_cli(SMALL / "G_1.pth", "--config", SMALL / "config.json", "-o", out,
+                             "--pitch", "rmvpe", "--pitch-checkpoint", tmp_path / "rmvpe.pt"), "does not exist", out)
+
+
+def test_unknown_names_fail_before_any_work(tmp_path):
+    out = tmp_path / "bundle"
+    base = (SMALL / "G_1.pth", "--config", SMALL / "config.json", "-o", out)
+    _assert_rejected(run_cli(*base, "--encoder", "vec999", "--encoder-checkpoint", CONTENTVEC / "fairseq_checkpoint.pt"),
+                     "unknown speech encoder 'vec999'", out)
+    _assert_rejected(run_cli(*base, "--pitch", "crepe"), "unknown method 'crepe'", out)
+    _assert_rejected(run_cli(*base, "--pitch", "rmvpe"), "--pitch rmvpe needs --pitch-checkpoint", out)
+    _assert_rejected(run_cli(*base, "--encoder", "vec256l9", "--encoder-checkpoint",
+                             CONTENTVEC / "fairseq_checkpoint.pt"), "trained with 'vec768l12'", out)
+
+
+def test_checkpoint_not_matching_config_fails_before_any_work(tiny_model, tmp_path):
+    out = tmp_path / "bundle"
+    _assert_rejected(run_cli(SMALL / "G_1.pth", "--config", tiny_model[1], "-o", out), "does not fit config", out)
+
+
+def test_encoder_with_wrong_unit_size_is_rejected(tmp_path):
+    out = tmp_path / "bundle"
+    _assert_rejected(run_cli(SMALL / "G_1.pth", "--config", SMALL / "config.json", "-o", out,
+                             "--encoder-checkpoint", CONTENTVEC / "fairseq_checkpoint.pt"),
+                     "the model needs [B, 768, frames]", out)
+
+
+def test_trt_without_tensorrt_or_gpu_stops_cleanly(tmp_path):
+    out = tmp_path / "bundle"
+    result = run_cli(SMALL / "G_1.pth", "--config", SMALL / "config.json", "-o", out, "--trt", "fp16")
+    try:
+        import tensorrt  # noqa: F401
+
+        has_trt = torch.cuda.is_available()
+    except ImportError:
+        has_trt = False
+    if has_trt:
+        pytest.skip("tensorrt and a GPU are present")
+    _assert_rejected(result, "--trt needs", out)
+    _assert_rejected(run_cli(SMALL / "G_1.pth", "--config", SMALL / "config.json", "-o", out, "--trt", "int8"),
+                     "--trt must be fp16 or fp32", out)
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_bundle(tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = run_cli(SMALL / "G_1.pth", "--config", SMALL / "config.json", "-o", out)
+    assert result.exit_code == 2 and "holds no manifest.json" in " ".join(result.output.split())
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_help_lists_the_options():
+    result = run_cli("--help")
+    assert result.exit_code == 0
+    for option in ("--config", "--output", "--encoder-checkpoint", "--pitch", "--fp16", "--trt", "--index"):
+        assert option in result.output
+
+
+def test_cli_bundle_copy_keeps_working(cli_bundle, tmp_path):
+    """A bundle is self-contained: a copied folder loads and verifies."""
+    copy = tmp_path / "moved"
+    shutil.copytree(cli_bundle[0], copy)
+    assert Bundle.load(copy).speakers == {"a": 0, "b": 1, "c": 2}
