@@ -13,7 +13,7 @@ all frames of a group of files:
 * RCA: the same with octave errors forgiven;
 * voicing recall / false alarm: share of GT-voiced / GT-unvoiced frames called voiced;
 * median |cents| error over frames both call voiced;
-* speed: wall seconds per second of audio (network loading excluded, decoding included).
+* speed: wall seconds per second of audio, one thread (network loading excluded, decoding included).
 
 Writes ``benchmarks/results/f0_accuracy.json`` and ``.md`` and prints a table.
 """
@@ -50,6 +50,7 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "su
 RESULTS = Path(__file__).resolve().parent / "results"
 GT_GRID = FrameGrid(44100, 441)  # the ground-truth CSVs' 10 ms rows
 ALL_METHODS = ("harvest", "dio", "pm", "crepe", "rmvpe", "fcpe")
+THREADS = 1  # every method single-threaded: comparable, and stable on a shared machine
 GROUPS = ("clean", "noisy")
 
 
@@ -130,7 +131,7 @@ def method_options(method: str, args: argparse.Namespace) -> tuple[PitchOptions 
 
 def run_method(method: str, options: PitchOptions, files: list[Path], console: Console) -> dict:
     """Score one method over all files; returns per-group and per-file summaries."""
-    estimator = load_pitch_estimator(options) if method in ("rmvpe", "fcpe") else None
+    estimator = load_pitch_estimator(options, threads=THREADS) if method in ("rmvpe", "fcpe") else None
     groups = {g: FrameCounts() for g in GROUPS}
     per_file: dict[str, dict] = {}
     warmed = False
@@ -166,7 +167,7 @@ def to_markdown(report: dict) -> str:
         "# F0 accuracy on the sung corpus",
         "",
         f"{report['created']}; corpus `{report['corpus']}` ({report['n_files']} files, "
-        f"{report['audio_seconds']:.1f} s); grid 10 ms; so-vits-svc defaults (50-1100 Hz, threshold 0.05, pm voicing 0.6).",
+        f"{report['audio_seconds']:.1f} s); grid 10 ms; one thread per method; so-vits-svc defaults (50-1100 Hz, threshold 0.05, pm voicing 0.6).",
         f"CPU: {report['cpu']}; {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
         "",
         "| method | files | RPA | RCA | V recall | V false alarm | median cents | p90 cents | s / audio s |",
@@ -232,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error:[/red] no NAME.wav with NAME.f0.csv in {args.corpus}")
         return 1
     try:
-        import torch  # only to keep the networks' CPU use comparable; the runtime never needs it
+        import torch  # the torch side only; the runtime never needs it
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(THREADS)
     except ImportError:
         pass
     report: dict = {

@@ -16,6 +16,16 @@ from test_pitch_classic import cents_error, glide_tone
 runner = CliRunner()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """The torch side on one thread: on a busy 2-core machine two spinning threads run 10-100x slower."""
+    torch = pytest.importorskip("torch", reason="this path runs on the PyTorch side (svc-toolkit[train])")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(before)
+
+
 def read_f0_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
@@ -105,8 +115,8 @@ def test_bad_options_exit_2(tone_wav, tmp_path, args, message):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # torch.onnx export chatter
-def test_rmvpe_onnx_graph_matches_the_torch_side(tone_wav, tmp_path, fixtures_dir):
-    torch = pytest.importorskip("torch", reason="exporting the test graph needs PyTorch (svc-toolkit[train])")
+def test_rmvpe_onnx_graph_matches_the_torch_side(tmp_path, fixtures_dir, one_torch_thread):
+    torch = one_torch_thread
     from svc_train.pitch.rmvpe import RmvpeFromAudio, load_rmvpe
 
     checkpoint = fixtures_dir / "rmvpe_small" / "rmvpe.pt"  # random weights: parity, not accuracy
@@ -117,10 +127,13 @@ def test_rmvpe_onnx_graph_matches_the_torch_side(tone_wav, tmp_path, fixtures_di
         input_names=["audio"], output_names=["salience"],
         dynamic_axes={"audio": {0: "batch", 1: "samples"}, "salience": {0: "batch", 1: "frames"}},
     )
+    audio, _ = glide_tone(16000, seconds=0.4, silence_s=0.1)  # short: the torch side is the slow part
+    wav = tmp_path / "short.wav"
+    soundfile.write(wav, audio, 16000, subtype="FLOAT")
     outputs = {}
     for name, ckpt in (("onnx", onnx_path), ("torch", checkpoint)):
         out = tmp_path / f"{name}.csv"
-        result = run_pitch(tone_wav[0], "-m", "rmvpe", "--checkpoint", ckpt, "--threshold", 0.03, "-o", out)
+        result = run_pitch(wav, "-m", "rmvpe", "--checkpoint", ckpt, "--threshold", 0.03, "-o", out)
         assert result.exit_code == 0, result.output
         outputs[name] = read_f0_csv(out)
     (t_onnx, f_onnx), (t_torch, f_torch) = outputs["onnx"], outputs["torch"]
@@ -130,8 +143,7 @@ def test_rmvpe_onnx_graph_matches_the_torch_side(tone_wav, tmp_path, fixtures_di
     np.testing.assert_allclose(f_onnx, f_torch, rtol=1e-4)
 
 
-def test_fcpe_real_weights_through_the_torch_side(tone_wav, tmp_path):
-    pytest.importorskip("torch", reason="fcpe without an ONNX graph runs on the PyTorch side")
+def test_fcpe_real_weights_through_the_torch_side(tone_wav, tmp_path, one_torch_thread):
     wav, _, f0_at = tone_wav
     out = tmp_path / "fcpe.csv"
     result = run_pitch(wav, "-m", "fcpe", "--sr", 44100, "--hop", 512, "-o", out)

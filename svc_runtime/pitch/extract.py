@@ -139,15 +139,22 @@ class OnnxPitchEstimator:
     model metadata (``f0_min`` / ``f0_max``); torchfcpe's 32.7-1975.5 Hz otherwise.
     """
 
-    def __init__(self, path: str | Path, method: str, providers: list[str] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, method: str, providers: list[str] | None = None, threads: int | None = None
+    ) -> None:
         if method not in NEURAL_METHODS:
             raise ValueError(f"an ONNX pitch graph must be one of {NEURAL_METHODS}, got {method!r}")
         import onnxruntime as ort  # deferred: `svc-run --help` stays fast
 
         self.path = Path(path)
         self.method = method
+        session_options = ort.SessionOptions()
+        if threads is not None:
+            session_options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(self.path), session_options, providers=providers or ["CPUExecutionProvider"]
+            )
         except Exception as error:  # onnxruntime raises its own exception types for bad files
             raise PitchExtractionError(
                 f"{self.path}: cannot load as an ONNX pitch graph ({error}); export one with svc-export"
@@ -219,12 +226,15 @@ class TorchPitchEstimator:
 PitchEstimator = OnnxPitchEstimator | TorchPitchEstimator
 
 
-def load_pitch_estimator(options: PitchOptions) -> PitchEstimator:
-    """Load the network of a neural method once (ONNX graph for ``*.onnx``, else the torch side)."""
+def load_pitch_estimator(options: PitchOptions, threads: int | None = None) -> PitchEstimator:
+    """Load the network of a neural method once (ONNX graph for ``*.onnx``, else the torch side).
+
+    ``threads``: ONNX Runtime intra-op threads (None: its default); torch's are process-wide.
+    """
     if options.method not in NEURAL_METHODS:
         raise ValueError(f"{options.method} is not a neural pitch method ({', '.join(NEURAL_METHODS)})")
     if options.uses_onnx:
-        return OnnxPitchEstimator(options.checkpoint, options.method)  # type: ignore[arg-type]
+        return OnnxPitchEstimator(options.checkpoint, options.method, threads=threads)  # type: ignore[arg-type]
     return TorchPitchEstimator(options.method, options.checkpoint)
 
 
