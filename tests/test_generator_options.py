@@ -71,6 +71,9 @@ def test_option_combination(name, fixtures_dir, tmp_path):
     torch.manual_seed(0)
     config = tiny_config(fixtures_dir, **OPTIONS[name])
     model = SynthesizerTrn.from_config(config)
+    with torch.no_grad():  # coupling outputs start at zero (identity flow); make them matter
+        for layer in model.flow.flows[::2]:
+            layer.post.weight.normal_(0, 0.3)
     c, f0, uv, vol, spec, sid = batch_inputs(config)
 
     # Training forward (so-vits-svc's return layout) and a backward pass through everything.
@@ -96,6 +99,12 @@ def test_option_combination(name, fixtures_dir, tmp_path):
 
     # Inference: deterministic runs repeat exactly; vol changes the output only with vol_embedding.
     model.eval()
+    with torch.no_grad():  # the flow is invertible: reverse(forward(z)) == z
+        g = model.embed_speaker(sid)
+        mask = torch.ones(2, 1, FRAMES)
+        z = torch.randn(2, config.model.inter_channels, FRAMES)
+        assert not torch.allclose(model.flow(z, mask, g=g), z, atol=1e-3)
+        assert torch.allclose(model.flow(model.flow(z, mask, g=g), mask, g=g, reverse=True), z, atol=1e-5)
     audio, f0_out = model.infer(c, f0, uv, sid, vol=vol, deterministic=True)
     assert audio.shape == (2, 1, FRAMES * HOP) and torch.equal(f0_out, f0)
     again, _ = model.infer(c, f0, uv, sid, vol=vol, deterministic=True)
