@@ -169,3 +169,10 @@ def test_unknown_vocoder_falls_back_like_so_vits_svc(fixtures_dir):
         config = tiny_config(fixtures_dir, vocoder_name="bigvgan")
     model = SynthesizerTrn.from_config(config)
     assert type(model.dec).__name__ == "NsfHifiGan"
+
+
+def test_nsf_source_assumes_44k1_whatever_the_model_rate(fixtures_dir):
+    raw = tiny_config(fixtures_dir).to_dict()
+    raw["data"]["sampling_rate"] = 32000
+    model = SynthesizerTrn.from_config(SvcConfig.from_dict(raw))
+    assert model.dec.m_source.source_sr == 44100

@@ -260,3 +260,17 @@ def test_half_precision_model_runs(fixtures_dir, ref, deterministic_parts):
     assert audio.dtype == torch.float16 and max_err(audio, expected) <= 2e-2
     predicted, f0_pred = half.infer(c, f0, uv, io["sid"], predict_f0=True, deterministic=True)
     assert predicted.dtype == torch.float16 and f0_pred.shape == f0.shape
+
+
+def test_rand_ini_fundamental_entry_is_ignored(model, ref):
+    io, noisy = ref
+    frames = 30
+    c, f0, uv = io["c"][..., :frames], io["f0"][:, :frames], io["uv"][:, :frames]
+    noise = {"prior": noisy["noise_prior"][..., :frames], "rand_ini": noisy["noise_rand_ini"].clone(),
+             "sine": noisy["noise_sine"][:, :frames * 512]}
+    a, _ = model.infer(c, f0, uv, io["sid"], noise=noise)
+    noise["rand_ini"][:, 0] = 0.77
+    b, _ = model.infer(c, f0, uv, io["sid"], noise=noise)
+    noise["rand_ini"][:, 3] += 0.25
+    shifted, _ = model.infer(c, f0, uv, io["sid"], noise=noise)
+    assert torch.equal(a, b) and not torch.equal(a, shifted)
