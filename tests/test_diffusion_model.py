@@ -62,7 +62,7 @@ def test_config_reads_the_so_vits_template_and_names_bad_fields(tmp_path):
     path.write_text("model:\n  k_step_max: 2000\n")
     with pytest.raises(DiffusionConfigError, match="k_step_max"):
         DiffusionConfig.load(path)
-    path.write_text("infer:\n  method: unipc\n")
+    path.write_text("infer:\n  method: euler\n")
     with pytest.raises(DiffusionConfigError, match="infer.method"):
         DiffusionConfig.load(path)
     path.write_text("model:\n  n_layers: many\n")
@@ -149,7 +149,7 @@ def oracle(x0: np.ndarray, alpha_bar):
     return denoise
 
 
-@pytest.mark.parametrize("method", ["ddim", "pndm", "dpm-solver", "dpm-solver++"])
+@pytest.mark.parametrize("method", ["ddim", "pndm", "dpm-solver", "dpm-solver++", "unipc"])
 def test_samplers_land_on_the_clean_mel_with_an_exact_denoiser(method):
     """With eps = (x - sqrt(a) x0) / sqrt(1 - a) every sampler must follow the exact trajectory
     x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps and end at step 0: sqrt(a_0) x0 + sqrt(1 - a_0) eps."""
@@ -230,3 +230,71 @@ def test_shallow_k_step_beyond_training_is_refused():
         model.infer(units, f0, vol, torch.tensor([[0]]), gt_mel=None, method="ddim")
     with pytest.raises(ValueError, match="at least 2 steps"):
         model.infer(units, f0, vol, torch.tensor([[0]]), gt_mel=torch.randn(1, 5, MELS), k_step=15, method="dpm-solver++")
+
+
+def test_unipc_matches_a_transcription_of_the_reference_loop():
+    """UniPC-bh2 (data prediction, order 2, lower-order final, no corrector on the last step)
+    against a step-by-step transcription of so-vits-svc's ``uni_pc.UniPC.sample`` in torch float64."""
+    schedule, k_step, speedup = NoiseSchedule(1000), 200, 20
+    vp = DiscreteVPSchedule(schedule, k_step)
+    weights = torch.from_numpy(np.random.default_rng(1).standard_normal((6, 6)) * 0.4)
+
+    def denoise(x, tau):  # any smooth nonlinear noise predictor (torch for the transcription)
+        return torch.tanh(torch.einsum("ij,...j->...i", weights, x) * (1.0 + tau / 300.0))
+
+    def denoise_numpy(x, tau):  # the same, for the shared sampler run on numpy arrays
+        return np.tanh(np.einsum("ij,...j->...i", weights.numpy(), x) * (1.0 + tau / 300.0))
+
+    lam, alpha, sigma = vp.lam, vp.alpha, vp.sigma
+
+    def model_fn(x, t):  # data prediction
+        return (x - sigma(t) * denoise(x, vp.model_time(t))) / alpha(t)
+
+    def uni_pc_update(x, model_prev_list, t_prev_list, t, order, use_corrector):
+        t_prev_0, model_prev_0 = t_prev_list[-1], model_prev_list[-1]
+        h = lam(t) - lam(t_prev_0)
+        rks, d1s = [], []
+        for i in range(1, order):
+            rk = (lam(t_prev_list[-(i + 1)]) - lam(t_prev_0)) / h
+            rks.append(rk)
+            d1s.append((model_prev_list[-(i + 1)] - model_prev_0) / rk)
+        rks = torch.tensor(rks + [1.0], dtype=torch.float64)
+        hh = torch.tensor(-h, dtype=torch.float64)
+        h_phi_1 = torch.expm1(hh)
+        h_phi_k = h_phi_1 / hh - 1
+        factorial_i, big_r, b = 1, [], []
+        b_h = torch.expm1(hh)
+        for i in range(1, order + 1):
+            big_r.append(torch.pow(rks, i - 1))
+            b.append(h_phi_k * factorial_i / b_h)
+            factorial_i *= i + 1
+            h_phi_k = h_phi_k / hh - 1 / factorial_i
+        big_r, b = torch.stack(big_r), torch.stack(b)
+        x_t_ = sigma(t) / sigma(t_prev_0) * x - alpha(t) * h_phi_1 * model_prev_0
+        pred_res = 0.5 * d1s[0] if d1s else 0
+        x_t = x_t_ - alpha(t) * b_h * pred_res
+        model_t = None
+        if use_corrector:
+            rhos_c = torch.tensor([0.5], dtype=torch.float64) if order == 1 else torch.linalg.solve(big_r, b)
+            model_t = model_fn(x_t, t)
+            corr_res = rhos_c[0] * d1s[0] if d1s else 0
+            x_t = x_t_ - alpha(t) * b_h * (corr_res + rhos_c[-1] * (model_t - model_prev_0))
+        return x_t, model_t
+
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((1, 1, 3, 6)))
+    steps, order = k_step // speedup, 2
+    timesteps = torch.linspace(1.0, 1.0 / k_step, steps + 1, dtype=torch.float64).tolist()
+    t_prev_list, model_prev_list = [timesteps[0]], [model_fn(x, timesteps[0])]
+    ref = x
+    for step in range(1, order):
+        ref, model_x = uni_pc_update(ref, model_prev_list, t_prev_list, timesteps[step], step, True)
+        t_prev_list.append(timesteps[step])
+        model_prev_list.append(model_x)
+    for step in range(order, steps + 1):
+        step_order = min(order, steps + 1 - step)
+        ref, model_x = uni_pc_update(ref, model_prev_list, t_prev_list, timesteps[step], step_order, step != steps)
+        t_prev_list = [t_prev_list[-1], timesteps[step]]
+        if step < steps:
+            model_prev_list = [model_prev_list[-1], model_x if model_x is not None else model_fn(ref, timesteps[step])]
+    ours = sample(denoise_numpy, x.numpy(), schedule, k_step, "unipc", speedup)
+    assert np.max(np.abs(ours - ref.numpy())) < 1e-9

@@ -14,6 +14,9 @@ so-vits-svc 4.1 (``diffusion/diffusion.py`` and its DPM-Solver copy):
 - ``dpm-solver`` / ``dpm-solver++``: multistep DPM-Solver of order 2 (noise or data
   prediction) on the discrete schedule ``betas[:k]`` with ``k // s`` time-uniform
   steps, first-order final step (``lower_order_final``), model time ``(t - 1/k) * k``.
+- ``unipc``: multistep UniPC (variant B(h) = expm1(h), data prediction, order 2) on the
+  same grid; the corrector's model call is reused as the next step's history, the last
+  step is first order without corrector.
 
 Quirk kept from the reference: the shallow start noises the mel to step ``k - 1``
 while DDIM/PLMS begin their grid at the largest multiple of ``s`` below ``k``.
@@ -30,7 +33,7 @@ from svc_runtime.diffusion.schedule import NoiseSchedule
 Array = TypeVar("Array")
 DenoiseFn = Callable[[Array, float], Array]
 
-METHODS = ("ddim", "pndm", "dpm-solver", "dpm-solver++")
+METHODS = ("ddim", "pndm", "dpm-solver", "dpm-solver++", "unipc")
 
 
 def sample(
@@ -51,6 +54,8 @@ def sample(
         return pndm(denoise, x, schedule, k_step, speedup)
     if method in ("dpm-solver", "dpm-solver++"):
         return dpm_solver_multistep(denoise, x, schedule, k_step, speedup, data_prediction=method == "dpm-solver++")
+    if method == "unipc":
+        return unipc_bh2(denoise, x, schedule, k_step, speedup)
     raise ValueError(f"unknown sampler {method!r}; choose one of {METHODS}")
 
 
@@ -65,7 +70,7 @@ def count_denoiser_calls(k_step: int, method: str, speedup: int) -> int:
         return len(sampler_steps(k_step, speedup))
     if method == "pndm":
         return len(sampler_steps(k_step, speedup)) + 1
-    if method in ("dpm-solver", "dpm-solver++"):
+    if method in ("dpm-solver", "dpm-solver++", "unipc"):
         return k_step // speedup
     raise ValueError(f"unknown sampler {method!r}; choose one of {METHODS}")
 
@@ -152,12 +157,7 @@ def dpm_solver_multistep(
     data_prediction: bool = True,
 ) -> Array:
     """Multistep DPM-Solver (order 2, 'dpmsolver' solver type, time-uniform steps)."""
-    steps = k_step // speedup
-    if steps < 2:
-        raise ValueError(
-            f"dpm-solver needs at least 2 steps: k_step // speedup = {k_step} // {speedup} = {steps}; "
-            "lower the speed-up or use ddim"
-        )
+    steps = _steps_or_fail(k_step, speedup, "dpm-solver")
     vp = DiscreteVPSchedule(schedule, k_step)
     times = np.linspace(1.0, 1.0 / vp.total_n, steps + 1)
 
@@ -196,6 +196,67 @@ def dpm_solver_multistep(
     return x
 
 
+def _steps_or_fail(k_step: int, speedup: int, name: str) -> int:
+    steps = k_step // speedup
+    if steps < 2:
+        raise ValueError(
+            f"{name} needs at least 2 steps: k_step // speedup = {k_step} // {speedup} = {steps}; "
+            "lower the speed-up or use ddim"
+        )
+    return steps
+
+
+def unipc_bh2(denoise: DenoiseFn, x: Array, schedule: NoiseSchedule, k_step: int, speedup: int) -> Array:
+    """Multistep UniPC-2 with B(h) = expm1(h) in data prediction (so-vits-svc's ``unipc``)."""
+    steps = _steps_or_fail(k_step, speedup, "unipc")
+    vp = DiscreteVPSchedule(schedule, k_step)
+    times = np.linspace(1.0, 1.0 / vp.total_n, steps + 1)
+
+    def model(x_t: Array, t: float) -> Array:
+        eps = denoise(x_t, vp.model_time(t))
+        return (x_t - eps * vp.sigma(t)) * (1.0 / vp.alpha(t))
+
+    def update(x_s, models, t_prev, t, order, corrector):
+        """One UniPC step from t_prev[-1] to t; returns (x_t, model at the predicted x_t or None)."""
+        s = t_prev[-1]
+        h = vp.lam(t) - vp.lam(s)
+        hh = -h
+        h_phi_1 = float(np.expm1(hh))
+        b_h = h_phi_1
+        alpha_t = vp.alpha(t)
+        x_base = x_s * (vp.sigma(t) / vp.sigma(s)) - models[-1] * (alpha_t * h_phi_1)
+        d1 = None
+        if order == 2:
+            rk = (vp.lam(t_prev[-2]) - vp.lam(s)) / h
+            d1 = (models[-2] - models[-1]) * (1.0 / rk)
+            x_t = x_base - d1 * (alpha_t * b_h * 0.5)  # predictor, rho_p = 0.5 for order 2
+        else:
+            x_t = x_base
+        if not corrector:
+            return x_t, None
+        model_t = model(x_t, t)
+        d1_t = model_t - models[-1]
+        if order == 1:
+            return x_base - d1_t * (alpha_t * b_h * 0.5), model_t
+        h_phi_k = h_phi_1 / hh - 1.0
+        b = np.array([h_phi_k / b_h, (h_phi_k / hh - 0.5) * 2.0 / b_h])
+        rho = np.linalg.solve(np.array([[1.0, 1.0], [rk, 1.0]]), b)
+        return x_base - (d1 * float(rho[0]) + d1_t * float(rho[1])) * (alpha_t * b_h), model_t
+
+    t_prev = [float(times[0])]
+    models = [model(x, t_prev[0])]
+    x, model_x = update(x, models, t_prev, float(times[1]), 1, corrector=True)
+    t_prev.append(float(times[1]))
+    models.append(model_x)
+    for step in range(2, steps + 1):
+        t = float(times[step])
+        last = step == steps
+        x, model_x = update(x, models, t_prev, t, 1 if last else 2, corrector=not last)
+        t_prev = [t_prev[-1], t]
+        models = [models[-1], model_x]
+    return x
+
+
 __all__ = [
     "METHODS",
     "DiscreteVPSchedule",
@@ -205,4 +266,5 @@ __all__ = [
     "pndm",
     "sample",
     "sampler_steps",
+    "unipc_bh2",
 ]

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-SAMPLERS = ("ddim", "pndm", "dpm-solver", "dpm-solver++")
-"""Fast samplers of this package (so-vits-svc's names). `unipc` is not implemented."""
+SAMPLERS = ("ddim", "pndm", "dpm-solver", "dpm-solver++", "unipc")
+"""Fast samplers (so-vits-svc's names)."""
 
 VOCODER_TYPES = ("nsf-hifigan", "nsf-hifigan-log10")
 
