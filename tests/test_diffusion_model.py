@@ -15,7 +15,7 @@ from svc_runtime.diffusion.samplers import DiscreteVPSchedule, sample, sampler_s
 from svc_runtime.diffusion.schedule import NoiseSchedule
 from svc_runtime.signal.nsf_phase import frame_start_phases
 from svc_train.diffusion.config import DiffusionConfig, DiffusionConfigError
-from svc_train.diffusion.nsf_hifigan import VocoderLoadError, load_vocoder
+from svc_train.diffusion.nsf_hifigan import VocoderLoadError, load_vocoder, save_vocoder
 from svc_train.diffusion.vocoder_mel import VocoderMel
 
 torch.set_num_threads(1)
@@ -103,8 +103,8 @@ def test_vocoder_loads_weight_normed_community_checkpoint(tmp_path):
     vocoder = tiny_vocoder(seed=3)
     # Write it the way the community file is: weight-normed keys (weight_g / weight_v) under "generator".
     normed = tiny_vocoder(seed=3).generator
-    for module in normed.modules():
-        if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)) and module is not normed.m_source:
+    for name, module in normed.named_modules():  # the reference's weight-normed layers (not noise_convs)
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)) and not name.startswith("noise_convs"):
             torch.nn.utils.weight_norm(module)
     state = normed.state_dict()
     assert any(k.endswith("weight_g") for k in state)
@@ -116,6 +116,12 @@ def test_vocoder_loads_weight_normed_community_checkpoint(tmp_path):
     mel, f0 = torch.randn(1, MELS, 20) - 5, torch.full((1, 20), 200.0)
     with torch.no_grad():
         assert torch.max(torch.abs(loaded(mel, f0) - vocoder(mel, f0))) < 1e-5
+    # and what save_vocoder writes has exactly the reference's keys and loads back
+    saved = tmp_path / "saved"
+    save_vocoder(loaded, saved)
+    assert set(torch.load(saved / "model", weights_only=True)["generator"]) == set(state)
+    with torch.no_grad():
+        assert torch.max(torch.abs(load_vocoder(saved / "model")(mel, f0) - vocoder(mel, f0))) < 1e-5
     (folder / "config.json").write_text(json.dumps({**tiny_vocoder_config().to_dict(), "num_mels": 40}))
     with pytest.raises(VocoderLoadError, match="does not match"):
         load_vocoder(folder / "model")

@@ -310,11 +310,29 @@ def load_vocoder(model_path: str | Path, config_path: str | Path | None = None, 
     return vocoder.eval()
 
 
+WEIGHT_NORMED_PREFIXES = ("conv_pre.", "ups.", "resblocks.", "conv_post.")
+"""Modules the reference wraps in weight norm (not the noise convs nor the source's linear)."""
+
+
+def unfold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Plain weights back to the reference's ``weight_g``/``weight_v`` keys (g = ||w|| over dims 1.., v = w)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith(WEIGHT_NORMED_PREFIXES) and key.endswith(".weight"):
+            base = key[: -len(".weight")]
+            out[base + ".weight_g"] = value.flatten(1).norm(dim=1).view(-1, *([1] * (value.dim() - 1)))
+            out[base + ".weight_v"] = value.clone()
+        else:
+            out[key] = value
+    return out
+
+
 def save_vocoder(vocoder: NsfHifiGan, folder: str | Path) -> Path:
-    """Write ``folder/model`` ({"generator": state}) and ``folder/config.json`` (plain weights)."""
+    """Write ``folder/model`` and ``folder/config.json`` in the community layout (weight-normed keys),
+    loadable by so-vits-svc's ``vdecoder/nsf_hifigan`` as well as by :func:`load_vocoder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"generator": vocoder.generator.state_dict()}, folder / "model")
+    torch.save({"generator": unfold_weight_norm(vocoder.generator.state_dict())}, folder / "model")
     (folder / "config.json").write_text(json.dumps(vocoder.config.to_dict(), indent=2), encoding="utf-8")
     return folder / "model"
 
@@ -327,4 +345,5 @@ __all__ = [
     "fold_weight_norm",
     "load_vocoder",
     "save_vocoder",
+    "unfold_weight_norm",
 ]
