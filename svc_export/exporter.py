@@ -228,7 +228,7 @@ def _records(results: list[ParityResult]) -> tuple[ParityRecord, ...]:
     return tuple(ParityRecord(r.output, r.length, r.max_abs_error, r.tolerance, r.reference) for r in results)
 
 
-def _versions() -> dict[str, str]:
+def _versions(opset: int) -> dict[str, str]:
     def version(package: str) -> str:
         try:
             return importlib.metadata.version(package)
@@ -241,7 +241,7 @@ def _versions() -> dict[str, str]:
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": version("onnxruntime"),
-        "opset": "",
+        "opset": str(opset),
     }
 
 
@@ -289,8 +289,6 @@ def export_bundle(
             p = request.cluster
             aux.append(AuxFile(kind="cluster", file=p.name, sha256=stage.copy_in(p, p.name),
                                format=p.suffix.lstrip(".") or "bin"))
-        exporter = _versions()
-        exporter["opset"] = str(request.opset)
         manifest = Manifest(
             model=ModelInfo(
                 sampling_rate=config.data.sampling_rate,
@@ -318,7 +316,7 @@ def export_bundle(
             pitch=nets.pitch_info,
             engines=engines,
             aux_files=tuple(aux),
-            exporter=exporter,
+            exporter=_versions(request.opset),
         )
         step(f"writing bundle {request.output}")
         stage.commit(manifest)

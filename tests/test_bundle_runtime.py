@@ -66,6 +66,19 @@ def test_every_graph_matches_torch_at_three_lengths(exported):
     ]
 
 
+def test_graphs_are_opset_17_without_float64(exported):
+    """What TensorRT needs and can be checked without it: one opset, no double-precision tensor."""
+    import onnx
+
+    from svc_export.onnx_export import float64_tensors
+
+    path, manifest, _ = exported
+    for entry in manifest.graphs.values():
+        model = onnx.load(str(path / entry.file))
+        assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+        assert float64_tensors(model) == [], entry.file
+
+
 def test_fp16_graphs_stay_close_to_fp32(exported):
     _, manifest, _ = exported
     for name, bound in (("generator_fp16", 1e-2), ("pitch_fp16", 5e-3)):

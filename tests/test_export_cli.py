@@ -79,6 +79,10 @@ def test_cli_writes_a_complete_bundle(cli_bundle):
     assert kinds["index"]["file"] == "feature_and_index.pkl" and kinds["cluster"]["format"] == "pt"
     assert (out / "feature_and_index.pkl").read_bytes() == b"index bytes"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".bundle")]
+    for name, bound in (("generator", 1e-4), ("speech_encoder", 1e-4), ("pitch", 1e-5)):
+        records = manifest["graphs"][name]["parity"]
+        assert len({r["length"] for r in records}) == 3, name
+        assert all(r["max_abs_error"] <= min(bound, r["tolerance"]) for r in records), records
 
 
 def test_cli_bundle_runs_encoder_pitch_and_volume(cli_bundle):

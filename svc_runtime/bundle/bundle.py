@@ -105,9 +105,11 @@ class Bundle:
             if chosen is None:
                 continue
             name, graph = chosen
-            engine = next(
-                (bundle_dir / e.file for e in manifest.engines.values() if e.graph == name), None
-            )
+            engine = None
+            if config.provider == "tensorrt":
+                # an engine of this role, whichever graph it was built from (TensorRT picks its own precision)
+                built = [e for e in manifest.engines.values() if manifest.graphs[e.graph].role == role]
+                engine = bundle_dir / built[0].file if built else None
             sessions[role] = open_session(
                 name, bundle_dir / graph.file, config, engine=engine, half=graph.precision == "fp16"
             )
