@@ -50,7 +50,8 @@ def tiny_unit2mel(config: DiffusionConfig, seed: int = 0, random_output: bool = 
 
 
 def write_tiny_dataset(root, config: DiffusionConfig, clips_per_speaker: int = 2, seconds: float = 1.0):
-    """Harmonic tones with cached units (.soft.pt) and f0 (.f0.npy) as feature extraction leaves them.
+    """Harmonic tones with cached units and f0 as feature extraction leaves them: so-vits-svc's
+    .soft.pt/.f0.npy for the first speaker, the .features.npz archive for the second.
 
     Returns (train_list, val_list) paths; mel/volume caches are left to ``prepare_mels``.
     """
@@ -73,9 +74,13 @@ def write_tiny_dataset(root, config: DiffusionConfig, clips_per_speaker: int = 2
             wav = root / speaker / f"{speaker}_{k}.wav"
             wav.parent.mkdir(parents=True, exist_ok=True)
             soundfile.write(str(wav), audio.astype(np.float32), SR)
-            units = torch.from_numpy(rng.standard_normal((1, UNITS, frames // 2 + 1)).astype(np.float32))
-            torch.save(units, str(wav) + ".soft.pt")
-            np.save(str(wav) + ".f0.npy", np.stack([f0, np.ones_like(f0)]))
+            units = rng.standard_normal((UNITS, frames // 2 + 1)).astype(np.float32)
+            if speaker == "alto":  # so-vits-svc's own cache files
+                torch.save(torch.from_numpy(units)[None], str(wav) + ".soft.pt")
+                np.save(str(wav) + ".f0.npy", np.stack([f0, np.ones_like(f0)]))
+            else:  # svc-train features' archive
+                np.savez(str(wav) + ".features.npz", units=units, f0=f0.astype(np.float32),
+                         uv=np.ones(frames, np.float32), volume=np.zeros(frames, np.float32))
             wavs.append(wav)
     train = root / "train.txt"
     val = root / "val.txt"

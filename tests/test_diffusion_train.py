@@ -34,6 +34,7 @@ def dataset(tmp_path):
 def test_cached_items_have_aligned_frames(dataset):
     items = DiffusionDataset(dataset.data.training_files, dataset)
     crop = int(dataset.data.duration * 16000 / HOP)
+    assert sorted(item.spk_id for item in items.items) == [0, 0, 1, 1]  # both cache layouts (see helpers)
     for index in range(len(items)):
         item = items[index]
         assert item["mel"].shape == (crop, MELS)

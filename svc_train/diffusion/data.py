@@ -1,7 +1,8 @@
 """Training data for the diffusion model: cached features plus vocoder mels, cropped per item.
 
-Per wav the cache uses so-vits-svc 4.1's names beside the file:
-``<wav>.soft.pt`` units [1, C, T_u] (or [C, T_u]), ``<wav>.f0.npy`` [2, T] (f0 Hz, uv),
+Units and f0 come from ``<wav>.features.npz`` (``svc-train features``) or, for data
+prepared by so-vits-svc, ``<wav>.soft.pt`` units [1, C, T_u] and ``<wav>.f0.npy`` [2, T]
+(f0 Hz, uv). The diffusion caches beside the file use so-vits-svc 4.1's names:
 ``<wav>.mel.npy`` [T, M] vocoder log-mel, ``<wav>.vol.npy`` [T] volume, and for pitch
 augmentation ``<wav>.aug_mel.npy`` + ``<wav>.aug_vol.npy``. so-vits-svc stores the
 augmented mel as an object array ``(mel, keyshift)``; this package writes a plain
@@ -114,23 +115,40 @@ def speaker_of(wav: Path, config: DiffusionConfig) -> int:
     return config.spk[name]
 
 
-def load_item(wav: Path, config: DiffusionConfig) -> CachedItem:
+FEATURES_NPZ = ".features.npz"
+"""The feature cache of ``svc-train features`` (units [dim, U], f0 [T], uv, volume, spec, meta)."""
+
+
+def read_units_f0(wav: Path) -> tuple[torch.Tensor, np.ndarray]:
+    """Units [C, U] and interpolated f0 [T] Hz from ``<wav>.features.npz`` or so-vits-svc's
+    ``<wav>.soft.pt`` + ``<wav>.f0.npy``."""
+    npz = feature_path(wav, FEATURES_NPZ)
+    if npz.is_file():
+        try:
+            with np.load(npz, allow_pickle=False) as cache:
+                return torch.from_numpy(np.array(cache["units"], dtype=np.float32)), np.array(cache["f0"], dtype=np.float32)
+        except (KeyError, ValueError, OSError) as exc:
+            raise DiffusionDataError(f"{npz}: unreadable feature cache ({exc}); re-run `svc-train features`") from exc
     f0_uv = load_npy(feature_path(wav, ".f0.npy"))
     f0 = np.asarray(f0_uv[0] if isinstance(f0_uv, tuple) or np.ndim(f0_uv) == 2 else f0_uv, dtype=np.float32)
+    units_path = feature_path(wav, ".soft.pt")
+    if not units_path.is_file():
+        raise DiffusionDataError(f"{units_path} and {npz} are missing; extract features for {wav} first (`svc-train features`)")
+    units = torch.load(units_path, map_location="cpu", weights_only=True).float()
+    return (units[0] if units.dim() == 3 else units), f0
+
+
+def load_item(wav: Path, config: DiffusionConfig) -> CachedItem:
+    units, f0 = read_units_f0(wav)
     mel = np.asarray(load_npy(feature_path(wav, ".mel.npy")), dtype=np.float32)
     frames = len(f0)
     if mel.ndim != 2 or abs(mel.shape[0] - frames) > 2:
         raise DiffusionDataError(f"{feature_path(wav, '.mel.npy')}: shape {mel.shape} does not fit {frames} f0 frames")
     frames = min(frames, mel.shape[0])
     volume = np.asarray(load_npy(feature_path(wav, ".vol.npy")), dtype=np.float32)
-    units_path = feature_path(wav, ".soft.pt")
-    if not units_path.is_file():
-        raise DiffusionDataError(f"{units_path} is missing; extract content units for {wav} first")
-    units = torch.load(units_path, map_location="cpu", weights_only=True).float()
-    units = units[0] if units.dim() == 3 else units
     if units.shape[0] != config.data.encoder_out_channels:
         raise DiffusionDataError(
-            f"{units_path}: {units.shape[0]} unit channels, config data.encoder_out_channels is {config.data.encoder_out_channels}"
+            f"{wav}: units have {units.shape[0]} channels, config data.encoder_out_channels is {config.data.encoder_out_channels}"
         )
     units = torch.from_numpy(align_units(units.numpy(), len(f0), config.data.unit_interpolate_mode)).T[:frames]
     aug_mel = aug_volume = None
@@ -244,6 +262,7 @@ __all__ = [
     "CachedItem",
     "DiffusionDataError",
     "DiffusionDataset",
+    "FEATURES_NPZ",
     "feature_path",
     "load_item",
     "load_npy",
