@@ -78,7 +78,7 @@ def test_manifest_round_trips_through_json(tmp_path):
         (lambda d: d["model"]["speakers"].update(carol=5), "model.speakers.carol: id must be an integer in [0, 2)"),
         (lambda d: d["model"].update(unit_interpolate_mode="cubic"), "model.unit_interpolate_mode: must be one of"),
         (lambda d: d["graphs"]["generator"].update(sha256="abc"), "graphs.generator.sha256: expected 64"),
-        (lambda d: d["graphs"]["generator"].update(role="vocoder"), "graphs.generator.role: must be one of"),
+        (lambda d: d["graphs"]["generator"].update(role="mixer"), "graphs.generator.role: must be one of"),
         (lambda d: d["graphs"]["generator"].update(file="../evil.onnx"), "graphs.generator.file: must be a plain"),
         (lambda d: d["graphs"]["generator"]["inputs"][0].update(dtype="float64"), "inputs[0].dtype: must be one of"),
         (lambda d: d["graphs"]["generator"]["inputs"][0].update(shape=["batch", -1]), "inputs[0].shape[1]"),
@@ -106,6 +106,21 @@ def test_unreadable_manifest_names_the_file(tmp_path):
     (tmp_path / "manifest.json").write_text('{"format": "svc-bundle", "schema_version": 1}')
     with pytest.raises(ManifestError, match=r"manifest.json: graphs: required field is missing"):
         Manifest.read(tmp_path)
+
+
+def test_diffusion_section_and_roles_round_trip():
+    import dataclasses
+
+    spec = {"timesteps": 1000, "k_step_max": 100, "vocoder": {"sampling_rate": 44100}, "note": None}
+    manifest = dataclasses.replace(make_manifest(FILES), diffusion=spec)
+    data = manifest.to_dict()
+    assert data["diffusion"] == spec  # kept verbatim, None values included
+    data["graphs"]["vocoder"] = dict(data["graphs"]["pitch"], role="vocoder", file="nsf_hifigan.onnx")
+    parsed = Manifest.from_dict(data)
+    assert parsed.diffusion == spec and parsed.graphs["vocoder"].role == "vocoder"
+    data["diffusion"] = [1, 2]
+    with pytest.raises(ManifestError, match="diffusion: expected an object"):
+        Manifest.from_dict(data)
 
 
 def test_engine_profiles_are_validated():

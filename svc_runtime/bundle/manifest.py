@@ -21,7 +21,11 @@ MANIFEST_NAME = "manifest.json"
 
 DTYPES = ("float32", "float16", "int64", "int32", "bool")
 PRECISIONS = ("fp32", "fp16")
-GRAPH_ROLES = ("generator", "f0_predictor", "speech_encoder", "pitch")
+GRAPH_ROLES = (
+    "generator", "f0_predictor", "speech_encoder", "pitch", "diffusion_condition", "diffusion_denoiser", "vocoder",
+)
+"""The shallow-diffusion roles' graphs are described by the manifest's `diffusion` section
+(`svc_runtime.diffusion.spec.DiffusionSpec`), which the diffusion runtime validates."""
 UNIT_INTERPOLATE_MODES = ("nearest", "left", "linear")
 AUX_KINDS = ("index", "cluster")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -371,6 +375,7 @@ class Manifest:
     engines: dict[str, EngineEntry] = field(default_factory=dict)
     aux_files: tuple[AuxFile, ...] = ()
     exporter: dict[str, str] = field(default_factory=dict)
+    diffusion: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     format: str = FORMAT
 
@@ -397,6 +402,7 @@ class Manifest:
             engines={name: EngineEntry.parse(e) for name, e in r.items("engines", optional=True)},
             aux_files=tuple(AuxFile.parse(x) for x in r.list_of("aux_files", optional=True)),
             exporter={k: str(v) for k, v in r.get("exporter", dict, optional=True, default={}).items()},
+            diffusion=r.get("diffusion", dict, optional=True),
             schema_version=version,
             format=fmt,
         )
@@ -443,7 +449,10 @@ class Manifest:
             "engines": {name: asdict(e) for name, e in self.engines.items()},
             "aux_files": [asdict(a) for a in self.aux_files],
         }
-        return clean(data)
+        data = clean(data)
+        if self.diffusion is not None:
+            data["diffusion"] = self.diffusion  # verbatim: its schema belongs to svc_runtime.diffusion.spec
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
