@@ -1,0 +1,145 @@
+"""Turn a benchmark results dict into results.json, results.md (tables) and rtf.png (plots)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _spread(summary: dict | None, digits: int = 3) -> str:
+    if not summary:
+        return "-"
+    return f"{summary['median']:.{digits}f} ({summary['min']:.{digits}f}-{summary['max']:.{digits}f})"
+
+
+def _load(row: dict) -> str:
+    loads = [r["load"][0] for r in row.get("reps", [])]
+    return "-" if not loads else f"{min(loads):.1f}-{max(loads):.1f}"
+
+
+def machine_lines(results: dict) -> list[str]:
+    m = results["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    return [
+        f"- CPU: {m['cpu']}, {m['logical_cores']} logical cores, {m['memory_gib']} GiB RAM ({m['platform']})",
+        f"- Python {m['python']}; {versions}",
+        f"- Run {results['started_utc']} to {results.get('finished_utc', '?')}; load average at start "
+        f"{results['load_at_start']}, at end {results.get('load_at_end', '?')} (the CPU was shared)",
+        f"- Threads: torch `set_num_threads` = ONNX Runtime intra-op threads = {results['settings']['threads']}",
+    ]
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Benchmark results", "", *machine_lines(results), ""]
+    rows = results.get("throughput", [])
+    if rows:
+        lines += ["## Throughput (real-time factor = wall s / audio s; lower is faster)", "",
+                  "| size | input s | impl | RTF median (min-max) | torch/ours ratio | slowest stage | load (1 min) |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            stages = r["stages_median_s"]
+            slow = max(stages, key=stages.get) if stages else "-"
+            share = stages[slow] / sum(stages.values()) if stages else 0
+            lines.append(f"| {r['size']} | {r['input_seconds']:.1f} | {r['impl']} | {_spread(r['rtf'])} | "
+                         f"{_spread(r['ratio_torch_over_ours'], 2)} | {slow} ({share:.0%}) | {_load(r)} |")
+        lines += ["", "### Seconds per stage (median over repetitions)", ""]
+        names = []
+        for r in rows:
+            names += [k for k in r["stages_median_s"] if k not in names]
+        lines += ["| size | input s | impl | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+        for r in rows:
+            cells = " | ".join(_f(r["stages_median_s"].get(k), 2) for k in names)
+            lines.append(f"| {r['size']} | {r['input_seconds']:.1f} | {r['impl']} | {cells} |")
+        lines.append("")
+    if results.get("batch"):
+        lines += ["## Batch scaling (files converted at once)", "",
+                  "| size | files | impl | audio s | wall s | x real time | load |", "|---|---|---|---|---|---|---|"]
+        for r in results["batch"]:
+            lines.append(f"| {r['size']} | {r['files']} | {r['impl']} | {r['audio_seconds']:.1f} | {r['wall']:.2f} | "
+                         f"{r['throughput_x_realtime']:.2f} | {r['load'][0]:.1f} |")
+        lines.append("")
+    if results.get("streaming"):
+        lines += ["## Streaming (ours, `svc_runtime.StreamingConverter`)", "",
+                  "| size | block ms | algorithmic latency ms | compute ms/block median | p95 | max | "
+                  "compute/block | keeps up | load |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in results["streaming"]:
+            c = r["compute_ms"]
+            lines.append(f"| {r['size']} | {r['block_ms']:.0f} | {r['latency_ms']:.0f} | {c['median']:.1f} | "
+                         f"{c['p95']:.1f} | {c['max']:.1f} | {r['rtf_median']:.2f} | "
+                         f"{'yes' if r['keeps_up'] else 'no'} | {r['load'][0]:.1f} |")
+        lines.append("")
+    if results.get("memory"):
+        lines += ["## Peak memory (one fresh process per row)", "",
+                  "| size | impl | input s | peak RSS MiB | RSS after load MiB | growth MiB | tracemalloc peak MiB | "
+                  "load |", "|---|---|---|---|---|---|---|---|"]
+        for r in results["memory"]:
+            lines.append(f"| {r['size']} | {r['impl']} | {r['input_seconds']:.0f} | {r['peak_rss_mib']:.0f} | "
+                         f"{r['rss_after_load_mib']:.0f} | {r['peak_rss_mib'] - r['peak_rss_before_convert_mib']:.0f} | "
+                         f"{r['tracemalloc_peak_mib']:.1f} | {r['load'][0]:.1f} |")
+        lines.append("")
+    if results.get("coldstart"):
+        lines += ["## Cold start (process start to the first converted second)", "",
+                  "| size | impl | to models loaded s | to first second s |", "|---|---|---|---|"]
+        for r in results["coldstart"]:
+            lines.append(f"| {r['size']} | {r['impl']} | {_spread(r['to_models_loaded'], 2)} | "
+                         f"{_spread(r['to_first_second'], 2)} |")
+        lines.append("")
+    if results.get("tuning"):
+        lines += ["## ONNX Runtime session settings (ours)", "",
+                  "| size | variant | RTF median (min-max) | speed-up vs default | generator s | what |",
+                  "|---|---|---|---|---|---|"]
+        for r in results["tuning"]:
+            lines.append(f"| {r['size']} | {r['variant']} | {_spread(r['rtf'])} | {_spread(r['speedup_vs_default'], 2)} | "
+                         f"{_f(r['stages_median_s'].get('generator'), 2)} | {r['description']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_results(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in results.get("throughput", []):
+        series.setdefault((r["size"], r["impl"]), []).append((r["input_seconds"], r["rtf"]["median"]))
+    for (size, impl), points in sorted(series.items()):
+        xs, ys = zip(*sorted(points))
+        left.plot(xs, ys, marker="o", linestyle="-" if impl == "ours" else "--", label=f"{impl} ({size})")
+    left.axhline(1.0, color="grey", linewidth=0.8)
+    left.set_xlabel("input length (s)")
+    left.set_ylabel("real-time factor (lower is faster)")
+    left.set_title("Whole-file conversion")
+    if series:
+        left.legend(fontsize=8)
+    streams: dict[str, list[tuple[float, float]]] = {}
+    for r in results.get("streaming", []):
+        streams.setdefault(r["size"], []).append((r["block_ms"], r["rtf_median"]))
+    for size, points in sorted(streams.items()):
+        xs, ys = zip(*sorted(points))
+        right.plot(xs, ys, marker="o", label=f"ours ({size})")
+    right.axhline(1.0, color="grey", linewidth=0.8)
+    right.set_xscale("log")
+    right.set_xlabel("block size (ms)")
+    right.set_ylabel("compute time / block duration")
+    right.set_title("Streaming (keeps up below 1)")
+    if streams:
+        right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(results: dict, out: Path, plot: bool = True) -> None:
+    """results.json, results.md and (unless `plot` is False) rtf.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(markdown(results) + "\n", encoding="utf-8")
+    if plot:
+        plot_results(results, out / "rtf.png")

@@ -1,0 +1,71 @@
+"""ONNX Runtime session settings for our runtime, tried on a loaded bundle without touching its code.
+
+Each variant re-opens the bundle's graphs with its own `SessionOptions` and swaps the
+sessions in (same `run(feeds) -> outputs` surface as `svc_runtime.bundle.sessions.OrtSession`).
+`default` keeps the runtime's own sessions (ORT_ENABLE_ALL, intra-op threads as given).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+VARIANTS: dict[str, str] = {
+    "default": "the runtime's sessions: ORT_ENABLE_ALL, sequential, intra-op threads = --threads, spinning on",
+    "no_spin": "as default, intra-op thread spinning off (session.intra_op.allow_spinning=0)",
+    "no_spin_dnz": "no_spin + denormals flushed to zero (session.set_denormal_as_zero=1)",
+    "basic_opt": "graph optimisation ORT_ENABLE_BASIC instead of ALL",
+    "one_thread": "intra-op threads 1, spinning off",
+}
+
+_NUMPY = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}
+
+
+def session_options(variant: str, threads: int) -> ort.SessionOptions:
+    """The `SessionOptions` of `variant` (see VARIANTS)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown tuning variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if variant == "basic_opt" else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = 1 if variant == "one_thread" else threads
+    if variant in ("no_spin", "no_spin_dnz", "one_thread"):
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if variant == "no_spin_dnz":
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    return options
+
+
+class TunedSession:
+    """One graph in ONNX Runtime (CPU) with explicit `SessionOptions`."""
+
+    def __init__(self, name: str, path: Path, options: ort.SessionOptions) -> None:
+        self.name = name
+        self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        self.provider = self._session.get_providers()[0]
+        self.input_names = tuple(i.name for i in self._session.get_inputs())
+        self.output_names = tuple(o.name for o in self._session.get_outputs())
+        self._dtypes = {i.name: _NUMPY.get(i.type) for i in self._session.get_inputs()}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise ValueError(f"graph {self.name}: missing inputs {missing}")
+        ready = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n]) for n in self.input_names}
+        return dict(zip(self.output_names, self._session.run(list(self.output_names), ready)))
+
+
+def apply_variant(converter, variant: str, threads: int) -> None:
+    """Swap every graph session of `converter.bundle` for one opened with `variant`'s options."""
+    if variant == "default":
+        return
+    bundle = converter.bundle
+    options = session_options(variant, threads)
+    for role, current in list(bundle.sessions.items()):
+        entry = bundle.manifest.graphs[current.name]
+        bundle.sessions[role] = TunedSession(current.name, bundle.path / entry.file, options)
