@@ -20,7 +20,14 @@ import numpy as np
 from svc_runtime.audio.decode import DecodedAudio
 from svc_runtime.audio.dsp import remove_dc
 from svc_runtime.audio.resample import resample, resampled_length
-from svc_runtime.pipeline.features import ENCODER_RATE, align_units, make_f0_source
+from svc_runtime.pipeline.features import (
+    ENCODER_RATE,
+    align_units,
+    hold_unvoiced,
+    make_f0_source,
+    time_unit_indices,
+    units_on_encoder_grid,
+)
 from svc_runtime.pipeline.noise import NoiseField
 from svc_runtime.pipeline.options import ConvertOptions
 from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
@@ -155,19 +162,18 @@ class Converter:
         audio[pad : pad + length] = x[start:end]
         audio16 = resample(audio, self.sr, ENCODER_RATE)
         f0_raw = np.zeros(n, np.float32)
-        c = np.zeros((self.model.ssl_dim, n), np.float32)
-        ratio = ENCODER_RATE / self.sr
         for ch in plan_chunks(n, self.window, self.context):
             a, b = ch.win_start, ch.win_end
-            wav = audio[a * hop : b * hop]
-            wav16 = audio16[int(round(a * hop * ratio)) : int(round(b * hop * ratio))]
-            f0_win = self.f0_source(wav, wav16, b - a)
-            units = self.bundle.encode_units(wav16)[0]
-            c_win = align_units(units, b - a, self.model.unit_interpolate_mode)
-            ks, ke = ch.keep_start - a, ch.keep_end - a
-            f0_raw[ch.keep_start : ch.keep_end] = f0_win[ks:ke]
-            c[:, ch.keep_start : ch.keep_end] = c_win[:, ks:ke]
-        f0, uv = interpolate_unvoiced(f0_raw)
+            f0_win = self.f0_source(audio[a * hop : b * hop], b - a)
+            f0_raw[ch.keep_start : ch.keep_end] = f0_win[ch.keep_start - a : ch.keep_end - a]
+        units = units_on_encoder_grid(self.bundle, audio16, self.window * hop / self.sr, self.context * hop / self.sr)
+        if o.unit_alignment == "length":
+            c = align_units(units, n, self.model.unit_interpolate_mode)
+        else:
+            enc = self.bundle.manifest.speech_encoder
+            idx = time_unit_indices(0, n, self.sr, hop, enc.sampling_rate, enc.hop_length)
+            c = np.ascontiguousarray(units[:, np.minimum(idx, units.shape[1] - 1)])
+        f0, uv = interpolate_unvoiced(f0_raw) if o.f0_fill == "interpolate" else hold_unvoiced(f0_raw)
         f0 = shift_f0(f0.astype(np.float32), o.transpose)
         if self.blender is not None:
             c = blend(c, self.blender(c), o.blend_ratio)

@@ -7,23 +7,26 @@ compute them with limited context.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
 
 from svc_runtime.audio.resample import resample
-from svc_runtime.signal.f0 import nearest_indices, resize_f0
+from svc_runtime.signal import units as unit_helpers
+from svc_runtime.signal.f0 import resize_f0
+from svc_runtime.signal.slicer import plan_chunks
 
 ENCODER_RATE = 16000
 NEURAL_PITCH = ("rmvpe", "fcpe")
 
 
 class F0Source(Protocol):
-    """Raw F0 of audio at the model rate: (audio [N], n_frames) -> f0 [n_frames] Hz, 0 = unvoiced."""
+    """Raw F0 of audio at the model rate on its frame grid: (audio [N], n_frames) -> f0 [n_frames] Hz, 0 = unvoiced."""
 
     name: str
 
-    def __call__(self, audio: np.ndarray, audio16k: np.ndarray, n_frames: int) -> np.ndarray: ...
+    def __call__(self, audio: np.ndarray, n_frames: int) -> np.ndarray: ...
 
 
 class GraphF0:
@@ -48,9 +51,8 @@ class GraphF0:
         else:
             raise ValueError(f"{bundle.path}: no salience decoder for pitch method {info.method!r}")
 
-    def __call__(self, audio: np.ndarray, audio16k: np.ndarray, n_frames: int) -> np.ndarray:
-        sr = self.info.sampling_rate
-        wav = audio16k if sr == ENCODER_RATE else resample(audio, self.bundle.sampling_rate, sr)
+    def __call__(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
+        wav = resample(audio, self.bundle.sampling_rate, self.info.sampling_rate)
         salience = self.bundle.pitch_salience(wav)
         f0 = self._decode(salience)[0]
         if f0.size == 0:
@@ -70,7 +72,7 @@ class ClassicF0:
         self.name = method
         self.sample_rate = sample_rate
 
-    def __call__(self, audio: np.ndarray, audio16k: np.ndarray, n_frames: int) -> np.ndarray:
+    def __call__(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
         track = self._extract(audio, self.sample_rate, self._options, grid=self._grid, n_frames=n_frames)
         return track.f0_hz
 
@@ -89,14 +91,63 @@ def make_f0_source(bundle, method: str | None) -> F0Source:
     return ClassicF0(method, bundle.sampling_rate, bundle.hop_length)
 
 
+ENCODER_RECEPTIVE_MARGIN = 1
+"""Extra encoder hops of audio given past a unit window's end, so its last kept frame is complete."""
+
+
+def units_on_encoder_grid(bundle, audio16k: np.ndarray, window_s: float, context_s: float) -> np.ndarray:
+    """Content units [dim, Tu] of 16 kHz audio, computed in windows aligned to the encoder's hop.
+
+    Each window starts on a multiple of the encoder hop, so its frames are the whole-signal
+    frames (same conv phase); a window's frames are kept on its own region, with
+    `context_s` of audio on both sides for the encoder's attention. With one window this is
+    exactly `bundle.encode_units(audio16k)`.
+    """
+    info = bundle.manifest.speech_encoder
+    hop_e = info.hop_length
+    n16 = audio16k.shape[0]
+    n_est = max(1, n16 // hop_e)
+    window = max(1, int(math.ceil(window_s * info.sampling_rate / hop_e)))
+    context = int(math.ceil(context_s * info.sampling_rate / hop_e))
+    if window <= 2 * context:
+        window = 2 * context + 1
+    units: np.ndarray | None = None
+    total = 0
+    for ch in plan_chunks(n_est, window, context):
+        lo = ch.win_start * hop_e
+        hi = min(n16, (ch.win_end + ENCODER_RECEPTIVE_MARGIN) * hop_e)
+        out = bundle.encode_units(audio16k[lo:hi])[0]
+        if units is None:
+            units = np.zeros((out.shape[0], n_est + 2), np.float32)
+        produced = ch.win_start + out.shape[1]
+        ke = min(ch.keep_end, produced) if ch.keep_end < n_est else produced
+        units[:, ch.keep_start : ke] = out[:, ch.keep_start - ch.win_start : ke - ch.win_start]
+        total = ke
+    assert units is not None
+    return units[:, :total]
+
+
+def hold_unvoiced(f0: np.ndarray, last_voiced: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Causal fill: each unvoiced frame takes the last voiced F0 before it (`last_voiced` before the first).
+
+    f0: [T] Hz, 0 = unvoiced. Returns (filled [T] float32, uv [T] float32). Unlike
+    `interpolate_unvoiced` it never looks ahead, so a stream and a whole file agree.
+    """
+    f = np.asarray(f0, dtype=np.float32)
+    uv = (f > 0).astype(np.float32)
+    idx = np.where(uv > 0, np.arange(f.size), -1)
+    idx = np.maximum.accumulate(idx) if f.size else idx
+    filled = np.where(idx >= 0, f[np.maximum(idx, 0)], np.float32(last_voiced)).astype(np.float32)
+    return filled, uv
+
+
+def time_unit_indices(first_frame: int, n_frames: int, model_rate: int, model_hop: int,
+                      encoder_rate: int, encoder_hop: int) -> np.ndarray:
+    """Encoder frame of each model frame by time: floor(k * model_period / encoder_period), [n_frames] int64."""
+    k = np.arange(first_frame, first_frame + n_frames, dtype=np.int64)
+    return (k * model_hop * encoder_rate) // (model_rate * encoder_hop)
+
+
 def align_units(units: np.ndarray, n_frames: int, mode: str = "nearest") -> np.ndarray:
-    """Stretch units [dim, Tu] to [dim, n_frames] as so-vits-svc's `repeat_expand_2d`."""
-    try:
-        from svc_runtime.signal import units as unit_helpers
-    except ImportError:
-        unit_helpers = None
-    if unit_helpers is not None and hasattr(unit_helpers, "align_units"):
-        return unit_helpers.align_units(units, n_frames, mode)
-    if mode != "nearest":
-        raise ValueError(f"unit interpolation {mode!r} needs svc_runtime.signal.units")
-    return units[:, nearest_indices(units.shape[1], n_frames)]
+    """Stretch units [dim, Tu] to [dim, n_frames] as so-vits-svc's `repeat_expand_2d` (nearest / left)."""
+    return unit_helpers.align_units(units, n_frames, mode)

@@ -23,6 +23,8 @@ class ConvertOptions:
     transpose: float = 0.0
     f0_method: str | None = None
     f0_filter: bool = False
+    f0_fill: str = "interpolate"
+    unit_alignment: str = "length"
     auto_predict_f0: bool = False
     blend_ratio: float = 0.0
     blend_mode: str = "auto"
@@ -41,6 +43,8 @@ class ConvertOptions:
 
     def __post_init__(self) -> None:
         checks = [
+            (self.f0_fill in ("interpolate", "hold"), "f0 fill must be interpolate (so-vits-svc) or hold (causal)"),
+            (self.unit_alignment in ("length", "time"), "unit alignment must be length (so-vits-svc) or time (causal)"),
             (-48.0 <= self.transpose <= 48.0, "transpose must be within +-48 semitones"),
             (0.0 <= self.blend_ratio <= 1.0, "blend ratio (cluster/retrieval) must be in [0, 1]"),
             (self.blend_mode in ("auto", "retrieval", "cluster"), "blend mode must be auto, retrieval or cluster"),
