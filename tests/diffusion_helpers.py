@@ -87,3 +87,16 @@ def write_tiny_dataset(root, config: DiffusionConfig, clips_per_speaker: int = 2
     train.write_text("\n".join(str(w) for w in wavs) + "\n")
     val.write_text(str(wavs[0]) + "\n")
     return train, val
+
+
+def ddp_worker(rank: int, config_path: str, port: int, out_dir: str) -> None:
+    """One rank of a 2-process gloo job as torchrun would start it; saves its final weights to out_dir."""
+    import os
+
+    from svc_train.diffusion import trainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    report = trainer.train(DiffusionConfig.load(config_path), MELS, max_steps=3)
+    flat = torch.cat([p.detach().flatten() for p in report.model.parameters()])
+    torch.save({"params": flat, "steps": report.steps}, f"{out_dir}/rank{rank}.pt")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from diffusion_helpers import HOP, MELS, UNITS, tiny_config, tiny_vocoder_config, write_tiny_dataset
+from diffusion_helpers import HOP, MELS, UNITS, ddp_worker, tiny_config, tiny_vocoder_config, write_tiny_dataset
 from typer.testing import CliRunner
 
 from svc_train.cli.app import app
@@ -103,3 +103,24 @@ def test_cli_trains_and_reports_bad_input(dataset, tmp_path):
     (vocoder_dir / "config.json").unlink()
     result = runner.invoke(app, ["diffusion", "-c", str(path), "--max-steps", "1"])
     assert result.exit_code == 2 and "config.json not found" in result.output
+
+
+@pytest.mark.slow
+def test_torchrun_style_ddp_keeps_ranks_in_sync(dataset, tmp_path):
+    """Two gloo processes (the environment torchrun sets): gradients are averaged, so both ranks end
+    with identical weights, different from the start; only rank 0 writes the checkpoint."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "diffusion.yaml"
+    dataset.save(path)
+    torch.multiprocessing.spawn(ddp_worker, args=(str(path), port, str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0["steps"] == rank1["steps"] == 3
+    assert torch.equal(rank0["params"], rank1["params"])
+    torch.manual_seed(dataset.train.seed)
+    initial = torch.cat([p.flatten() for p in Unit2Mel.from_config(dataset, MELS).parameters()])
+    assert not torch.equal(initial, rank0["params"])
+    assert sorted(p.name for p in (tmp_path / "exp").glob("model_*.pt")) == ["model_3.pt"]

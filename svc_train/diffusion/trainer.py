@@ -5,11 +5,13 @@ Checkpoints ``<expdir>/model_<step>.pt`` hold ``{"global_step", "model"[, "optim
 ``interval_val`` steps the model is saved, the previous save deleted unless its step is a
 multiple of ``interval_force_save``, and the validation loss logged. Scalars go to
 TensorBoard under ``<expdir>/logs`` and the resolved config to ``<expdir>/config.yaml``.
+Under torchrun the same loop runs with DistributedDataParallel; only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -17,7 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from svc_train.diffusion.config import DiffusionConfig
 from svc_train.diffusion.data import DiffusionDataset
@@ -38,6 +43,7 @@ class TrainReport:
     validation: list[tuple[int, float]] = field(default_factory=list)
     checkpoint: Path | None = None
     resumed_from: Path | None = None
+    model: Unit2Mel | None = None  # the trained model (every rank holds the same weights)
 
 
 def checkpoint_path(expdir: Path, step: int) -> Path:
@@ -79,9 +85,22 @@ def load_diffusion(checkpoint: str | Path, config: str | Path | DiffusionConfig)
     return model.eval(), config
 
 
-def _batch_loss(model: Unit2Mel, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+class _LossModule(nn.Module):
+    """Puts the training loss behind ``forward`` so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: Unit2Mel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, units, f0, volume, spk_id, mel, aug_shift) -> torch.Tensor:
+        return self.model.loss(units, f0, volume, spk_id, mel, aug_shift)
+
+
+def _batch_loss(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``model``: a :class:`Unit2Mel` or a (DDP-wrapped) :class:`_LossModule`."""
     batch = {k: v.to(device) for k, v in batch.items()}
-    return model.loss(batch["units"], batch["f0"], batch["volume"], batch["spk_id"], batch["mel"], batch["aug_shift"])
+    args = (batch["units"], batch["f0"], batch["volume"], batch["spk_id"], batch["mel"], batch["aug_shift"])
+    return model.loss(*args) if isinstance(model, Unit2Mel) else model(*args)
 
 
 @torch.no_grad()
@@ -100,6 +119,37 @@ def validation_loss(model: Unit2Mel, loader: DataLoader, device: torch.device, r
     return total / max(count, 1)
 
 
+@dataclass(frozen=True)
+class _Process:
+    """This process's place in a torchrun job (WORLD_SIZE/RANK/LOCAL_RANK; one process without them)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    owns_group: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def join(cls, requested: str) -> _Process:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        use_cuda = requested.startswith("cuda") and torch.cuda.is_available()
+        device = torch.device("cuda", local_rank % torch.cuda.device_count()) if use_cuda and world_size > 1 else \
+            torch.device(requested if use_cuda else "cpu")
+        owns = False
+        if world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://", world_size=world_size, rank=rank)
+            owns = True
+        return cls(rank, world_size, device, owns)
+
+    def leave(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def train(
     config: DiffusionConfig,
     out_dims: int,
@@ -110,22 +160,33 @@ def train(
     """Train from ``config`` (file lists of cached features, see :mod:`svc_train.diffusion.data`).
 
     ``out_dims``: the vocoder's mel count. Stops after ``max_steps`` optimizer steps in
-    this run (None: ``train.epochs``) and always saves a final checkpoint.
+    this run (None: ``train.epochs``) and always saves a final checkpoint. Under torchrun
+    (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel (gloo on CPU, nccl on GPU);
+    rank 0 logs, validates and saves.
     """
+    process = _Process.join(config.device)
+    try:
+        return _train(config, out_dims, max_steps, resume, log, process)
+    finally:
+        process.leave()
+
+
+def _train(config, out_dims, max_steps, resume, log, process: _Process) -> TrainReport:
     from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - heavy, only for training
 
     t = config.train
-    device = torch.device(config.device if config.device != "cuda" or torch.cuda.is_available() else "cpu")
-    torch.manual_seed(t.seed)
+    device = process.device
+    torch.manual_seed(t.seed)  # same initial weights on every rank
     expdir = Path(config.env.expdir)
-    expdir.mkdir(parents=True, exist_ok=True)
-    config.save(expdir / "config.yaml")
+    if process.is_main:
+        expdir.mkdir(parents=True, exist_ok=True)
+        config.save(expdir / "config.yaml")
 
     model = Unit2Mel.from_config(config, out_dims).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     report = TrainReport()
     step = 0
-    previous = latest_checkpoint(expdir) if resume else None
+    previous = latest_checkpoint(expdir) if resume and expdir.is_dir() else None
     if previous is not None:
         checkpoint = read_checkpoint(previous)
         if out_dims_of(checkpoint["model"]) != out_dims:
@@ -139,21 +200,28 @@ def train(
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", t.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, t.decay_step, gamma=t.gamma, last_epoch=step - 1 if step else -1)
+    trainee: nn.Module = _LossModule(model)
+    if process.world_size > 1:
+        trainee = DistributedDataParallel(trainee, device_ids=[device.index] if device.type == "cuda" else None)
 
     train_set = DiffusionDataset(config.data.training_files, config)
-    loader = DataLoader(train_set, batch_size=min(t.batch_size, len(train_set)), shuffle=True, drop_last=True,
+    sampler = DistributedSampler(train_set, process.world_size, process.rank, seed=t.seed) if process.world_size > 1 else None
+    per_rank = max(1, min(t.batch_size, len(train_set) // process.world_size))
+    loader = DataLoader(train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler, drop_last=True,
                         num_workers=t.num_workers, persistent_workers=t.num_workers > 0)
     valid_loader = DataLoader(DiffusionDataset(config.data.validation_files, config, whole=True, augment=False), batch_size=1)
     amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[t.amp_dtype]
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
-    writer = SummaryWriter(str(expdir / "logs"))
+    writer = SummaryWriter(str(expdir / "logs")) if process.is_main else None
     model.train()
     started, last_saved = time.time(), None
     finished = False
     try:
-        for _epoch in range(t.epochs):
+        for epoch in range(t.epochs):
             if finished:
                 break
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             for batch in loader:
                 if max_steps is not None and report.steps >= max_steps:
                     finished = True
@@ -161,7 +229,7 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 autocast = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
                 with autocast:
-                    loss = _batch_loss(model, batch, device)
+                    loss = _batch_loss(trainee, batch, device)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower train.lr or use fp32")
                 scaler.scale(loss).backward()
@@ -171,6 +239,8 @@ def train(
                 step += 1
                 report.steps += 1
                 report.losses.append(loss.item())
+                if writer is None:
+                    continue
                 if step % t.interval_log == 0:
                     lr = optimizer.param_groups[0]["lr"]
                     writer.add_scalar("train/loss", report.losses[-1], step)
@@ -183,10 +253,12 @@ def train(
                     report.validation.append((step, valid))
                     log(f"step {step} | validation loss {valid:.4f} | saved {last_saved.name}")
     finally:
-        writer.close()
-    if last_saved is None or last_saved != checkpoint_path(expdir, step):
+        if writer is not None:
+            writer.close()
+    if process.is_main and (last_saved is None or last_saved != checkpoint_path(expdir, step)):
         last_saved = _save(model, optimizer if t.save_opt else None, expdir, step, None, t.interval_force_save)
     report.checkpoint = last_saved
+    report.model = model.eval()
     return report
 
 
