@@ -349,12 +349,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: micro models, a 2 s input, one repetition, two block sizes")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.sizes, args.lengths, args.reps = ["micro"], [2.0], 1
-        args.batch, args.batch_file_seconds = [1, 2], 1.5
-        args.blocks, args.stream_seconds = [100.0, 500.0], 1.0
-        args.memory_lengths, args.memory_long, args.coldstart_reps = [2.0], 0.0, 1
-        args.tuning_seconds = 2.0
+    if args.quick:  # smaller defaults; options given explicitly are kept
+        quick = {"sizes": ["micro"], "lengths": [2.0], "reps": 1, "batch": [1, 2], "batch_file_seconds": 1.5,
+                 "blocks": [100.0, 500.0], "stream_seconds": 1.0, "memory_lengths": [2.0], "memory_long": 0.0,
+                 "coldstart_reps": 1, "tuning_seconds": 2.0}
+        for name, value in quick.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     return args
 
 

@@ -1,0 +1,58 @@
+"""Smoke test of the end-to-end benchmark (benchmarks/e2e.py) on the micro fixture models.
+
+The benchmarks themselves never run in the default test pass; this only proves that the
+harness runs both pipelines on a short input and writes a well-formed report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("parselmouth", reason="the micro models use the classic pm tracker (extra 'classic')")
+
+from benchmarks import e2e  # noqa: E402
+
+
+@pytest.fixture()
+def micro_cache(fixtures_dir: Path, tmp_path: Path) -> Path:
+    cache = tmp_path / "cache"
+    shutil.copytree(fixtures_dir / "bench_micro", cache, ignore=shutil.ignore_patterns("README.md"))
+    return cache
+
+
+def test_e2e_quick_run_writes_rows_for_both_pipelines(micro_cache: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SVC_BENCH_CORPUS", str(tmp_path / "no-corpus"))  # synthetic input: no /work/shared needed
+    out = tmp_path / "results"
+    e2e.main(["--quick", "--sections", "throughput", "streaming", "--blocks", "250",
+              "--cache", str(micro_cache), "--out", str(out), "--no-plot"])
+
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    rows = {r["impl"]: r for r in results["throughput"]}
+    assert set(rows) == {"ours", "torch"}
+    for row in rows.values():
+        assert row["size"] == "micro"
+        assert row["input_seconds"] == pytest.approx(2.0, abs=1e-3)
+        assert row["input"].startswith("synthetic")
+        rtf = row["rtf"]["median"]
+        assert math.isfinite(rtf) and rtf > 0
+        assert row["stages_median_s"]["generator"] > 0
+        assert row["stages_median_s"]["content"] > 0
+        # the stages are parts of the whole: their sum cannot exceed the measured wall time
+        assert sum(row["stages_median_s"].values()) <= row["reps"][0]["wall"] * 1.01
+    ratio = rows["ours"]["ratio_torch_over_ours"]["median"]
+    assert ratio == pytest.approx(rows["torch"]["reps"][0]["wall"] / rows["ours"]["reps"][0]["wall"])
+
+    (stream,) = results["streaming"]
+    assert stream["block_ms"] == pytest.approx(250.0, abs=0.1)
+    assert stream["latency_ms"] >= stream["block_ms"]
+    assert stream["compute_ms"]["median"] > 0
+
+    table = (out / "results.md").read_text(encoding="utf-8")
+    assert "| micro | 2.0 | ours |" in table and "| micro | 2.0 | torch |" in table
+    assert results["machine"]["logical_cores"] >= 1
