@@ -88,6 +88,24 @@ class VocoderGraph(nn.Module):
         return self.vocoder(mel, f0, phase, sine_noise)
 
 
+def load_networks(
+    vocoder_model: str | Path, diffusion_checkpoint: str | Path | None = None, diffusion_config: str | Path | None = None
+) -> tuple[NsfHifiGan, Unit2Mel | None, DiffusionConfig | None]:
+    """Torch modules for :func:`diffusion_plans` / :func:`export_diffusion` from the user's files:
+    the nsf_hifigan ``model`` (config.json beside it) and optionally a ``model_*.pt`` + diffusion.yaml
+    (whose ``vocoder.type`` picks the natural-log or log10 mel convention)."""
+    from svc_train.diffusion.nsf_hifigan import load_vocoder  # noqa: PLC0415
+    from svc_train.diffusion.trainer import load_diffusion  # noqa: PLC0415
+
+    if (diffusion_checkpoint is None) != (diffusion_config is None):
+        raise ValueError("give both the diffusion checkpoint (model_*.pt) and its diffusion.yaml, or neither")
+    model = config = None
+    if diffusion_checkpoint is not None:
+        model, config = load_diffusion(diffusion_checkpoint, diffusion_config)
+    log10 = config is not None and config.vocoder.type == "nsf-hifigan-log10"
+    return load_vocoder(vocoder_model, log10_mel=log10), model, config
+
+
 def _spec(name: str, shape: tuple[int | str, ...], dtype: str = "float32") -> TensorSpecSketch:
     return TensorSpecSketch(name, dtype, shape)
 
@@ -270,5 +288,6 @@ __all__ = [
     "diffusion_spec",
     "export_diffusion",
     "export_plan",
+    "load_networks",
     "vocoder_plan",
 ]

@@ -198,3 +198,23 @@ def test_bundle_style_sessions_give_the_same_render(exported):
     args = (units.numpy(), f0.numpy(), volume.numpy(), 1, np.zeros((1, MELS, FRAMES), np.float32) - 4, 30, "pndm", 10,
             noise.numpy())
     assert np.array_equal(wrapped.render_mel(*args), plain.render_mel(*args))
+
+
+def test_networks_load_from_user_files_for_export(tmp_path):
+    """The files a user has (nsf_hifigan/model + config.json, model_*.pt + diffusion.yaml) feed the export."""
+    from svc_export.diffusion_graphs import diffusion_plans, load_networks
+    from svc_train.diffusion.nsf_hifigan import save_vocoder
+
+    config = tiny_config()
+    config.vocoder.type = "nsf-hifigan-log10"
+    model = tiny_unit2mel(config)
+    torch.save({"global_step": 5, "model": model.state_dict()}, tmp_path / "model_5.pt")
+    config.save(tmp_path / "diffusion.yaml")
+    save_vocoder(tiny_vocoder(VOCODER_SEED), tmp_path / "nsf_hifigan")
+    vocoder, loaded, loaded_config = load_networks(tmp_path / "nsf_hifigan" / "model", tmp_path / "model_5.pt",
+                                                   tmp_path / "diffusion.yaml")
+    assert vocoder.log10_mel and loaded_config.model.n_chans == 16
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert [p.name for p in diffusion_plans(vocoder, loaded)] == ["nsf_hifigan", "diffusion_condition", "diffusion_denoiser"]
+    with pytest.raises(ValueError, match="or neither"):
+        load_networks(tmp_path / "nsf_hifigan" / "model", tmp_path / "model_5.pt")

@@ -20,7 +20,10 @@ def diffusion_command(
     device: str = typer.Option("", help="Override the config's device (cpu, cuda, cuda:1)."),
     skip_mels: bool = typer.Option(False, help="Do not compute missing mel/volume/augmentation caches first."),
 ) -> None:
-    """Cache vocoder mels for the file lists (once), then train; checkpoints go to env.expdir."""
+    """Cache vocoder mels for the file lists (once), then train; checkpoints go to env.expdir.
+
+    Several GPUs or machines: torchrun --nproc_per_node N $(which svc-train) diffusion -c diffusion.yaml
+    """
     from svc_train.diffusion.config import DiffusionConfig, DiffusionConfigError  # noqa: PLC0415
     from svc_train.diffusion.data import DiffusionDataError, prepare_mels  # noqa: PLC0415
     from svc_train.diffusion.nsf_hifigan import VocoderConfig, VocoderLoadError  # noqa: PLC0415
