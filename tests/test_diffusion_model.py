@@ -304,3 +304,32 @@ def test_unipc_matches_a_transcription_of_the_reference_loop():
             model_prev_list = [model_prev_list[-1], model_x if model_x is not None else model_fn(ref, timesteps[step])]
     ours = sample(denoise_numpy, x.numpy(), schedule, k_step, "unipc", speedup)
     assert np.max(np.abs(ours - ref.numpy())) < 1e-9
+
+
+def test_state_dict_keys_are_so_vits_svc_s():
+    """Key names as so-vits-svc 4.1's diffusion/unit2mel.py + wavenet.py and vdecoder/nsf_hifigan build them."""
+    model = tiny_unit2mel(tiny_config())  # 2 layers, 2 speakers, pitch augmentation
+    buffers = ["betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+               "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+               "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+               "spec_min", "spec_max"]
+    wavenet = ["input_projection", "mlp.0", "mlp.2", "skip_projection", "output_projection"]
+    for i in range(2):
+        wavenet += [f"residual_layers.{i}.{n}" for n in
+                    ("dilated_conv", "diffusion_projection", "conditioner_projection", "output_projection")]
+    expected = {"aug_shift_embed.weight", "spk_embed.weight"}
+    expected |= {f"{n}.{p}" for n in ("unit_embed", "f0_embed", "volume_embed") for p in ("weight", "bias")}
+    expected |= {f"decoder.{b}" for b in buffers}
+    expected |= {f"decoder.denoise_fn.{n}.{p}" for n in wavenet for p in ("weight", "bias")}
+    assert set(model.state_dict()) == expected
+
+    from svc_train.diffusion.nsf_hifigan import unfold_weight_norm
+
+    vocoder_keys = set(unfold_weight_norm(tiny_vocoder().generator.state_dict()))
+    normed = ["conv_pre", "conv_post"] + [f"ups.{i}" for i in range(3)]
+    for j in range(3 * 2):  # 3 upsamples x 2 kernel sizes, ResBlock1: convs1/convs2 x 3
+        normed += [f"resblocks.{j}.convs{c}.{k}" for c in (1, 2) for k in range(3)]
+    expected = {"m_source.l_linear.weight", "m_source.l_linear.bias"}
+    expected |= {f"noise_convs.{i}.{p}" for i in range(3) for p in ("weight", "bias")}
+    expected |= {f"{n}.{p}" for n in normed for p in ("weight_g", "weight_v", "bias")}
+    assert vocoder_keys == expected
