@@ -218,3 +218,22 @@ def test_networks_load_from_user_files_for_export(tmp_path):
     assert [p.name for p in diffusion_plans(vocoder, loaded)] == ["nsf_hifigan", "diffusion_condition", "diffusion_denoiser"]
     with pytest.raises(ValueError, match="or neither"):
         load_networks(tmp_path / "nsf_hifigan" / "model", tmp_path / "model_5.pt")
+
+
+def test_sine_phases_pass_through_for_chunk_carry(exported):
+    """shallow() takes the sine start phases a chunked caller carries (frame_start_phases(...,
+    initial_phase=previous end)); the default is the phase accumulated from 0."""
+    folder, _, _, _ = exported
+    runtime = ShallowDiffusion.load(folder)
+    units, f0, volume, _ = inputs()
+    f0 = torch.linspace(200.0, 400.0, FRAMES)[None]
+    audio_in = harmonic_tone(FRAMES, F0_HZ)[None, None]
+    half = FRAMES // 2
+    first, end = frame_start_phases(f0[:, :half].numpy(), HOP, source_sr=SR)
+    second, _ = frame_start_phases(f0[:, half:].numpy(), HOP, source_sr=SR, initial_phase=end)
+    carried = np.concatenate([first, second], axis=1)
+    args = (audio_in, units.numpy(), f0.numpy(), volume.numpy(), 0, 40, "ddim", 10, 3)
+    default = runtime.shallow(*args)
+    assert np.max(np.abs(runtime.shallow(*args, phase=carried) - default)) < 1e-5
+    shifted = runtime.shallow(*args, phase=np.mod(carried + 0.25, 1.0))
+    assert np.max(np.abs(shifted - default)) > 1e-3

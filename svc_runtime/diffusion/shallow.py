@@ -267,11 +267,13 @@ class ShallowDiffusion:
         noise: np.ndarray | None = None,
         sine_noise: np.ndarray | None = None,
         speaker: np.ndarray | None = None,
+        phase: np.ndarray | None = None,
     ) -> np.ndarray:
         """Refine the generator's ``audio`` [B, 1, T*hop] (or [B, N]) at ``spec.sampling_rate``.
 
-        units [B, C, T], f0 and volume [B, T] on the same frame grid. Returns audio
-        [B, 1, T*hop] from the vocoder.
+        units [B, C, T], f0 and volume [B, T] on the same frame grid; phase [B, T, 9] sine
+        start phases (cycles) to carry across chunks (``frame_start_phases(..., initial_phase=)``,
+        default: from 0). Returns audio [B, 1, T*hop] from the vocoder.
         """
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim == 3:
@@ -279,14 +281,14 @@ class ShallowDiffusion:
         gt_mel = self.vocoder.mel(audio, self.spec.sampling_rate)
         mel = self.render_mel(units, f0, volume, sid, gt_mel, k_step, method, speedup, noise, seed, speaker)
         rng = np.random.default_rng(seed + 1) if sine_noise is None else None
-        return self.vocoder(mel, f0, sine_noise=sine_noise, rng=rng)
+        return self.vocoder(mel, f0, phase=phase, sine_noise=sine_noise, rng=rng)
 
     def only_diffusion(
-        self, units, f0, volume, sid=None, method=None, speedup=None, seed: int = 0, speaker=None
+        self, units, f0, volume, sid=None, method=None, speedup=None, seed: int = 0, speaker=None, phase=None
     ) -> np.ndarray:
         """Render from noise without a generator (``--only-diffusion``); audio [B, 1, T*hop]."""
         mel = self.render_mel(units, f0, volume, sid, None, None, method, speedup, None, seed, speaker)
-        return self.vocoder(mel, f0, rng=np.random.default_rng(seed + 1))
+        return self.vocoder(mel, f0, phase=phase, rng=np.random.default_rng(seed + 1))
 
 
 def fit_frames(mel: np.ndarray, frames: int) -> np.ndarray:
