@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from svc_export.onnx_export import OPSET, ParityError, ParityResult
+from svc_export.onnx_export import OPSET, GraphExportError, ParityError, ParityResult
 from svc_export.tensorrt import AxisRange, ProfileOptions, TensorRTUnavailableError
 
 app = typer.Typer(
@@ -85,6 +85,9 @@ def export(
         raise typer.Exit(2) from exc
     except ParityError as exc:
         errors.print(f"[red]parity check failed, no bundle written:[/] {exc}")
+        raise typer.Exit(1) from exc
+    except GraphExportError as exc:
+        errors.print(f"[red]export failed, no bundle written:[/] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"[green]wrote[/] {output} ({len(manifest.graphs)} graphs, {len(manifest.engines)} engines)")
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,10 @@ _TORCH_TO_ONNX_DTYPE = {torch.float32: "float32", torch.float16: "float16", torc
 
 class ParityError(RuntimeError):
     """An exported graph's outputs differ from the PyTorch module's beyond the stated tolerance."""
+
+
+class GraphExportError(RuntimeError):
+    """torch.onnx could not trace a module into a graph (an operator or shape it cannot express)."""
 
 
 @dataclass(frozen=True)
@@ -93,19 +100,46 @@ def export_onnx(plan: GraphPlan, path: Path, opset: int = OPSET) -> None:
     example = plan.make_inputs(plan.lengths[0], 0)
     args = tuple(example[spec.name] for spec in plan.inputs)
     captured = io.StringIO()
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(captured):
+    quiet = contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured)
+    with torch.no_grad(), warnings.catch_warnings(), quiet[0], quiet[1], _native_output_silenced():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints are expected and checked by parity
-        torch.onnx.export(
-            plan.module,
-            args,
-            str(path),
-            dynamo=False,
-            input_names=[s.name for s in plan.inputs],
-            output_names=[s.name for s in plan.outputs],
-            dynamic_axes=plan.dynamic_axes(),
-            opset_version=opset,
-            do_constant_folding=True,
-        )
+        try:
+            _trace(plan, args, path, opset)
+        except RuntimeError as exc:  # torch.onnx's OnnxExporterError and SymbolicValueError included
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GraphExportError(f"graph {plan.name}: torch.onnx could not export it: {first_line}") from exc
+
+
+@contextlib.contextmanager
+def _native_output_silenced():
+    """Swallow what torch's C++ side writes to fds 1 and 2 while tracing (a failed export dumps its IR)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _trace(plan: GraphPlan, args: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
+    torch.onnx.export(
+        plan.module,
+        args,
+        str(path),
+        dynamo=False,
+        input_names=[s.name for s in plan.inputs],
+        output_names=[s.name for s in plan.outputs],
+        dynamic_axes=plan.dynamic_axes(),
+        opset_version=opset,
+        do_constant_folding=True,
+    )
 
 
 def check_onnx(path: Path) -> onnx.ModelProto:
