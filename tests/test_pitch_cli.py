@@ -102,7 +102,7 @@ def test_bad_audio_fails_with_the_file_named(tmp_path):
     "args, message",
     [
         (["-m", "yin"], "unknown pitch method"),
-        (["-m", "crepe"], "torchaudio"),
+        (["-m", "crepe", "--checkpoint", "nowhere/crepe.onnx"], "not found"),
         (["-m", "harvest", "--sr", "44100"], "--sr and --hop together"),
         (["-m", "harvest", "--threshold", "0.3"], "no voicing threshold"),
         (["-m", "rmvpe", "--checkpoint", "nowhere/rmvpe.onnx"], "not found"),

