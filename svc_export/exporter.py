@@ -191,18 +191,20 @@ def _load_pitch(request: ExportRequest) -> tuple[torch.nn.Module | None, PitchIn
     try:
         if request.pitch == "rmvpe":
             module = RmvpeFromAudio(load_rmvpe(request.pitch_checkpoint))
-            threshold, f0_range = RMVPE_THRESHOLD, (F0_MIN_HZ, F0_MAX_HZ)
+            threshold, decoder, bins = RMVPE_THRESHOLD, None, (None, None)
         else:
             network = load_fcpe(request.pitch_checkpoint)
             module = FcpeFromAudio(network)
-            threshold, f0_range = FCPE_THRESHOLD, (network.config.f0_min, network.config.f0_max)
+            threshold, decoder = FCPE_THRESHOLD, "local_argmax"
+            bins = (float(network.config.f0_min), float(network.config.f0_max))
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as exc:
         raise ExportInputError(f"{where}: {exc}") from exc
     if request.pitch_threshold is not None:
         threshold = request.pitch_threshold
     info = PitchInfo(
         method=request.pitch, sampling_rate=PITCH_SAMPLE_RATE, hop_length=PITCH_HOP, threshold=float(threshold),
-        f0_min=float(f0_range[0]), f0_max=float(f0_range[1]), graph="pitch",
+        f0_min=F0_MIN_HZ, f0_max=F0_MAX_HZ, graph="pitch", decoder=decoder, bins_f0_min=bins[0],
+        bins_f0_max=bins[1],
     )
     return module.eval(), info
 

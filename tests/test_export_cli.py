@@ -73,7 +73,10 @@ def test_cli_writes_a_complete_bundle(cli_bundle):
     assert manifest["speech_encoder"] == {
         "name": "vec768l12", "sampling_rate": 16000, "hop_length": 320, "dim": 64, "graph": "speech_encoder"
     }
-    assert manifest["pitch"]["method"] == "fcpe" and manifest["pitch"]["hop_length"] == 160
+    pitch = manifest["pitch"]
+    assert (pitch["method"], pitch["hop_length"], pitch["decoder"], pitch["threshold"]) == ("fcpe", 160, "local_argmax", 0.05)
+    assert (pitch["f0_min"], pitch["f0_max"]) == (50.0, 1100.0)
+    assert pitch["bins_f0_min"] == pytest.approx(32.70, abs=0.01) and pitch["bins_f0_max"] == pytest.approx(1975.5, abs=0.1)
     assert [g["name"] for g in manifest["graphs"]["generator"]["inputs"]][-1] == "vol"
     kinds = {a["kind"]: a for a in manifest["aux_files"]}
     assert kinds["index"]["file"] == "feature_and_index.pkl" and kinds["cluster"]["format"] == "pt"

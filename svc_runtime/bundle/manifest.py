@@ -320,7 +320,13 @@ class SpeechEncoderInfo:
 
 @dataclass(frozen=True)
 class PitchInfo:
-    """The F0 method and its frame grid (`sampling_rate`, `hop_length`) and voicing threshold."""
+    """The F0 method, its frame grid (`sampling_rate`, `hop_length`) and how to decode its salience.
+
+    threshold: voicing threshold on the salience maximum. f0_min / f0_max: Hz kept after
+    decoding (lower: unvoiced, higher: clamped; so-vits-svc's 50..1100). decoder: the salience
+    decoder (FCPE: "local_argmax" or "argmax"; None = the method's only one). bins_f0_min /
+    bins_f0_max: the Hz range the salience bins span when the checkpoint defines it (FCPE).
+    """
 
     method: str
     sampling_rate: int
@@ -329,10 +335,13 @@ class PitchInfo:
     f0_min: float
     f0_max: float
     graph: str | None = None
+    decoder: str | None = None
+    bins_f0_min: float | None = None
+    bins_f0_max: float | None = None
 
     @classmethod
     def parse(cls, r: _Reader) -> "PitchInfo":
-        return cls(
+        info = cls(
             method=r.get("method", str),
             sampling_rate=r.positive_int("sampling_rate"),
             hop_length=r.positive_int("hop_length"),
@@ -340,7 +349,13 @@ class PitchInfo:
             f0_min=r.get("f0_min", float),
             f0_max=r.get("f0_max", float),
             graph=r.get("graph", str, optional=True),
+            decoder=r.get("decoder", str, optional=True),
+            bins_f0_min=r.get("bins_f0_min", float, optional=True),
+            bins_f0_max=r.get("bins_f0_max", float, optional=True),
         )
+        if not 0 <= info.f0_min < info.f0_max:
+            raise ManifestError(f"{r.where}: needs 0 <= f0_min < f0_max, got {info.f0_min}, {info.f0_max}")
+        return info
 
 
 @dataclass(frozen=True)
