@@ -23,6 +23,7 @@ from svc_export.bundle_writer import BundleStaging, check_target
 from svc_export.fp16 import convert_to_fp16
 from svc_export.onnx_export import (
     OPSET,
+    GraphExportError,
     GraphPlan,
     ParityResult,
     check_onnx,
@@ -325,7 +326,11 @@ def export_bundle(
     return manifest
 
 
-def _export_plan(plan, stage, request, step, on_parity) -> dict[str, GraphEntry]:
+def _export_plan(
+    plan: GraphPlan, stage: BundleStaging, request: ExportRequest, step: StepCallback,
+    on_parity: ParityCallback | None,
+) -> dict[str, GraphEntry]:
+    """Trace, check, simplify and prove one graph (and its fp16 copy); the manifest entries."""
     path = stage.file(f"{plan.name}.onnx")
     step(f"{plan.name}: tracing (opset {request.opset})")
     export_onnx(plan, path, request.opset)
@@ -336,7 +341,7 @@ def _export_plan(plan, stage, request, step, on_parity) -> dict[str, GraphEntry]
         step(f"{plan.name}: onnxslim {before} -> {after} nodes ({time.perf_counter() - started:.1f} s)")
         model = check_onnx(path)
     if request.trt and float64_tensors(model):
-        raise RuntimeError(f"{plan.name}: the graph holds float64 tensors, which TensorRT cannot run")
+        raise GraphExportError(f"graph {plan.name}: holds float64 tensors, which TensorRT cannot run")
     results = torch_parity(plan, path)
     if on_parity:
         on_parity(f"{plan.name} (fp32) vs PyTorch", results)
@@ -364,7 +369,10 @@ def _export_plan(plan, stage, request, step, on_parity) -> dict[str, GraphEntry]
     return entries
 
 
-def _build_engines(plans, graphs, stage, request, trt_info, step) -> dict[str, EngineEntry]:
+def _build_engines(
+    plans: list[GraphPlan], graphs: dict[str, GraphEntry], stage: BundleStaging, request: ExportRequest,
+    trt_info: tuple[str, str, str], step: StepCallback,
+) -> dict[str, EngineEntry]:
     """One engine per fp32 graph (TensorRT does its own fp16 with --trt fp16). UNTESTED (no GPU here)."""
     version, gpu, capability = trt_info
     cache = request.trt_timing_cache or Path.home() / ".cache" / "svc_export" / "tensorrt_timing.cache"
