@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.inputs import BenchInput, file_set, write_input
+from benchmarks.inputs import BenchInput, concatenated, file_set, write_input
 from benchmarks.models import ModelSet, ensure_models
 from benchmarks.ours import OursConverter, SessionTuning
 from benchmarks.timing import StageTimer, Summary, load_average
@@ -167,8 +167,8 @@ def batch_scaling(models: ModelSet, counts: list[int], file_seconds: float, thre
 # ------------------------------------------------------------------ streaming
 
 
-def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, threads: int, work: Path,
-              log) -> list[dict]:
+def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, max_blocks: int, threads: int,
+              work: Path, log) -> list[dict]:
     """Per-block compute time, algorithmic latency and whether each block size keeps up."""
     from svc_runtime.streaming import StreamingConverter, StreamingOptions
 
@@ -181,14 +181,20 @@ def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, t
     for ms in blocks_ms:
         block = int(round(ms / 1000 * ours.sr))
         stream = StreamingConverter(ours.bundle, block, StreamingOptions(f0_method=ours.options.f0_method))
-        n_blocks = max(4, samples.size // block)
+        n_blocks = min(max_blocks, max(6, samples.size // block))
         x = np.resize(samples, n_blocks * block).astype(np.float32)
         times = []
         load = _load_row()
-        for i in range(n_blocks):
-            t0 = time.perf_counter()
-            stream.process(x[i * block:(i + 1) * block])
-            times.append(time.perf_counter() - t0)
+        timer = StageTimer()
+        ours._timer = timer  # book graph time per stage (pitch, content, generator)
+        try:
+            for i in range(n_blocks):
+                t0 = time.perf_counter()
+                stream.process(x[i * block:(i + 1) * block])
+                times.append(time.perf_counter() - t0)
+        finally:
+            ours._timer = None
+        graph_ms = {k: 1000 * v / n_blocks for k, v in timer.as_dict().items()}
         steady = np.array(times[2:] if len(times) > 4 else times)
         block_s = block / ours.sr
         rows.append({
@@ -197,10 +203,12 @@ def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, t
             "compute_ms": {"median": 1000 * float(np.median(steady)), "p95": 1000 * float(np.percentile(steady, 95)),
                            "max": 1000 * float(steady.max())},
             "rtf_median": float(np.median(steady)) / block_s,
+            "graph_ms_per_block_mean": graph_ms,
             "keeps_up": bool(np.percentile(steady, 95) < block_s), "load": load,
         })
         log(f"  stream {ms:g} ms: median {1000 * np.median(steady):.1f} ms/block, "
-            f"latency {1000 * stream.latency_seconds:.0f} ms, keeps up {rows[-1]['keeps_up']}")
+            f"latency {1000 * stream.latency_seconds:.0f} ms, keeps up {rows[-1]['keeps_up']}, graphs "
+            + ", ".join(f"{k} {v:.0f} ms" for k, v in graph_ms.items()))
     return rows
 
 
@@ -261,11 +269,13 @@ def tuning(models: ModelSet, seconds: float, reps: int, threads: int, work: Path
     from benchmarks.tuning import VARIANTS, apply_variant
 
     item = write_input(work / "inputs", seconds)
-    converters = {}
+    probe, _ = concatenated(2.0, offset=5)
+    converters, outputs = {}, {}
     for name in VARIANTS:
         conv = OursConverter(models.bundle, pitch=models.pitch, tuning=SessionTuning(intra_op_threads=threads))
         apply_variant(conv, name, threads)
         conv.convert_file(item.path, work / f"warm_{name}.wav", StageTimer())
+        outputs[name] = conv.convert_array(probe, 44100)
         converters[name] = conv
     runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     for rep in range(reps):
@@ -276,7 +286,9 @@ def tuning(models: ModelSet, seconds: float, reps: int, threads: int, work: Path
     rows = []
     for name, reps_ in runs.items():
         ratios = [b["wall"] / r["wall"] for b, r in zip(baseline, reps_)]
+        first = outputs[next(iter(VARIANTS))]
         rows.append({"size": models.size, "variant": name, "description": VARIANTS[name],
+                     "max_abs_diff_vs_default": float(np.max(np.abs(outputs[name] - first))),
                      "input_seconds": item.seconds, "rtf": Summary.of([r["rtf"] for r in reps_]).as_dict(),
                      "stages_median_s": _stage_medians(reps_),
                      "speedup_vs_default": Summary.of(ratios).as_dict(), "reps": reps_})
@@ -306,7 +318,7 @@ def run(args: argparse.Namespace, log) -> dict:
                                                  not args.no_torch, log)
             if "streaming" in args.sections:
                 results.setdefault("streaming", []).extend(
-                    streaming(models, args.blocks, args.stream_seconds, args.threads, work, log))
+                    streaming(models, args.blocks, args.stream_seconds, args.stream_max_blocks, args.threads, work, log))
             if "memory" in args.sections:
                 impls = ["ours"] + ([] if args.no_torch else ["torch"])
                 results.setdefault("memory", []).extend(
@@ -337,7 +349,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--batch-file-seconds", type=float, default=3.0)
     parser.add_argument("--blocks", nargs="+", type=float, default=[32, 64, 128, 256, 500], help="block sizes, ms")
-    parser.add_argument("--stream-seconds", type=float, default=4.0)
+    parser.add_argument("--stream-seconds", type=float, default=4.0, help="input streamed (looped when short)")
+    parser.add_argument("--stream-max-blocks", type=int, default=24, help="blocks timed per block size at most")
     parser.add_argument("--memory-lengths", nargs="+", type=float, default=[10.0])
     parser.add_argument("--memory-long", type=float, default=300.0, help="long input for ours (0: skip)")
     parser.add_argument("--coldstart-reps", type=int, default=2)

@@ -21,6 +21,11 @@ def _load(row: dict) -> str:
     return "-" if not loads else f"{min(loads):.1f}-{max(loads):.1f}"
 
 
+def _graphs(row: dict) -> str:
+    g = row.get("graph_ms_per_block_mean", {})
+    return " / ".join(_f(g.get(k), 0) for k in ("pitch", "content", "generator"))
+
+
 def machine_lines(results: dict) -> list[str]:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
@@ -65,12 +70,13 @@ def markdown(results: dict) -> str:
     if results.get("streaming"):
         lines += ["## Streaming (ours, `svc_runtime.StreamingConverter`)", "",
                   "| size | block ms | algorithmic latency ms | compute ms/block median | p95 | max | "
-                  "compute/block | keeps up | load |", "|---|---|---|---|---|---|---|---|---|"]
+                  "compute/block | keeps up | pitch / content / generator ms per block | load |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["streaming"]:
             c = r["compute_ms"]
             lines.append(f"| {r['size']} | {r['block_ms']:.0f} | {r['latency_ms']:.0f} | {c['median']:.1f} | "
                          f"{c['p95']:.1f} | {c['max']:.1f} | {r['rtf_median']:.2f} | "
-                         f"{'yes' if r['keeps_up'] else 'no'} | {r['load'][0]:.1f} |")
+                         f"{'yes' if r['keeps_up'] else 'no'} | {_graphs(r)} | {r['load'][0]:.1f} |")
         lines.append("")
     if results.get("memory"):
         lines += ["## Peak memory (one fresh process per row)", "",
@@ -90,11 +96,11 @@ def markdown(results: dict) -> str:
         lines.append("")
     if results.get("tuning"):
         lines += ["## ONNX Runtime session settings (ours)", "",
-                  "| size | variant | RTF median (min-max) | speed-up vs default | generator s | what |",
-                  "|---|---|---|---|---|---|"]
+                  "| size | variant | RTF median (min-max) | speed-up vs default | generator s | max abs diff | what |",
+                  "|---|---|---|---|---|---|---|"]
         for r in results["tuning"]:
             lines.append(f"| {r['size']} | {r['variant']} | {_spread(r['rtf'])} | {_spread(r['speedup_vs_default'], 2)} | "
-                         f"{_f(r['stages_median_s'].get('generator'), 2)} | {r['description']} |")
+                         f"{_f(r['stages_median_s'].get('generator'), 2)} | {r['max_abs_diff_vs_default']:.1e} | {r['description']} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -18,6 +18,8 @@ VARIANTS: dict[str, str] = {
     "no_spin_dnz": "no_spin + denormals flushed to zero (session.set_denormal_as_zero=1)",
     "basic_opt": "graph optimisation ORT_ENABLE_BASIC instead of ALL",
     "one_thread": "intra-op threads 1, spinning off",
+    "conv2d": "default options, generator graph with its 1-D convolutions run as 2-D (NCHWc kernels; benchmarks/conv2d.py)",
+    "conv2d_no_spin": "conv2d + spinning off",
 }
 
 _NUMPY = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}
@@ -34,7 +36,7 @@ def session_options(variant: str, threads: int) -> ort.SessionOptions:
     )
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = 1 if variant == "one_thread" else threads
-    if variant in ("no_spin", "no_spin_dnz", "one_thread"):
+    if variant in ("no_spin", "no_spin_dnz", "one_thread", "conv2d_no_spin"):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if variant == "no_spin_dnz":
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
@@ -67,5 +69,19 @@ def apply_variant(converter, variant: str, threads: int) -> None:
     bundle = converter.bundle
     options = session_options(variant, threads)
     for role, current in list(bundle.sessions.items()):
-        entry = bundle.manifest.graphs[current.name]
-        bundle.sessions[role] = TunedSession(current.name, bundle.path / entry.file, options)
+        path = bundle.path / bundle.manifest.graphs[current.name].file
+        if role == "generator" and variant.startswith("conv2d"):
+            path = conv2d_copy(path)
+        bundle.sessions[role] = TunedSession(current.name, path, options)
+
+
+def conv2d_copy(graph: Path) -> Path:
+    """The 2-D-convolution rewrite of `graph`, cached next to its bundle folder."""
+    from benchmarks.conv2d import rewrite_file
+
+    target = graph.parent.parent / f"{graph.stem}.conv2d.onnx"
+    if not target.is_file() or target.stat().st_mtime < graph.stat().st_mtime:
+        partial = target.with_suffix(".partial")
+        rewrite_file(graph, partial)
+        partial.replace(target)
+    return target
