@@ -5,7 +5,8 @@ networks by numpy functions with a short, known receptive field that still depen
 strongly on every generator input: units come from a random projection of each 400-sample
 16 kHz frame (like a conv front end, no attention); audio is the NSF harmonic source built
 from the given per-frame phases, scaled per frame by the units, the speaker weights and
-the prior noise (smoothed over +-2 frames), plus the sine noise. With such a model,
+the prior noise (smoothed over +-1 frame, inside the stream's 2-frame look-ahead), plus the
+sine noise. With such a model,
 chunked and streamed conversion must equal whole-file conversion up to float rounding,
 so any error in windows, phases, noise alignment, batching or stitching shows.
 """
@@ -29,7 +30,7 @@ class LocalModel:
         self._proj = rng.standard_normal((m.ssl_dim, 400)).astype(np.float32) / 4.0
         self._read = rng.standard_normal(m.ssl_dim).astype(np.float32) / np.sqrt(m.ssl_dim)
         self._spk_gain = np.linspace(0.6, 1.4, m.n_speakers).astype(np.float32)
-        self._smooth = np.array([0.1, 0.2, 0.4, 0.2, 0.1], np.float32)
+        self._smooth = np.array([0.25, 0.5, 0.25], np.float32)
 
     def speaker_id(self, speaker):
         return self._bundle.speaker_id(speaker)
@@ -52,7 +53,7 @@ class LocalModel:
         batch, _, frames = c.shape
         gain = 0.25 + 0.15 * np.tanh(np.einsum("d,bdt->bt", self._read, c))
         gain = gain * (speaker_weights @ self._spk_gain) + noise_scale * 0.05 * prior[:, 0, :]
-        padded = np.pad(gain, ((0, 0), (2, 2)), mode="edge")
+        padded = np.pad(gain, ((0, 0), (1, 1)), mode="edge")
         gain = sum(w * padded[:, i : i + frames] for i, w in enumerate(self._smooth))
         harmonics = np.arange(1, m.n_harmonics + 1, dtype=np.float32)
         inc = np.mod(f0[:, :, None].astype(np.float32) * harmonics / np.float32(m.nsf_source_sampling_rate), 1.0)

@@ -141,11 +141,17 @@ def hold_unvoiced(f0: np.ndarray, last_voiced: float = 0.0) -> tuple[np.ndarray,
     return filled, uv
 
 
+UNIT_TIME_DELAY = 1
+"""Encoder frames by which `time` alignment lags: the unit of model frame k is the encoder frame
+that started one encoder hop (20 ms) before k's own, so its 25 ms window is complete, after
+resampling, within a 40 ms look-ahead. Whole-file `time` alignment uses the same rule."""
+
+
 def time_unit_indices(first_frame: int, n_frames: int, model_rate: int, model_hop: int,
-                      encoder_rate: int, encoder_hop: int) -> np.ndarray:
-    """Encoder frame of each model frame by time: floor(k * model_period / encoder_period), [n_frames] int64."""
+                      encoder_rate: int, encoder_hop: int, delay: int = UNIT_TIME_DELAY) -> np.ndarray:
+    """Causal encoder frame of each model frame: floor(k * model_period / encoder_period) - delay, >= 0."""
     k = np.arange(first_frame, first_frame + n_frames, dtype=np.int64)
-    return (k * model_hop * encoder_rate) // (model_rate * encoder_hop)
+    return np.maximum((k * model_hop * encoder_rate) // (model_rate * encoder_hop) - delay, 0)
 
 
 def align_units(units: np.ndarray, n_frames: int, mode: str = "nearest") -> np.ndarray:
