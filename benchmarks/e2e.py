@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -74,10 +75,19 @@ def _load_row() -> list[float]:
 def _convert_timed(converter, item: BenchInput, out_dir: Path, tag: str) -> dict:
     timer = StageTimer()
     load = _load_row()
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     seconds = converter.convert_file(item.path, out_dir / f"{tag}_{item.path.name}", timer)
     wall = time.perf_counter() - t0
-    return {"wall": wall, "rtf": wall / seconds, "audio_seconds": seconds, "stages": timer.as_dict(), "load": load}
+    cpu = _cpu_seconds() - cpu0
+    return {"wall": wall, "rtf": wall / seconds, "cpu_seconds": cpu, "cpu_per_audio_second": cpu / seconds,
+            "audio_seconds": seconds, "stages": timer.as_dict(), "load": load}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads (spin-waiting threads count too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _stage_medians(reps: list[dict]) -> dict[str, float]:
@@ -120,6 +130,7 @@ def throughput(models: ModelSet, lengths: list[float], reps: int, threads: int, 
             rows.append({
                 "size": models.size, "input_seconds": item.seconds, "input": item.source, "impl": name,
                 "threads": threads, "rtf": Summary.of([r["rtf"] for r in reps_]).as_dict(),
+                "cpu_per_audio_second": Summary.of([r["cpu_per_audio_second"] for r in reps_]).as_dict(),
                 "stages_median_s": _stage_medians(reps_), "reps": reps_,
                 "ratio_torch_over_ours": Summary.of(ratios).as_dict() if ratios and name == "ours" else None,
             })
@@ -136,7 +147,7 @@ def _eager(models: ModelSet, threads: int):
 
 
 def batch_scaling(models: ModelSet, counts: list[int], file_seconds: float, threads: int, work: Path,
-                  with_torch: bool, log) -> list[dict]:
+                  with_torch: bool, log, torch_max: int = 0) -> list[dict]:
     """Throughput (audio s per wall s) converting N files at once: ours batches generator chunks
     across files; torch eager converts them one after another, as so-vits-svc does."""
     ours = OursConverter(models.bundle, pitch=models.pitch, tuning=SessionTuning(intra_op_threads=threads))
@@ -148,7 +159,7 @@ def batch_scaling(models: ModelSet, counts: list[int], file_seconds: float, thre
     for count in counts:
         chosen = files[:count]
         for name in ("ours", "torch"):
-            if name == "torch" and eager is None:
+            if name == "torch" and (eager is None or (torch_max and count > torch_max)):
                 continue
             timer = StageTimer()
             load = _load_row()
@@ -315,7 +326,7 @@ def run(args: argparse.Namespace, log) -> dict:
                     throughput(models, args.lengths, args.reps, args.threads, work, not args.no_torch, log))
             if "batch" in args.sections and size == args.sizes[0]:
                 results["batch"] = batch_scaling(models, args.batch, args.batch_file_seconds, args.threads, work,
-                                                 not args.no_torch, log)
+                                                 not args.no_torch, log, args.batch_torch_max)
             if "streaming" in args.sections:
                 results.setdefault("streaming", []).extend(
                     streaming(models, args.blocks, args.stream_seconds, args.stream_max_blocks, args.threads, work, log))
@@ -348,6 +359,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads = ONNX Runtime intra-op threads")
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--batch-file-seconds", type=float, default=3.0)
+    parser.add_argument("--batch-torch-max", type=int, default=4,
+                        help="largest file count also run in torch eager (it converts files one by one, so its "
+                             "throughput does not depend on the count; 0: all)")
     parser.add_argument("--blocks", nargs="+", type=float, default=[32, 64, 128, 256, 500], help="block sizes, ms")
     parser.add_argument("--stream-seconds", type=float, default=4.0, help="input streamed (looped when short)")
     parser.add_argument("--stream-max-blocks", type=int, default=24, help="blocks timed per block size at most")

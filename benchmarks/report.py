@@ -34,7 +34,8 @@ def machine_lines(results: dict) -> list[str]:
         f"- Python {m['python']}; {versions}",
         f"- Run {results['started_utc']} to {results.get('finished_utc', '?')}; load average at start "
         f"{results['load_at_start']}, at end {results.get('load_at_end', '?')} (the CPU was shared)",
-        f"- Threads: torch `set_num_threads` = ONNX Runtime intra-op threads = {results['settings']['threads']}",
+        "- Threads: torch `set_num_threads` = ONNX Runtime intra-op threads = the `threads` column "
+        f"(default of a run: {results['settings']['threads']})",
     ]
 
 
@@ -43,22 +44,24 @@ def markdown(results: dict) -> str:
     rows = results.get("throughput", [])
     if rows:
         lines += ["## Throughput (real-time factor = wall s / audio s; lower is faster)", "",
-                  "| size | input s | impl | RTF median (min-max) | torch/ours ratio | slowest stage | load (1 min) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| size | threads | input s | impl | RTF median (min-max) | torch/ours ratio | CPU s per audio s | "
+                  "slowest stage | load (1 min) |", "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             stages = r["stages_median_s"]
             slow = max(stages, key=stages.get) if stages else "-"
             share = stages[slow] / sum(stages.values()) if stages else 0
-            lines.append(f"| {r['size']} | {r['input_seconds']:.1f} | {r['impl']} | {_spread(r['rtf'])} | "
-                         f"{_spread(r['ratio_torch_over_ours'], 2)} | {slow} ({share:.0%}) | {_load(r)} |")
+            lines.append(f"| {r['size']} | {r.get('threads', '-')} | {r['input_seconds']:.1f} | {r['impl']} | "
+                         f"{_spread(r['rtf'])} | {_spread(r['ratio_torch_over_ours'], 2)} | "
+                         f"{_f((r.get('cpu_per_audio_second') or {}).get('median'), 2)} | {slow} ({share:.0%}) | {_load(r)} |")
         lines += ["", "### Seconds per stage (median over repetitions)", ""]
         names = []
         for r in rows:
             names += [k for k in r["stages_median_s"] if k not in names]
-        lines += ["| size | input s | impl | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+        lines += ["| size | threads | input s | impl | " + " | ".join(names) + " |",
+                  "|---|---|---|---|" + "---|" * len(names)]
         for r in rows:
             cells = " | ".join(_f(r["stages_median_s"].get(k), 2) for k in names)
-            lines.append(f"| {r['size']} | {r['input_seconds']:.1f} | {r['impl']} | {cells} |")
+            lines.append(f"| {r['size']} | {r.get('threads', '-')} | {r['input_seconds']:.1f} | {r['impl']} | {cells} |")
         lines.append("")
     if results.get("batch"):
         lines += ["## Batch scaling (files converted at once)", "",
@@ -149,3 +152,43 @@ def write_reports(results: dict, out: Path, plot: bool = True) -> None:
     (out / "results.md").write_text(markdown(results) + "\n", encoding="utf-8")
     if plot:
         plot_results(results, out / "rtf.png")
+
+
+LIST_SECTIONS = ("throughput", "batch", "streaming", "memory", "coldstart", "tuning")
+
+
+def merge(parts: list[dict]) -> dict:
+    """One results dict from several runs (sections run as separate processes): lists concatenated,
+    machine and settings from the first, start of the first, end of the last."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    merged = {k: v for k, v in parts[0].items() if k not in LIST_SECTIONS}
+    merged["finished_utc"] = parts[-1].get("finished_utc")
+    merged["load_at_end"] = parts[-1].get("load_at_end")
+    merged["runs"] = [{"settings": p["settings"], "started_utc": p["started_utc"],
+                       "finished_utc": p.get("finished_utc")} for p in parts]
+    for section in LIST_SECTIONS:
+        rows = [row for p in parts for row in p.get(section, [])]
+        for p in parts:  # threads differ between runs: keep them on every row
+            for row in p.get(section, []):
+                row.setdefault("threads", p["settings"]["threads"])
+        if rows:
+            merged[section] = rows
+    return merged
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m benchmarks.report OUT_DIR RUN_DIR...`: merge runs' results.json into OUT_DIR."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    parts = [json.loads((d / "results.json").read_text(encoding="utf-8")) for d in args.runs]
+    write_reports(merge(parts), args.out, plot=not args.no_plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -54,5 +54,5 @@ def test_e2e_quick_run_writes_rows_for_both_pipelines(micro_cache: Path, tmp_pat
     assert stream["compute_ms"]["median"] > 0
 
     table = (out / "results.md").read_text(encoding="utf-8")
-    assert "| micro | 2.0 | ours |" in table and "| micro | 2.0 | torch |" in table
+    assert "| micro | 2 | 2.0 | ours |" in table and "| micro | 2 | 2.0 | torch |" in table
     assert results["machine"]["logical_cores"] >= 1
