@@ -70,3 +70,13 @@ def test_gradients_reach_every_parameter(use_spectral_norm):
     sum(o.sum() for o in d_r).backward()
     missing = [n for n, p in disc.named_parameters() if p.grad is None]
     assert missing == []
+
+
+def test_narrowed_discriminator_for_smoke_tests_runs_and_is_much_smaller():
+    disc = MultiPeriodDiscriminator(channel_scale=0.125)
+    n_params = sum(p.numel() for p in disc.parameters())
+    assert n_params < 46_747_132 / 40
+    d_r, d_g, f_r, _ = disc(torch.randn(1, 1, 777), torch.randn(1, 1, 777))
+    assert len(d_r) == 6 and [len(f) for f in f_r] == [7, 6, 6, 6, 6, 6]
+    with pytest.raises(ValueError, match="channel_scale"):
+        MultiPeriodDiscriminator(channel_scale=2.0)

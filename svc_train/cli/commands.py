@@ -2,5 +2,7 @@
 from svc_train.cli import slice as _slice  # noqa: E402,F401
 from svc_train.cli import resample as _resample  # noqa: E402,F401
 from svc_train.cli import config as _config  # noqa: E402,F401
+from svc_train.cli import features as _features  # noqa: E402,F401
 from svc_train.cli import diffusion_cmd as _diffusion  # noqa: E402,F401
+from svc_train.cli import train as _train  # noqa: E402,F401
 from svc_train.cli import init_cmd as _init  # noqa: E402,F401

@@ -6,10 +6,15 @@ State-dict keys are so-vits-svc's own: ``discriminators.{i}.convs.{j}`` and
 ``discriminators.{i}.conv_post``, each with ``bias``, ``weight_g`` and
 ``weight_v`` (classic weight norm) or ``weight_orig``/``weight_u``/``weight_v``
 with ``use_spectral_norm``.
+
+``channel_scale`` (default 1.0, the reference network) narrows every layer by
+that factor, for smoke tests and CPU benchmarks only: a scaled discriminator's
+checkpoints do not load in so-vits-svc and do not fit its pretrained ``D_0.pth``.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -34,22 +39,42 @@ def _padding(kernel_size: int, dilation: int = 1) -> int:
     return (kernel_size * dilation - dilation) // 2
 
 
+def _width(channels: int, scale: float) -> int:
+    return channels if scale == 1.0 else max(1, int(round(channels * scale)))
+
+
+def _groups(groups: int, c_in: int, c_out: int, scale: float) -> int:
+    """Scaled group count that still divides both channel counts."""
+    if scale == 1.0:
+        return groups
+    g = max(1, int(groups * scale))
+    return math.gcd(math.gcd(g, c_in), c_out)
+
+
 class DiscriminatorP(nn.Module):
     """Period discriminator: [B, 1, T] -> (logits [B, N], feature maps)."""
 
-    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3, use_spectral_norm: bool = False):
+    def __init__(
+        self,
+        period: int,
+        kernel_size: int = 5,
+        stride: int = 3,
+        use_spectral_norm: bool = False,
+        channel_scale: float = 1.0,
+    ):
         super().__init__()
         self.period = period
         self.use_spectral_norm = use_spectral_norm
         pad = (_padding(kernel_size), 0)
-        channels = (1, 32, 128, 512, 1024)
+        channels = [1] + [_width(c, channel_scale) for c in (32, 128, 512, 1024)]
+        top = channels[-1]
         convs = [
             nn.Conv2d(c_in, c_out, (kernel_size, 1), (stride, 1), padding=pad)
             for c_in, c_out in zip(channels[:-1], channels[1:])
         ]
-        convs.append(nn.Conv2d(1024, 1024, (kernel_size, 1), 1, padding=pad))
+        convs.append(nn.Conv2d(top, top, (kernel_size, 1), 1, padding=pad))
         self.convs = nn.ModuleList([_normed(c, use_spectral_norm) for c in convs])
-        self.conv_post = _normed(nn.Conv2d(1024, 1, (3, 1), 1, padding=(1, 0)), use_spectral_norm)
+        self.conv_post = _normed(nn.Conv2d(top, 1, (3, 1), 1, padding=(1, 0)), use_spectral_norm)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         fmap = []
@@ -70,18 +95,24 @@ class DiscriminatorP(nn.Module):
 class DiscriminatorS(nn.Module):
     """Scale discriminator on the raw waveform: [B, 1, T] -> (logits [B, N], feature maps)."""
 
-    def __init__(self, use_spectral_norm: bool = False):
+    def __init__(self, use_spectral_norm: bool = False, channel_scale: float = 1.0):
         super().__init__()
+        c16, c64, c256, c1024 = (_width(c, channel_scale) for c in (16, 64, 256, 1024))
+
+        def grouped(c_in: int, c_out: int, groups: int) -> nn.Conv1d:
+            g = _groups(groups, c_in, c_out, channel_scale)
+            return nn.Conv1d(c_in, c_out, 41, 4, groups=g, padding=20)
+
         convs = [
-            nn.Conv1d(1, 16, 15, 1, padding=7),
-            nn.Conv1d(16, 64, 41, 4, groups=4, padding=20),
-            nn.Conv1d(64, 256, 41, 4, groups=16, padding=20),
-            nn.Conv1d(256, 1024, 41, 4, groups=64, padding=20),
-            nn.Conv1d(1024, 1024, 41, 4, groups=256, padding=20),
-            nn.Conv1d(1024, 1024, 5, 1, padding=2),
+            nn.Conv1d(1, c16, 15, 1, padding=7),
+            grouped(c16, c64, 4),
+            grouped(c64, c256, 16),
+            grouped(c256, c1024, 64),
+            grouped(c1024, c1024, 256),
+            nn.Conv1d(c1024, c1024, 5, 1, padding=2),
         ]
         self.convs = nn.ModuleList([_normed(c, use_spectral_norm) for c in convs])
-        self.conv_post = _normed(nn.Conv1d(1024, 1, 3, 1, padding=1), use_spectral_norm)
+        self.conv_post = _normed(nn.Conv1d(c1024, 1, 3, 1, padding=1), use_spectral_norm)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         fmap = []
@@ -100,10 +131,12 @@ class MultiPeriodDiscriminator(nn.Module):
     one entry per sub-discriminator.
     """
 
-    def __init__(self, use_spectral_norm: bool = False):
+    def __init__(self, use_spectral_norm: bool = False, channel_scale: float = 1.0):
         super().__init__()
-        discs: list[nn.Module] = [DiscriminatorS(use_spectral_norm=use_spectral_norm)]
-        discs += [DiscriminatorP(p, use_spectral_norm=use_spectral_norm) for p in PERIODS]
+        if not 0.0 < channel_scale <= 1.0:
+            raise ValueError(f"discriminator channel_scale must be in (0, 1], got {channel_scale}")
+        discs: list[nn.Module] = [DiscriminatorS(use_spectral_norm, channel_scale)]
+        discs += [DiscriminatorP(p, use_spectral_norm=use_spectral_norm, channel_scale=channel_scale) for p in PERIODS]
         self.discriminators = nn.ModuleList(discs)
 
     def forward(self, y: torch.Tensor, y_hat: torch.Tensor):

@@ -1,0 +1,98 @@
+"""Compute the feature caches of many clips: resumable, in worker processes, bad clips excluded.
+
+Each worker process loads the speech encoder and pitch network once (pool
+initializer) and keeps them in this module's per-process slot.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from svc_train.data.config_builder import read_filelist
+from svc_train.data.features import (
+    FeatureError,
+    FeatureExtractor,
+    FeatureSettings,
+    cache_problem,
+    read_clip,
+    save_features,
+)
+
+Status = Literal["computed", "cached", "excluded"]
+
+_process_state: dict[str, FeatureExtractor] = {}  # one extractor per worker process, set by init_worker
+
+
+@dataclass(frozen=True)
+class FeatureOutcome:
+    wav: Path
+    status: Status
+    reason: str | None = None
+
+
+def init_worker(settings: FeatureSettings, torch_threads: int) -> None:
+    """Pool initializer: load the networks once in this process."""
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    _process_state["extractor"] = FeatureExtractor(settings)
+
+
+def process_clip(wav: Path) -> FeatureOutcome:
+    """Features of one clip, unless a valid cache exists; a bad clip is excluded, never raised."""
+    extractor = _process_state["extractor"]
+    if not wav.is_file():
+        return FeatureOutcome(wav, "excluded", "file does not exist")
+    if cache_problem(wav, extractor.settings) is None:
+        return FeatureOutcome(wav, "cached")
+    try:
+        samples = read_clip(wav, extractor.settings.sampling_rate)
+        features = extractor.extract(samples)
+        expected = extractor.settings.filter_length // 2 + 1
+        if features.spec.shape[0] != expected:
+            raise FeatureError(f"spectrogram has {features.spec.shape[0]} bins, expected {expected}")
+        save_features(wav, features, extractor.settings)
+    except FeatureError as e:
+        return FeatureOutcome(wav, "excluded", str(e))
+    except (ValueError, RuntimeError, OSError) as e:  # a helper refused this clip (too short for a method, ...)
+        return FeatureOutcome(wav, "excluded", f"{type(e).__name__}: {e}")
+    return FeatureOutcome(wav, "computed")
+
+
+def clips_of(filelists: list[Path]) -> list[Path]:
+    """Every clip of the file lists, each once, in list order."""
+    seen: dict[Path, None] = {}
+    for filelist in filelists:
+        for wav in read_filelist(filelist):
+            seen.setdefault(wav, None)
+    return list(seen)
+
+
+def drop_from_filelists(filelists: list[Path], excluded: dict[Path, str]) -> dict[Path, int]:
+    """Rewrite each list without the excluded clips (atomically) and record them in ``<list>.excluded.tsv``.
+
+    Returns how many clips each list lost.
+    """
+    removed: dict[Path, int] = {}
+    for filelist in filelists:
+        lines = filelist.read_text(encoding="utf-8").splitlines()
+        keep = [line for line in lines if line.strip() and Path(line.split("|")[0].strip()) not in excluded]
+        dropped = [Path(line.split("|")[0].strip()) for line in lines if line.strip() and line not in keep]
+        removed[filelist] = len(dropped)
+        if not dropped:
+            continue
+        tmp = filelist.with_name(f".{filelist.name}.part")
+        tmp.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
+        os.replace(tmp, filelist)
+        report = filelist.with_name(f"{filelist.name}.excluded.tsv")
+        with report.open("a", encoding="utf-8") as fh:
+            for wav in dropped:
+                fh.write(f"{wav}\t{excluded[wav]}\n")
+    return removed
+
+
+__all__ = ["FeatureOutcome", "clips_of", "drop_from_filelists", "init_worker", "process_clip"]
