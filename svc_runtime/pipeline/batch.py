@@ -63,8 +63,9 @@ def plan_jobs(inputs: list[Path], out_dir: Path, fmt: str, shard: tuple[int, int
     """Input files (folders searched recursively for audio) -> jobs with mirrored output paths.
 
     A folder's files keep their path relative to the folder; a file given directly goes to
-    OUT_DIR/<name>. The output suffix becomes `.fmt`. Refuses a plan in which an output
-    would overwrite an input or two inputs would write the same output.
+    OUT_DIR/<name>. The output suffix becomes `.fmt` (`name.ext.fmt` where two inputs differ
+    only in their extension). Refuses a plan in which an output would overwrite an input or
+    two inputs would still write the same output.
     """
     out_root = out_dir.resolve()
     jobs: list[FileJob] = []
@@ -85,6 +86,14 @@ def plan_jobs(inputs: list[Path], out_dir: Path, fmt: str, shard: tuple[int, int
         else:
             path = item.resolve()
             jobs.append(FileJob(path, out_root / path.with_suffix(f".{fmt}").name))
+    # Inputs that differ only in their extension (a.flac, a.ogg) keep it: a.flac.wav, a.ogg.wav.
+    counts: dict[Path, int] = {}
+    for j in jobs:
+        counts[j.target] = counts.get(j.target, 0) + 1
+    jobs = [
+        FileJob(j.source, j.target.with_name(f"{j.source.name}.{fmt}")) if counts[j.target] > 1 else j
+        for j in jobs
+    ]
     sources = {j.source for j in jobs}
     targets: dict[Path, Path] = {}
     for j in jobs:
