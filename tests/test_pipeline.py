@@ -196,3 +196,37 @@ def test_bad_options_and_speakers_are_clear_errors(bundle):
 
     with pytest.raises(RetrievalError, match="needs a retrieval index or cluster file"):
         Converter(bundle, ConvertOptions(speaker="alice", blend_ratio=0.5))
+
+
+@pytest.mark.parametrize("mode", ["retrieval", "cluster"])
+def test_blending_uses_the_bundles_index_or_cluster_file(bundle, tmp_path, mode):
+    import dataclasses
+    import shutil
+
+    from svc_runtime.bundle.bundle import sha256_of
+    from svc_runtime.bundle.manifest import AuxFile
+    from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex
+
+    faiss = pytest.importorskip("faiss")
+    folder = tmp_path / "bundle"
+    shutil.copytree(bundle.path, folder)
+    rng = np.random.default_rng(3)
+    dim = bundle.manifest.model.ssl_dim
+    if mode == "retrieval":
+        index = faiss.IndexFlatL2(dim)
+        index.add(rng.standard_normal((300, dim)).astype(np.float32))
+        name, kind = "alice.index", "index"
+        faiss.write_index(index, str(folder / name))
+    else:
+        name, kind = "alice_kmeans.npz", "cluster"
+        np.savez(folder / name, centers=rng.standard_normal((20, dim)).astype(np.float32))
+    aux = AuxFile(kind=kind, file=name, sha256=sha256_of(folder / name), format=name.split(".")[-1], speaker="alice")
+    dataclasses.replace(bundle.manifest, aux_files=(aux,)).write(folder)
+    with_aux = Bundle.load(folder)
+    x, _ = vibrato_tone(1.0)
+    plain = Converter(with_aux, ConvertOptions(**EXACT)).prepare(DecodedAudio(x, SR, 1)).segments[0].c
+    blended = Converter(with_aux, ConvertOptions(**EXACT, blend_ratio=0.7, blend_mode=mode)).prepare(
+        DecodedAudio(x, SR, 1)).segments[0].c
+    other = FeatureIndex(folder / name, dim).retrieve(plain) if mode == "retrieval" else \
+        ClusterCentres(folder / name, dim).nearest(plain)
+    np.testing.assert_allclose(blended, 0.7 * other + 0.3 * plain, atol=1e-4)
