@@ -53,8 +53,10 @@ def export(
     trt_streaming: bool = typer.Option(
         False, "--trt-streaming", help="Use the streaming profile (batch 1, 8..256 frames) instead."),
     trt_timing_cache: Optional[Path] = typer.Option(None, help="TensorRT timing cache file (reused across builds)."),
-    index: list[Path] = typer.Option([], help="Retrieval index file to copy into the bundle (repeatable)."),
-    cluster: Optional[Path] = typer.Option(None, help="Cluster-centre (k-means) file to copy into the bundle."),
+    index: list[str] = typer.Option(
+        [], help="Retrieval index: so-vits-svc's feature_and_index.pkl, or SPEAKER=FILE.index (repeatable)."),
+    cluster: list[str] = typer.Option(
+        [], help="Cluster centres: so-vits-svc's kmeans_10000.pt, or SPEAKER=FILE.npy (repeatable)."),
     opset: int = typer.Option(OPSET, help="ONNX opset."),
     simplify: bool = typer.Option(True, help="Constant-fold and simplify graphs with onnxslim (slow on big graphs)."),
 ) -> None:
@@ -73,7 +75,7 @@ def export(
             checkpoint=checkpoint, config=config, output=output, encoder=encoder,
             encoder_checkpoint=encoder_checkpoint, pitch=pitch, pitch_checkpoint=pitch_checkpoint,
             pitch_threshold=pitch_threshold, fp16=fp16, trt=trt, trt_profile=profile,
-            trt_timing_cache=trt_timing_cache, index=tuple(index), cluster=cluster, opset=opset, simplify=simplify,
+            trt_timing_cache=trt_timing_cache, index=tuple(index), cluster=tuple(cluster), opset=opset, simplify=simplify,
         )
         manifest = export_bundle(
             request,

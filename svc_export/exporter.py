@@ -35,6 +35,7 @@ from svc_export.onnx_export import (
     torch_parity,
 )
 from svc_export.plans import FP16_TOLERANCE, f0_predictor_plan, generator_plan, pitch_plan, speech_encoder_plan
+from svc_export.retrieval_files import AuxFileError, AuxPayload, argument_path, prepare_aux_files
 from svc_export.tensorrt import ProfileOptions, build_engine, input_profile, require_tensorrt
 from svc_runtime.bundle.bundle import sha256_of
 from svc_runtime.bundle.manifest import (
@@ -82,8 +83,8 @@ class ExportRequest:
     trt: str | None = None
     trt_profile: ProfileOptions = field(default_factory=ProfileOptions)
     trt_timing_cache: Path | None = None
-    index: tuple[Path, ...] = ()
-    cluster: Path | None = None
+    index: tuple[str, ...] = ()
+    cluster: tuple[str, ...] = ()
     opset: int = OPSET
     simplify: bool = True
 
@@ -91,7 +92,8 @@ class ExportRequest:
         """Check files, names and option combinations; raise `ExportInputError` naming the problem."""
         files = [("checkpoint", self.checkpoint), ("--config", self.config)]
         files += [("--encoder-checkpoint", self.encoder_checkpoint), ("--pitch-checkpoint", self.pitch_checkpoint)]
-        files += [("--index", p) for p in self.index] + [("--cluster", self.cluster)]
+        files += [("--index", argument_path(a)) for a in self.index]
+        files += [("--cluster", argument_path(a)) for a in self.cluster]
         for what, path in files:
             if path is not None and not Path(path).exists():
                 raise ExportInputError(f"{what}: {path} does not exist")
@@ -116,9 +118,6 @@ class ExportRequest:
             raise ExportInputError(f"--trt must be fp16 or fp32, got {self.trt!r}")
         if self.opset < 17:
             raise ExportInputError(f"--opset must be at least 17 (LayerNormalization), got {self.opset}")
-        names = [p.name for p in self.index] + ([self.cluster.name] if self.cluster else [])
-        if len(set(names)) != len(names):
-            raise ExportInputError(f"--index/--cluster files must have distinct names, got {names}")
         try:
             check_target(Path(self.output).resolve())
         except ValueError as exc:
@@ -137,6 +136,7 @@ class LoadedNetworks:
     pitch_info: PitchInfo | None
     encoder_name: str
     encoder_hop: int
+    aux_files: list[AuxPayload]
 
 
 def _load_generator(request: ExportRequest):
@@ -215,12 +215,16 @@ def load_networks(request: ExportRequest) -> LoadedNetworks:
     from svc_export.graphs import strip_weight_norm  # noqa: PLC0415
 
     config, synthesizer = _load_generator(request)
+    try:
+        aux = prepare_aux_files(request.index, request.cluster, dict(config.spk), config.model.ssl_dim)
+    except AuxFileError as exc:
+        raise ExportInputError(str(exc)) from exc
     encoder, dim, encoder_name, encoder_hop = _load_encoder(request, config)
     pitch, pitch_info = _load_pitch(request)
     for module in (synthesizer, encoder, pitch):
         if module is not None:
             strip_weight_norm(module.eval())
-    return LoadedNetworks(config, synthesizer, encoder, dim, pitch, pitch_info, encoder_name, encoder_hop)
+    return LoadedNetworks(config, synthesizer, encoder, dim, pitch, pitch_info, encoder_name, encoder_hop, aux)
 
 
 def _specs(sketches) -> tuple[TensorSpec, ...]:
@@ -284,14 +288,7 @@ def export_bundle(
             graphs.update(_export_plan(plan, stage, request, step, on_parity))
         if request.trt:
             engines = _build_engines(plans, graphs, stage, request, trt_info, step)
-        aux = [
-            AuxFile(kind="index", file=p.name, sha256=stage.copy_in(p, p.name), format=p.suffix.lstrip(".") or "bin")
-            for p in request.index
-        ]
-        if request.cluster is not None:
-            p = request.cluster
-            aux.append(AuxFile(kind="cluster", file=p.name, sha256=stage.copy_in(p, p.name),
-                               format=p.suffix.lstrip(".") or "bin"))
+        aux = [_write_aux(payload, stage) for payload in nets.aux_files]
         manifest = Manifest(
             model=ModelInfo(
                 sampling_rate=config.data.sampling_rate,
@@ -324,6 +321,15 @@ def export_bundle(
         step(f"writing bundle {request.output}")
         stage.commit(manifest)
     return manifest
+
+
+def _write_aux(payload: AuxPayload, stage: BundleStaging) -> AuxFile:
+    if payload.data is not None:
+        stage.file(payload.name).write_bytes(payload.data)
+        digest = sha256_of(stage.file(payload.name))
+    else:
+        digest = stage.copy_in(payload.source, payload.name)
+    return AuxFile(kind=payload.kind, file=payload.name, sha256=digest, format=payload.format, speaker=payload.speaker)
 
 
 def _export_plan(

@@ -45,26 +45,47 @@ def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
     return folder / "G_0.pth", folder / "config.json"
 
 
+def write_sovits_retrieval_files(folder: Path, dim: int) -> tuple[Path | None, Path]:
+    """so-vits-svc's feature_and_index.pkl (needs faiss; None without it) and kmeans_10000.pt for speakers a, b."""
+    rng = np.random.default_rng(0)
+    kmeans = {name: {"n_features_in_": dim, "_n_threads": 1, "cluster_centers_": rng.standard_normal((5, dim))
+                     .astype(np.float32)} for name in ("a", "b")}
+    torch.save(kmeans, folder / "kmeans_10000.pt")
+    try:
+        import faiss
+    except ImportError:
+        return None, folder / "kmeans_10000.pt"
+    import pickle
+
+    indexes = {}
+    for name in ("a", "b"):
+        index = faiss.IndexFlatL2(dim)
+        index.add(rng.standard_normal((7, dim)).astype(np.float32))
+        indexes[name] = index
+    (folder / "feature_and_index.pkl").write_bytes(pickle.dumps(indexes))
+    return folder / "feature_and_index.pkl", folder / "kmeans_10000.pt"
+
+
 @pytest.fixture(scope="module")
 def cli_bundle(tiny_model, tmp_path_factory):
     torch.set_num_threads(1)
     checkpoint, config = tiny_model
     work = tmp_path_factory.mktemp("cli")
-    index = work / "feature_and_index.pkl"
-    index.write_bytes(b"index bytes")
-    cluster = work / "kmeans_10000.pt"
-    cluster.write_bytes(b"cluster bytes")
+    index, kmeans = write_sovits_retrieval_files(work, 64)
+    centres_c = work / "centres.npy"
+    np.save(centres_c, np.ones((3, 64), np.float32))
     out = work / "bundle"
+    extra = ["--index", index] if index else []
     result = run_cli(
         checkpoint, "--config", config, "-o", out, "--encoder-checkpoint", CONTENTVEC / "fairseq_checkpoint.pt",
-        "--pitch", "fcpe", "--index", index, "--cluster", cluster, "--no-simplify",
+        "--pitch", "fcpe", "--cluster", kmeans, "--cluster", f"c={centres_c}", "--no-simplify", *extra,
     )
     assert result.exit_code == 0, result.output
-    return out, result.output
+    return out, result.output, index is not None
 
 
 def test_cli_writes_a_complete_bundle(cli_bundle):
-    out, output = cli_bundle
+    out, output, _ = cli_bundle
     assert "vs PyTorch" in output and "max abs error" in output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "svc-bundle" and manifest["schema_version"] == 1
@@ -78,9 +99,18 @@ def test_cli_writes_a_complete_bundle(cli_bundle):
     assert (pitch["f0_min"], pitch["f0_max"]) == (50.0, 1100.0)
     assert pitch["bins_f0_min"] == pytest.approx(32.70, abs=0.01) and pitch["bins_f0_max"] == pytest.approx(1975.5, abs=0.1)
     assert [g["name"] for g in manifest["graphs"]["generator"]["inputs"]][-1] == "vol"
-    kinds = {a["kind"]: a for a in manifest["aux_files"]}
-    assert kinds["index"]["file"] == "feature_and_index.pkl" and kinds["cluster"]["format"] == "pt"
-    assert (out / "feature_and_index.pkl").read_bytes() == b"index bytes"
+    clusters = {a["speaker"]: a for a in manifest["aux_files"] if a["kind"] == "cluster"}
+    assert {s: (a["file"], a["format"]) for s, a in clusters.items()} == {
+        "a": ("cluster_0_a.npy", "npy"), "b": ("cluster_1_b.npy", "npy"), "c": ("cluster_2_c.npy", "npy")}
+    kmeans = torch.load(out.parent / "kmeans_10000.pt", weights_only=False)
+    assert np.array_equal(np.load(out / "cluster_1_b.npy"), kmeans["b"]["cluster_centers_"])
+    if cli_bundle[2]:
+        import faiss
+
+        indexes = {a["speaker"]: a["file"] for a in manifest["aux_files"] if a["kind"] == "index"}
+        assert indexes == {"a": "index_0_a.index", "b": "index_1_b.index"}
+        index = faiss.read_index(str(out / "index_1_b.index"))
+        assert (index.d, index.ntotal) == (64, 7)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".bundle")]
     for name, bound in (("generator", 1e-4), ("speech_encoder", 1e-4), ("pitch", 1e-5)):
         records = manifest["graphs"][name]["parity"]
@@ -169,6 +199,23 @@ def test_refuses_to_replace_a_folder_that_is_not_a_bundle(tmp_path):
     result = run_cli(SMALL / "G_1.pth", "--config", SMALL / "config.json", "-o", out)
     assert result.exit_code == 2 and "holds no manifest.json" in " ".join(result.output.split())
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_bad_retrieval_files_fail_before_any_work(tiny_model, tmp_path):
+    checkpoint, config = tiny_model
+    out = tmp_path / "bundle"
+    base = (checkpoint, "--config", config, "-o", out)
+    centres = tmp_path / "centres.npy"
+    np.save(centres, np.ones((3, 64), np.float32))
+    _assert_rejected(run_cli(*base, "--cluster", centres), f"--cluster SPEAKER={centres}", out)
+    _assert_rejected(run_cli(*base, "--cluster", f"zed={centres}"), "unknown speaker 'zed'", out)
+    np.save(centres, np.ones((3, 32), np.float32))
+    _assert_rejected(run_cli(*base, "--cluster", f"a={centres}"), "must be a float [K, 64] array", out)
+    torch.save({"zed": {"cluster_centers_": np.ones((2, 64), np.float32)}}, tmp_path / "kmeans.pt")
+    _assert_rejected(run_cli(*base, "--cluster", tmp_path / "kmeans.pt"), "speaker 'zed' is not one of", out)
+    evil = tmp_path / "feature_and_index.pkl"
+    evil.write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
+    _assert_rejected(run_cli(*base, "--index", evil), "refusing to unpickle global 'os.system'", out)
 
 
 def test_help_lists_the_options():
