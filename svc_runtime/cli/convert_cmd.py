@@ -79,8 +79,7 @@ def convert(
         raise typer.Exit(2) from None
     for role, session in loaded.sessions.items():
         console.print(f"[dim]{role}: {session.name} on {session.provider}[/dim]")
-    if converter.blender is not None or options.f0_method:
-        console.print(f"[dim]F0: {converter.f0_source.name}[/dim]")
+    console.print(f"[dim]F0: {converter.f0_source.name}[/dim]")
     runner = BatchRunner(converter, skip_existing=skip_existing)
     results = []
     t0 = time.perf_counter()
