@@ -54,7 +54,8 @@ def export(
         False, "--trt-streaming", help="Use the streaming profile (batch 1, 8..256 frames) instead."),
     trt_timing_cache: Optional[Path] = typer.Option(None, help="TensorRT timing cache file (reused across builds)."),
     index: list[str] = typer.Option(
-        [], help="Retrieval index: so-vits-svc's feature_and_index.pkl, or SPEAKER=FILE.index (repeatable)."),
+        [], help="Retrieval index: so-vits-svc's feature_and_index.pkl, an svc-train index folder, or "
+        "SPEAKER=FILE.index (repeatable)."),
     cluster: list[str] = typer.Option(
         [], help="Cluster centres: so-vits-svc's kmeans_10000.pt, or SPEAKER=FILE.npy (repeatable)."),
     opset: int = typer.Option(OPSET, help="ONNX opset."),

@@ -8,13 +8,15 @@ here without running code from them: the index pickle is read with an allow-list
 unpickler that records faiss objects as inert data (their pickled state is the
 serialised index), the k-means file with `svc_train.safe_pickle`.
 
-Command-line form: `--index FILE`, `--index SPEAKER=FILE` (a single-speaker file),
-likewise `--cluster`. Everything is read and checked before any graph is exported.
+Command-line form: `--index FILE` (so-vits-svc's pickle), `--index FOLDER` (written by
+`svc-train index`: `index.json` + `<speaker>.index`), `--index SPEAKER=FILE` (one
+speaker's faiss file); `--cluster FILE.pt` or `--cluster SPEAKER=FILE.npy`. Everything is read and checked before any graph is exported.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 from dataclasses import dataclass
@@ -97,7 +99,29 @@ def _check_centres(centres: Any, where: str, dim: int) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def _index_folder_payloads(path: Path, speakers: dict[str, int], dim: int) -> list[AuxPayload]:
+    """A folder written by `svc-train index`: `index.json` listing `<speaker>.index` files."""
+    listing = path / "index.json"
+    try:
+        data = json.loads(listing.read_text(encoding="utf-8"))
+        entries = [(e["speaker"], path / e["file"]) for e in data["speakers"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AuxFileError(f"--index {path}: not an svc-train index folder (index.json: {exc})") from None
+    payloads = []
+    for name, file in entries:
+        if name not in speakers:
+            raise AuxFileError(f"--index {listing}: speaker {name!r} is not one of the model's {sorted(speakers)}")
+        if not file.is_file() or file.parent != path:
+            raise AuxFileError(f"--index {listing}: {file.name} for speaker {name!r} is missing")
+        _check_faiss(file.read_bytes(), f"--index {file}", dim)
+        payloads.append(AuxPayload("index", name, _file_name("index", name, speakers[name], ".index"), "faiss",
+                                   source=file))
+    return payloads
+
+
 def _index_payloads(speaker: str | None, path: Path, speakers: dict[str, int], dim: int) -> list[AuxPayload]:
+    if path.is_dir() and speaker is None:
+        return _index_folder_payloads(path, speakers, dim)
     if path.suffix == ".pkl":  # so-vits-svc's feature_and_index.pkl
         try:
             with path.open("rb") as handle:
