@@ -100,39 +100,47 @@ def _stage_key(name: str) -> int:
 
 
 def throughput(models: ModelSet, lengths: list[float], reps: int, threads: int, work: Path,
-               with_torch: bool, log) -> list[dict]:
-    """RTF of ours and torch eager on the same input, alternating order every repetition."""
-    ours = OursConverter(models.bundle, pitch=models.pitch, tuning=SessionTuning(intra_op_threads=threads))
-    eager = _eager(models, threads) if with_torch else None
+               with_torch: bool, log, variants: tuple[str, ...] = ()) -> list[dict]:
+    """RTF of ours (plus tuned variants of ours) and torch eager on the same input, the order rotated
+    every repetition; the ratio torch/ours is taken within each repetition."""
+    from benchmarks.tuning import apply_variant
+
+    converters: dict[str, object] = {
+        "ours": OursConverter(models.bundle, pitch=models.pitch, tuning=SessionTuning(intra_op_threads=threads))}
+    for variant in variants:
+        conv = OursConverter(models.bundle, pitch=models.pitch, tuning=SessionTuning(intra_op_threads=threads))
+        apply_variant(conv, variant, threads)
+        converters[f"ours+{variant}"] = conv
+    if with_torch:
+        converters["torch"] = _eager(models, threads)
+    names = list(converters)
     rows = []
     for seconds in lengths:
         item = write_input(work / "inputs", seconds)
         # one warm-up each (first-run allocations and kernel selection are not throughput)
         warm = write_input(work / "inputs", min(seconds, 3.0), offset=7)
-        ours.convert_file(warm.path, work / "warm_ours.wav", StageTimer())
-        if eager is not None:
-            eager.convert_file(warm.path, work / "warm_torch.wav", StageTimer())
-        runs: dict[str, list[dict]] = {"ours": [], "torch": []}
-        ratios = []
+        for name, conv in converters.items():
+            conv.convert_file(warm.path, work / f"warm_{name}.wav", StageTimer())
+        runs: dict[str, list[dict]] = {name: [] for name in names}
+        ratios: dict[str, list[float]] = {name: [] for name in names}
         for rep in range(reps):
-            order = [("ours", ours), ("torch", eager)] if rep % 2 == 0 else [("torch", eager), ("ours", ours)]
-            for name, conv in order:
-                if conv is None:
-                    continue
-                runs[name].append(_convert_timed(conv, item, work, name))
+            order = names[rep % len(names):] + names[:rep % len(names)]
+            if rep % 2:
+                order.reverse()
+            for name in order:
+                runs[name].append(_convert_timed(converters[name], item, work, name))
                 log(f"  {models.size} {seconds:g}s {name} rep {rep}: RTF {runs[name][-1]['rtf']:.3f} "
                     f"load {runs[name][-1]['load'][0]}")
-            if eager is not None:
-                ratios.append(runs["torch"][-1]["wall"] / runs["ours"][-1]["wall"])
+            if with_torch:
+                for name in names[:-1]:
+                    ratios[name].append(runs["torch"][-1]["wall"] / runs[name][-1]["wall"])
         for name, reps_ in runs.items():
-            if not reps_:
-                continue
             rows.append({
                 "size": models.size, "input_seconds": item.seconds, "input": item.source, "impl": name,
                 "threads": threads, "rtf": Summary.of([r["rtf"] for r in reps_]).as_dict(),
                 "cpu_per_audio_second": Summary.of([r["cpu_per_audio_second"] for r in reps_]).as_dict(),
                 "stages_median_s": _stage_medians(reps_), "reps": reps_,
-                "ratio_torch_over_ours": Summary.of(ratios).as_dict() if ratios and name == "ours" else None,
+                "ratio_torch_over_ours": Summary.of(ratios[name]).as_dict() if ratios[name] else None,
             })
     return rows
 
@@ -323,7 +331,8 @@ def run(args: argparse.Namespace, log) -> dict:
             log(f"{size}: models in {models.root}")
             if "throughput" in args.sections:
                 results.setdefault("throughput", []).extend(
-                    throughput(models, args.lengths, args.reps, args.threads, work, not args.no_torch, log))
+                    throughput(models, args.lengths, args.reps, args.threads, work, not args.no_torch, log,
+                               tuple(args.variants)))
             if "batch" in args.sections and size == args.sizes[0]:
                 results["batch"] = batch_scaling(models, args.batch, args.batch_file_seconds, args.threads, work,
                                                  not args.no_torch, log, args.batch_torch_max)
@@ -370,6 +379,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--coldstart-reps", type=int, default=2)
     parser.add_argument("--tuning-seconds", type=float, default=10.0)
     parser.add_argument("--no-torch", action="store_true", help="only our runtime")
+    parser.add_argument("--variants", nargs="*", default=[],
+                        help="tuned variants of ours (benchmarks/tuning.py) to interleave in the throughput runs")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--cache", type=Path, default=None, help="model cache (default ~/.cache/svc-bench)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)

@@ -15,11 +15,11 @@ import onnxruntime as ort
 VARIANTS: dict[str, str] = {
     "default": "the runtime's sessions: ORT_ENABLE_ALL, sequential, intra-op threads = --threads, spinning on",
     "no_spin": "as default, intra-op thread spinning off (session.intra_op.allow_spinning=0)",
-    "no_spin_dnz": "no_spin + denormals flushed to zero (session.set_denormal_as_zero=1)",
     "basic_opt": "graph optimisation ORT_ENABLE_BASIC instead of ALL",
     "one_thread": "intra-op threads 1, spinning off",
-    "conv2d": "default options, generator graph with its 1-D convolutions run as 2-D (NCHWc kernels; benchmarks/conv2d.py)",
+    "conv2d": "default options, every graph's 1-D convolutions run as 2-D (NCHWc kernels; benchmarks/conv2d.py)",
     "conv2d_no_spin": "conv2d + spinning off",
+    "conv2d_one_thread": "conv2d + intra-op threads 1, spinning off",
 }
 
 _NUMPY = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}
@@ -35,11 +35,9 @@ def session_options(variant: str, threads: int) -> ort.SessionOptions:
         ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if variant == "basic_opt" else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     )
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = 1 if variant == "one_thread" else threads
-    if variant in ("no_spin", "no_spin_dnz", "one_thread", "conv2d_no_spin"):
+    options.intra_op_num_threads = 1 if variant.endswith("one_thread") else threads
+    if variant.endswith(("no_spin", "one_thread")):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if variant == "no_spin_dnz":
-        options.add_session_config_entry("session.set_denormal_as_zero", "1")
     return options
 
 
@@ -70,7 +68,7 @@ def apply_variant(converter, variant: str, threads: int) -> None:
     options = session_options(variant, threads)
     for role, current in list(bundle.sessions.items()):
         path = bundle.path / bundle.manifest.graphs[current.name].file
-        if role == "generator" and variant.startswith("conv2d"):
+        if variant.startswith("conv2d"):
             path = conv2d_copy(path)
         bundle.sessions[role] = TunedSession(current.name, path, options)
 

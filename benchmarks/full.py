@@ -1,0 +1,68 @@
+"""The published table: every section in its own `benchmarks.e2e` process, merged into benchmarks/results/.
+
+    python -m benchmarks.full [--out benchmarks/results] [--only NAME ...]
+
+Each step writes its own folder under <out>/runs/; a step that fails is reported and the
+others still run. Sizes, lengths and repetitions are chosen to fit about 40 minutes on a
+2-core CPU shared with other work; edit STEPS to change them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.report import merge, write_reports
+
+STEPS: dict[str, list[str]] = {
+    # whole-file throughput at 2 threads (the 2-core target) with the best tuned variant interleaved
+    "throughput_t2": ["--sizes", "standard", "tiny", "--sections", "throughput", "--lengths", "5", "10",
+                      "--reps", "3", "--threads", "2", "--variants", "conv2d_no_spin"],
+    # the same at 1 thread each: no thread oversubscription on a loaded machine
+    "throughput_t1": ["--sizes", "standard", "--sections", "throughput", "--lengths", "10", "--reps", "3",
+                      "--threads", "1", "--variants", "conv2d"],
+    # RTF against input length, ours only (torch eager at 30 s would take minutes per repetition)
+    "length_ours": ["--sizes", "standard", "--sections", "throughput", "--lengths", "30", "--reps", "1",
+                    "--threads", "2", "--no-torch", "--variants", "conv2d_no_spin"],
+    "tuning": ["--sizes", "standard", "--sections", "tuning", "--tuning-seconds", "5", "--reps", "3", "--threads", "2"],
+    "batch": ["--sizes", "tiny", "--sections", "batch", "--batch", "1", "4", "16", "--batch-file-seconds", "2",
+              "--threads", "2"],
+    "streaming": ["--sizes", "standard", "--sections", "streaming", "--blocks", "32", "64", "128", "256", "500",
+                  "--stream-max-blocks", "10", "--threads", "2"],
+    "memory": ["--sizes", "standard", "--sections", "memory", "coldstart", "--memory-lengths", "10",
+               "--memory-long", "60", "--coldstart-reps", "2", "--threads", "2"],
+    "memory_micro": ["--sizes", "micro", "--sections", "memory", "--memory-lengths", "10", "--memory-long", "300",
+                     "--threads", "2"],
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--only", nargs="*", default=None, choices=sorted(STEPS))
+    parser.add_argument("--merge-only", action="store_true", help="re-merge the step folders already there")
+    args = parser.parse_args(argv)
+    runs = args.out / "runs"
+    chosen = args.only or list(STEPS)
+    for name in [] if args.merge_only else chosen:
+        started = time.time()
+        sys.stderr.write(f"== {name}\n")
+        result = subprocess.run([sys.executable, "-m", "benchmarks.e2e", *STEPS[name], "--no-plot",
+                                 "--out", str(runs / name)])
+        sys.stderr.write(f"== {name}: exit {result.returncode} after {time.time() - started:.0f} s\n")
+    parts = []
+    for name in STEPS:
+        path = runs / name / "results.json"
+        if path.is_file():
+            parts.append(json.loads(path.read_text(encoding="utf-8")))
+    if parts:
+        write_reports(merge(parts), args.out)
+        sys.stderr.write(f"merged {len(parts)} runs into {args.out}\n")
+
+
+if __name__ == "__main__":
+    main()
