@@ -90,10 +90,10 @@ def test_stream_equals_whole_with_a_local_model(bundle, block_ms):
 
 @pytest.mark.parametrize("block_ms", [100, 500])
 def test_stream_against_whole_with_the_fixture_bundle(bundle, block_ms):
-    """The exported graphs with <= 40 ms look-ahead: measured, see the report for numbers."""
+    """The exported graphs with <= 40 ms look-ahead (measured here: ~1e-5 away from joins)."""
     x, _ = vibrato_tone(2.5)
     whole = Converter(bundle, ConvertOptions(**CAUSAL_WHOLE)).convert(x, SR)
     y, conv, joins = stream(bundle, x, int(SR * block_ms / 1000), context_seconds=0.5)
     far, near_step, other_step = compare(y, whole, joins, conv.fade)
-    assert far <= 2e-3, f"{block_ms} ms blocks: {far:.2e} away from joins"
+    assert far <= 1e-3, f"{block_ms} ms blocks: {far:.2e} away from joins"
     assert near_step <= 1.5 * other_step, (near_step, other_step)
