@@ -273,6 +273,13 @@ def test_bad_generator_inputs_are_clear_errors(bundle, io):
         bundle.encode_units(np.zeros(16000, np.float32))
 
 
+def test_load_only_some_roles(exported):
+    generator_only = Bundle.load(exported[0], roles=("generator",), verify=False)
+    assert list(generator_only.sessions) == ["generator"] and not generator_only.has_graph("pitch")
+    with pytest.raises(ValueError, match="roles \\['vocoder'\\] are not runnable here"):
+        Bundle.load(exported[0], roles=("vocoder",))
+
+
 def test_unavailable_provider_is_a_clear_error(exported):
     import onnxruntime as ort
 

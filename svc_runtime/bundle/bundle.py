@@ -22,6 +22,8 @@ DEFAULT_SEED = 52468
 """so-vits-svc's default inference seed."""
 
 NOISE_KEYS = ("prior", "rand_ini", "sine")
+CORE_ROLES = ("generator", "f0_predictor", "speech_encoder", "pitch")
+"""Graph roles `Bundle` opens sessions for (the diffusion runtime opens its own)."""
 
 
 class BundleIntegrityError(ManifestError):
@@ -82,11 +84,13 @@ class Bundle:
         *,
         precision: str | None = None,
         verify: bool = True,
+        roles: tuple[str, ...] = CORE_ROLES,
     ) -> "Bundle":
         """Validate `path/manifest.json` and every file's sha256, then open one session per graph.
 
         provider: "cpu", "cuda", "tensorrt" or a `ProviderConfig`. precision: "fp32" or
         "fp16" graphs (default: fp16 on a GPU when the bundle has them, fp32 otherwise).
+        roles: which graphs to open (those the bundle lacks are skipped), e.g. ("generator",).
         """
         bundle_dir = Path(path)
         if not bundle_dir.is_dir():
@@ -100,7 +104,10 @@ class Bundle:
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
         sessions: dict[str, GraphSession] = {}
-        for role in ("generator", "f0_predictor", "speech_encoder", "pitch"):
+        unknown = sorted(set(roles) - set(CORE_ROLES))
+        if unknown:
+            raise ValueError(f"roles {unknown} are not runnable here; choose from {list(CORE_ROLES)}")
+        for role in roles:
             chosen = manifest.graph_for(role, precision)
             if chosen is None:
                 continue
