@@ -131,7 +131,7 @@ def method_options(method: str, args: argparse.Namespace) -> tuple[PitchOptions 
 
 def run_method(method: str, options: PitchOptions, files: list[Path], console: Console) -> dict:
     """Score one method over all files; returns per-group and per-file summaries."""
-    estimator = load_pitch_estimator(options, threads=THREADS) if method in ("rmvpe", "fcpe") else None
+    estimator = load_pitch_estimator(options, threads=THREADS) if method in ("rmvpe", "fcpe", "crepe") else None
     groups = {g: FrameCounts() for g in GROUPS}
     per_file: dict[str, dict] = {}
     warmed = False
@@ -154,7 +154,7 @@ def run_method(method: str, options: PitchOptions, files: list[Path], console: C
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("numpy", "pyworld", "praat-parselmouth", "onnxruntime", "torch", "torchfcpe", "soxr"):
+    for dist in ("numpy", "pyworld", "praat-parselmouth", "onnxruntime", "torch", "torchfcpe", "torchcrepe", "soxr"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -26,7 +26,7 @@ from svc_runtime.pitch.decode import (
     rmvpe_bin_cents,
     viterbi_path,
 )
-from svc_runtime.pitch.extract import PitchOptions, load_pitch_estimator
+from svc_runtime.pitch.extract import PitchOptions, crepe_segments, load_pitch_estimator
 from svc_runtime.pitch.extract import extract_f0 as runtime_extract_f0
 from svc_train.pitch.crepe import (
     BUNDLED_SHA256,
@@ -175,6 +175,19 @@ def test_bin_range_and_postprocess_rules() -> None:
     np.testing.assert_allclose(gated, [105.0, 105.0, 110.0, 0.0, 0.0, 0.0])
 
 
+@pytest.mark.parametrize("n_samples", [0, 159, 1000, 1601])
+@pytest.mark.parametrize("frames_per_run", [1, 3, 256])
+def test_crepe_segments_give_the_frames_of_the_whole_audio(n_samples: int, frames_per_run: int) -> None:
+    def frames(audio: np.ndarray) -> np.ndarray:  # torchcrepe's framing: zero-pad 512, 1024 every 160
+        padded = np.pad(audio, 512)
+        return np.stack([padded[i * 160 : i * 160 + 1024] for i in range(audio.size // 160 + 1)])
+
+    audio = np.random.default_rng(n_samples).standard_normal(n_samples).astype(np.float32)
+    pieces = [frames(segment)[keep] for segment, keep in crepe_segments(audio, frames_per_run)]
+    assert all(len(p) <= frames_per_run for p in pieces)
+    np.testing.assert_array_equal(np.concatenate(pieces), frames(audio))
+
+
 def test_missing_wheel_names_the_install_command(monkeypatch) -> None:
     import importlib.metadata
     import importlib.util
@@ -232,13 +245,23 @@ def test_exports_to_onnx_and_runs_in_the_runtime(extractor: NeuralPitchExtractor
     # The runtime (numpy + ONNX Runtime) on a voiced stretch of the reference agrees with the torch side.
     wav = ref["wav"][3200:9600]
     options = PitchOptions("crepe", checkpoint=path)
-    track = runtime_extract_f0(wav, 16000, options, estimator=load_pitch_estimator(options, threads=1))
+    estimator = load_pitch_estimator(options, threads=1)
+    track = runtime_extract_f0(wav, 16000, options, estimator=estimator)
     times, torch_f0 = extractor(wav)
     np.testing.assert_allclose(track.times_s, times)
     np.testing.assert_allclose(times[:3], [0.0, 0.01, 0.02])
     assert track.f0_hz.size == torch_f0.size == 41 and (torch_f0 > 0).sum() >= 35
     np.testing.assert_array_equal(track.f0_hz > 0, torch_f0 > 0)
     assert cents_between(track.f0_hz[torch_f0 > 0], torch_f0[torch_f0 > 0]).max() < 1.0
+    # The runtime runs CREPE in slices of frames; any slicing gives the frames of the whole.
+    short = wav[:1600]
+    whole = estimator.salience(short)
+    estimator.crepe_frames_per_run = 4
+    sliced = estimator.salience(short)
+    assert sliced.shape == whole.shape == (11, 360)
+    assert np.abs(sliced - whole).max() < 1e-5
+    with torch.inference_mode():
+        assert np.abs(whole - graph(torch.from_numpy(short)[None])[0].numpy()).max() < 1e-4
 
 
 def test_svc_run_pitch_crepe_writes_the_csv(ref, tmp_path, weights: Path) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 
@@ -135,6 +135,32 @@ class F0Track:
     method: str
 
 
+CREPE_FRAMES_PER_RUN = 256
+"""CREPE frames per graph run: frames are independent, and the full model holds about 1 MB of
+activations per frame, so long audio runs in slices instead of all at once."""
+CREPE_HALF_WINDOW = 512  # CREPE frame i covers samples i * 160 - 512 .. i * 160 + 511 (zero outside)
+
+
+def crepe_segments(wav16k: np.ndarray, frames_per_run: int) -> Iterator[tuple[np.ndarray, slice]]:
+    """Cut 16 kHz audio for CREPE graph runs: ``(segment, keep)`` pairs, in frame order.
+
+    The graph's frames ``keep`` of ``segment`` are the next ``frames_per_run`` (or fewer) of
+    the ``N // 160 + 1`` frames of the whole audio, with exactly the same samples: a segment
+    starts ``lead = 4`` hops before its first frame and ends 512 samples after its last frame
+    centre, zero beyond the audio.
+    """
+    if frames_per_run <= 0:
+        raise ValueError(f"frames_per_run must be positive, got {frames_per_run}")
+    audio = np.asarray(wav16k, dtype=np.float32)
+    hop = NEURAL_HOP
+    lead = -(-CREPE_HALF_WINDOW // hop)
+    padded = np.pad(audio, (lead * hop, CREPE_HALF_WINDOW))  # padded[p + lead * hop] = audio[p]
+    n_frames = audio.size // hop + 1
+    for start in range(0, n_frames, frames_per_run):
+        stop = min(start + frames_per_run, n_frames)
+        yield padded[start * hop : (stop - 1 + lead) * hop + CREPE_HALF_WINDOW], slice(lead, lead + stop - start)
+
+
 class OnnxPitchEstimator:
     """An exported mel+network pitch graph run by ONNX Runtime and decoded in numpy.
 
@@ -152,6 +178,7 @@ class OnnxPitchEstimator:
 
         self.path = Path(path)
         self.method = method
+        self.crepe_frames_per_run = CREPE_FRAMES_PER_RUN
         session_options = ort.SessionOptions()
         if threads is not None:
             session_options.intra_op_num_threads = threads
@@ -177,7 +204,13 @@ class OnnxPitchEstimator:
         )
 
     def salience(self, wav16k: np.ndarray) -> np.ndarray:
-        """``wav16k [N]`` -> salience [T, bins] float32."""
+        """``wav16k [N]`` -> salience [T, bins] float32 (CREPE: in runs of ``crepe_frames_per_run`` frames)."""
+        if self.method == "crepe":
+            parts = [self._run(segment)[keep] for segment, keep in crepe_segments(wav16k, self.crepe_frames_per_run)]
+            return np.concatenate(parts)
+        return self._run(wav16k)
+
+    def _run(self, wav16k: np.ndarray) -> np.ndarray:
         audio = np.ascontiguousarray(wav16k, dtype=np.float32)[None]
         (salience,) = self.session.run([self.output_name], {self.input_name: audio})
         if salience.ndim != 3 or salience.shape[0] != 1:
@@ -336,6 +369,7 @@ __all__ = [
     "PitchEstimator",
     "PitchOptions",
     "TorchPitchEstimator",
+    "crepe_segments",
     "extract_f0",
     "load_pitch_estimator",
     "neural_f0",
