@@ -390,7 +390,8 @@ def _build_engines(
                                 int(plan.meta.get("hop", 0)))
         engine_path = stage.file(f"{plan.name}.{request.trt}.plan")
         step(f"{plan.name}: building TensorRT {request.trt} engine on {gpu}")
-        build_engine(stage.file(graph.file), engine_path, profile, request.trt, cache)
+        build_engine(stage.file(graph.file), engine_path, profile, request.trt, cache,
+                     fp32_scopes=tuple(plan.meta.get("fp32_scopes", ())))
         engines[plan.name] = EngineEntry(
             graph=plan.name, file=engine_path.name, sha256=sha256_of(engine_path), precision=request.trt,
             tensorrt_version=version, gpu=gpu, compute_capability=capability, profile=profile,

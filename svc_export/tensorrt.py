@@ -108,9 +108,14 @@ def build_engine(
     profile: dict[str, ShapeRange],
     precision: str,
     timing_cache: Path,
+    fp32_scopes: tuple[str, ...] = (),
     workspace_bytes: int = 4 << 30,
 ) -> None:
-    """Parse `onnx_path`, build one optimisation profile, write the serialised engine."""
+    """Parse `onnx_path`, build one optimisation profile, write the serialised engine.
+
+    With fp16, layers whose name holds one of `fp32_scopes` (the NSF source, the coarse
+    pitch mapping, the mel front end) and every normalisation layer are pinned to fp32.
+    """
     import tensorrt as trt  # noqa: PLC0415
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -124,6 +129,8 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
+        if _pin_fp32_layers(trt, network, fp32_scopes):
+            config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
     cache_bytes = timing_cache.read_bytes() if timing_cache.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)
     config.set_timing_cache(cache, ignore_mismatch=False)
@@ -136,3 +143,20 @@ def build_engine(
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path.name}")
     engine_path.write_bytes(bytes(serialized))
     timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+
+
+def _pin_fp32_layers(trt, network, fp32_scopes: tuple[str, ...]) -> int:
+    """Ask for fp32 on the numerically sensitive float layers; returns how many were pinned."""
+    pinned = 0
+    floats = (trt.float32, trt.float16)
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        sensitive = layer.type == trt.LayerType.NORMALIZATION or any(scope in layer.name for scope in fp32_scopes)
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        if not sensitive or not outputs or any(out.dtype not in floats for out in outputs):
+            continue
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, trt.float32)
+        pinned += 1
+    return pinned
