@@ -187,7 +187,7 @@ def batch_scaling(models: ModelSet, counts: list[int], file_seconds: float, thre
 
 
 def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, max_blocks: int, threads: int,
-              work: Path, log) -> list[dict]:
+              work: Path, log, context_seconds: float | None = None) -> list[dict]:
     """Per-block compute time, algorithmic latency and whether each block size keeps up."""
     from svc_runtime.streaming import StreamingConverter, StreamingOptions
 
@@ -199,7 +199,10 @@ def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, m
     rows = []
     for ms in blocks_ms:
         block = int(round(ms / 1000 * ours.sr))
-        stream = StreamingConverter(ours.bundle, block, StreamingOptions(f0_method=ours.options.f0_method))
+        settings = {"f0_method": ours.options.f0_method}
+        if context_seconds is not None:
+            settings["context_seconds"] = context_seconds
+        stream = StreamingConverter(ours.bundle, block, StreamingOptions(**settings))
         n_blocks = min(max_blocks, max(6, samples.size // block))
         x = np.resize(samples, n_blocks * block).astype(np.float32)
         times = []
@@ -218,6 +221,7 @@ def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, m
         block_s = block / ours.sr
         rows.append({
             "size": models.size, "block_ms": 1000 * block_s, "block_samples": block, "blocks": n_blocks,
+            "context_s": stream.options.context_seconds,
             "latency_ms": 1000 * stream.latency_seconds,
             "compute_ms": {"median": 1000 * float(np.median(steady)), "p95": 1000 * float(np.percentile(steady, 95)),
                            "max": 1000 * float(steady.max())},
@@ -338,7 +342,8 @@ def run(args: argparse.Namespace, log) -> dict:
                                                  not args.no_torch, log, args.batch_torch_max)
             if "streaming" in args.sections:
                 results.setdefault("streaming", []).extend(
-                    streaming(models, args.blocks, args.stream_seconds, args.stream_max_blocks, args.threads, work, log))
+                    streaming(models, args.blocks, args.stream_seconds, args.stream_max_blocks, args.threads, work, log,
+                              args.stream_context))
             if "memory" in args.sections:
                 impls = ["ours"] + ([] if args.no_torch else ["torch"])
                 results.setdefault("memory", []).extend(
@@ -374,6 +379,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--blocks", nargs="+", type=float, default=[32, 64, 128, 256, 500], help="block sizes, ms")
     parser.add_argument("--stream-seconds", type=float, default=4.0, help="input streamed (looped when short)")
     parser.add_argument("--stream-max-blocks", type=int, default=24, help="blocks timed per block size at most")
+    parser.add_argument("--stream-context", type=float, default=None,
+                        help="StreamingOptions.context_seconds (default: the runtime's default)")
     parser.add_argument("--memory-lengths", nargs="+", type=float, default=[10.0])
     parser.add_argument("--memory-long", type=float, default=300.0, help="long input for ours (0: skip)")
     parser.add_argument("--coldstart-reps", type=int, default=2)

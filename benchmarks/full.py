@@ -2,6 +2,8 @@
 
     python -m benchmarks.full [--out benchmarks/results] [--only NAME ...]
 
+writes <out>/e2e.json, e2e.md and e2e_rtf.png (and one folder per step under <out>/runs/).
+
 Each step writes its own folder under <out>/runs/; a step that fails is reported and the
 others still run. Sizes, lengths and repetitions are chosen to fit about 40 minutes on a
 2-core CPU shared with other work; edit STEPS to change them.
@@ -33,6 +35,9 @@ STEPS: dict[str, list[str]] = {
               "--threads", "2"],
     "streaming": ["--sizes", "standard", "--sections", "streaming", "--blocks", "32", "64", "128", "256", "500",
                   "--stream-max-blocks", "10", "--threads", "2"],
+    # the same with a short left context (the streaming converter re-runs every graph over its context)
+    "streaming_ctx": ["--sizes", "standard", "--sections", "streaming", "--blocks", "32", "64", "128", "256", "500",
+                      "--stream-max-blocks", "10", "--threads", "2", "--stream-context", "0.1"],
     "memory": ["--sizes", "standard", "--sections", "memory", "coldstart", "--memory-lengths", "10",
                "--memory-long", "60", "--coldstart-reps", "2", "--threads", "2"],
     "memory_micro": ["--sizes", "micro", "--sections", "memory", "--memory-lengths", "10", "--memory-long", "300",
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         if path.is_file():
             parts.append(json.loads(path.read_text(encoding="utf-8")))
     if parts:
-        write_reports(merge(parts), args.out)
+        write_reports(merge(parts), args.out, stem="e2e")
         sys.stderr.write(f"merged {len(parts)} runs into {args.out}\n")
 
 

@@ -18,6 +18,7 @@ import argparse
 import json
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,10 +103,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impl", choices=("ours", "torch"), required=True)
     parser.add_argument("--size", required=True)
     parser.add_argument("--input", required=True)
-    parser.add_argument("--output", default="/dev/null")
+    parser.add_argument("--output", default=None, help="converted file (default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
-    result = memory(args) if args.what == "memory" else coldstart(args)
+    with tempfile.TemporaryDirectory(prefix="svc-probe-") as tmp:
+        if args.output is None:
+            args.output = str(Path(tmp) / "converted.wav")
+        result = memory(args) if args.what == "memory" else coldstart(args)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -72,12 +72,12 @@ def markdown(results: dict) -> str:
         lines.append("")
     if results.get("streaming"):
         lines += ["## Streaming (ours, `svc_runtime.StreamingConverter`)", "",
-                  "| size | block ms | algorithmic latency ms | compute ms/block median | p95 | max | "
+                  "| size | context s | block ms | algorithmic latency ms | compute ms/block median | p95 | max | "
                   "compute/block | keeps up | pitch / content / generator ms per block | load |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["streaming"]:
             c = r["compute_ms"]
-            lines.append(f"| {r['size']} | {r['block_ms']:.0f} | {r['latency_ms']:.0f} | {c['median']:.1f} | "
+            lines.append(f"| {r['size']} | {_f(r.get('context_s'), 2)} | {r['block_ms']:.0f} | {r['latency_ms']:.0f} | {c['median']:.1f} | "
                          f"{c['p95']:.1f} | {c['max']:.1f} | {r['rtf_median']:.2f} | "
                          f"{'yes' if r['keeps_up'] else 'no'} | {_graphs(r)} | {r['load'][0]:.1f} |")
         lines.append("")
@@ -127,12 +127,12 @@ def plot_results(results: dict, path: Path) -> None:
     left.set_title("Whole-file conversion")
     if series:
         left.legend(fontsize=8)
-    streams: dict[str, list[tuple[float, float]]] = {}
+    streams: dict[tuple[str, float], list[tuple[float, float]]] = {}
     for r in results.get("streaming", []):
-        streams.setdefault(r["size"], []).append((r["block_ms"], r["rtf_median"]))
-    for size, points in sorted(streams.items()):
+        streams.setdefault((r["size"], r.get("context_s") or 0.0), []).append((r["block_ms"], r["rtf_median"]))
+    for (size, context), points in sorted(streams.items()):
         xs, ys = zip(*sorted(points))
-        right.plot(xs, ys, marker="o", label=f"ours ({size})")
+        right.plot(xs, ys, marker="o", label=f"ours ({size}, context {context:g} s)")
     right.axhline(1.0, color="grey", linewidth=0.8)
     right.set_xscale("log")
     right.set_xlabel("block size (ms)")
@@ -145,13 +145,13 @@ def plot_results(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(results: dict, out: Path, plot: bool = True) -> None:
-    """results.json, results.md and (unless `plot` is False) rtf.png in `out`."""
+def write_reports(results: dict, out: Path, plot: bool = True, stem: str = "results") -> None:
+    """<stem>.json, <stem>.md and (unless `plot` is False) <stem>_rtf.png in `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    (out / "results.md").write_text(markdown(results) + "\n", encoding="utf-8")
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (out / f"{stem}.md").write_text(markdown(results) + "\n", encoding="utf-8")
     if plot:
-        plot_results(results, out / "rtf.png")
+        plot_results(results, out / ("rtf.png" if stem == "results" else f"{stem}_rtf.png"))
 
 
 LIST_SECTIONS = ("throughput", "batch", "streaming", "memory", "coldstart", "tuning")
@@ -185,9 +185,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--stem", default="e2e", help="file names: STEM.json, STEM.md, STEM_rtf.png")
     args = parser.parse_args(argv)
     parts = [json.loads((d / "results.json").read_text(encoding="utf-8")) for d in args.runs]
-    write_reports(merge(parts), args.out, plot=not args.no_plot)
+    write_reports(merge(parts), args.out, plot=not args.no_plot, stem=args.stem)
 
 
 if __name__ == "__main__":
