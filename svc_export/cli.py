@@ -58,6 +58,10 @@ def export(
         "SPEAKER=FILE.index (repeatable)."),
     cluster: list[str] = typer.Option(
         [], help="Cluster centres: so-vits-svc's kmeans_10000.pt, or SPEAKER=FILE.npy (repeatable)."),
+    vocoder: Optional[Path] = typer.Option(
+        None, help="NSF-HiFiGAN vocoder `model` (config.json beside it): adds the enhancer / diffusion vocoder graph."),
+    diffusion_checkpoint: Optional[Path] = typer.Option(None, help="Shallow-diffusion model_*.pt (needs --vocoder)."),
+    diffusion_config: Optional[Path] = typer.Option(None, help="The diffusion model's diffusion.yaml."),
     opset: int = typer.Option(OPSET, help="ONNX opset."),
     simplify: bool = typer.Option(True, help="Constant-fold and simplify graphs with onnxslim (slow on big graphs)."),
 ) -> None:
@@ -77,6 +81,7 @@ def export(
             encoder_checkpoint=encoder_checkpoint, pitch=pitch, pitch_checkpoint=pitch_checkpoint,
             pitch_threshold=pitch_threshold, fp16=fp16, trt=trt, trt_profile=profile,
             trt_timing_cache=trt_timing_cache, index=tuple(index), cluster=tuple(cluster), opset=opset, simplify=simplify,
+            vocoder=vocoder, diffusion_checkpoint=diffusion_checkpoint, diffusion_config=diffusion_config,
         )
         manifest = export_bundle(
             request,

@@ -10,6 +10,7 @@ the first graph is traced and before anything is written.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ from svc_runtime.bundle.manifest import (
 )
 from svc_runtime.signal.nsf_phase import NSF_HARMONICS
 
+DIFFUSION_SPEC_FILE = "diffusion.json"
+"""Name the diffusion runtime's folder loader reads (`svc_runtime.diffusion.spec.SPEC_FILE`)."""
+
 log = logging.getLogger(__name__)
 
 SPEECH_ENCODER_SAMPLE_RATE = 16000
@@ -85,6 +89,9 @@ class ExportRequest:
     trt_timing_cache: Path | None = None
     index: tuple[str, ...] = ()
     cluster: tuple[str, ...] = ()
+    vocoder: Path | None = None
+    diffusion_checkpoint: Path | None = None
+    diffusion_config: Path | None = None
     opset: int = OPSET
     simplify: bool = True
 
@@ -92,6 +99,8 @@ class ExportRequest:
         """Check files, names and option combinations; raise `ExportInputError` naming the problem."""
         files = [("checkpoint", self.checkpoint), ("--config", self.config)]
         files += [("--encoder-checkpoint", self.encoder_checkpoint), ("--pitch-checkpoint", self.pitch_checkpoint)]
+        files += [("--vocoder", self.vocoder), ("--diffusion-checkpoint", self.diffusion_checkpoint)]
+        files += [("--diffusion-config", self.diffusion_config)]
         files += [("--index", argument_path(a)) for a in self.index]
         files += [("--cluster", argument_path(a)) for a in self.cluster]
         for what, path in files:
@@ -114,6 +123,10 @@ class ExportRequest:
             raise ExportInputError("--pitch rmvpe needs --pitch-checkpoint PATH (rmvpe.pt)")
         if self.pitch_threshold is not None and not 0.0 <= self.pitch_threshold < 1.0:
             raise ExportInputError(f"--pitch-threshold must be in [0, 1), got {self.pitch_threshold}")
+        if (self.diffusion_checkpoint is None) != (self.diffusion_config is None):
+            raise ExportInputError("--diffusion-checkpoint and --diffusion-config go together (model_*.pt + diffusion.yaml)")
+        if self.diffusion_checkpoint is not None and self.vocoder is None:
+            raise ExportInputError("shallow diffusion renders through a vocoder: add --vocoder PATH (nsf_hifigan model)")
         if self.trt not in (None, "fp16", "fp32"):
             raise ExportInputError(f"--trt must be fp16 or fp32, got {self.trt!r}")
         if self.opset < 17:
@@ -137,6 +150,15 @@ class LoadedNetworks:
     encoder_name: str
     encoder_hop: int
     aux_files: list[AuxPayload]
+    diffusion: DiffusionParts | None = None
+
+
+@dataclass
+class DiffusionParts:
+    """The shallow-diffusion graphs' plans and their `diffusion` manifest section."""
+
+    plans: list[GraphPlan]
+    spec: dict
 
 
 def _load_generator(request: ExportRequest):
@@ -210,6 +232,28 @@ def _load_pitch(request: ExportRequest) -> tuple[torch.nn.Module | None, PitchIn
     return module.eval(), info
 
 
+def _load_diffusion(request: ExportRequest) -> DiffusionParts | None:
+    """The NSF-HiFiGAN vocoder (enhancer) and optionally the Unit2Mel model, as graph plans."""
+    if request.vocoder is None:
+        return None
+    from svc_export import diffusion_graphs  # noqa: PLC0415
+
+    try:
+        vocoder, model, config = diffusion_graphs.load_networks(
+            request.vocoder, request.diffusion_checkpoint, request.diffusion_config
+        )
+        plans = diffusion_graphs.diffusion_plans(vocoder, model)
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as exc:
+        raise ExportInputError(f"--vocoder/--diffusion-*: {exc}") from exc
+    for plan in plans:
+        plan.meta.setdefault("hop", vocoder.hop_size)  # TensorRT: the vocoder's samples = frames * hop
+    if model is not None:
+        spec = diffusion_graphs.diffusion_spec(model, config, vocoder).to_dict()
+    else:
+        spec = {"vocoder": diffusion_graphs.vocoder_spec(vocoder).to_dict()}
+    return DiffusionParts(plans=plans, spec=spec)
+
+
 def load_networks(request: ExportRequest) -> LoadedNetworks:
     """Load and cross-check every network; errors name the offending file."""
     from svc_export.graphs import strip_weight_norm  # noqa: PLC0415
@@ -221,10 +265,13 @@ def load_networks(request: ExportRequest) -> LoadedNetworks:
         raise ExportInputError(str(exc)) from exc
     encoder, dim, encoder_name, encoder_hop = _load_encoder(request, config)
     pitch, pitch_info = _load_pitch(request)
+    diffusion = _load_diffusion(request)
     for module in (synthesizer, encoder, pitch):
         if module is not None:
             strip_weight_norm(module.eval())
-    return LoadedNetworks(config, synthesizer, encoder, dim, pitch, pitch_info, encoder_name, encoder_hop, aux)
+    return LoadedNetworks(
+        config, synthesizer, encoder, dim, pitch, pitch_info, encoder_name, encoder_hop, aux, diffusion
+    )
 
 
 def _specs(sketches) -> tuple[TensorSpec, ...]:
@@ -280,6 +327,8 @@ def export_bundle(
         with torch.no_grad():
             bins = int(nets.pitch(torch.zeros(1, 1600)).shape[-1])
         plans.append(pitch_plan(nets.pitch, bins))
+    if nets.diffusion is not None:
+        plans += nets.diffusion.plans
 
     graphs: dict[str, GraphEntry] = {}
     engines: dict[str, EngineEntry] = {}
@@ -289,6 +338,10 @@ def export_bundle(
         if request.trt:
             engines = _build_engines(plans, graphs, stage, request, trt_info, step)
         aux = [_write_aux(payload, stage) for payload in nets.aux_files]
+        if nets.diffusion is not None:  # also as a file, for the diffusion runtime's folder loader
+            spec_file = stage.file(DIFFUSION_SPEC_FILE)
+            spec_file.write_text(json.dumps(nets.diffusion.spec, indent=2) + "\n", encoding="utf-8")
+            aux.append(AuxFile(kind="diffusion", file=spec_file.name, sha256=sha256_of(spec_file), format="json"))
         manifest = Manifest(
             model=ModelInfo(
                 sampling_rate=config.data.sampling_rate,
@@ -317,6 +370,7 @@ def export_bundle(
             engines=engines,
             aux_files=tuple(aux),
             exporter=_versions(request.opset),
+            diffusion=nets.diffusion.spec if nets.diffusion is not None else None,
         )
         step(f"writing bundle {request.output}")
         stage.commit(manifest)

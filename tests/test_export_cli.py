@@ -66,6 +66,20 @@ def write_sovits_retrieval_files(folder: Path, dim: int) -> tuple[Path | None, P
     return folder / "feature_and_index.pkl", folder / "kmeans_10000.pt"
 
 
+def write_tiny_diffusion(folder: Path) -> list[str | Path]:
+    """A tiny NSF-HiFiGAN vocoder and Unit2Mel on disk, as users have them: CLI arguments."""
+    from diffusion_helpers import tiny_config, tiny_unit2mel, tiny_vocoder
+
+    from svc_train.diffusion.nsf_hifigan import save_vocoder
+
+    vocoder_model = save_vocoder(tiny_vocoder(2), folder / "nsf_hifigan")
+    config = tiny_config()
+    config.save(folder / "diffusion.yaml")
+    torch.save({"model": tiny_unit2mel(config).state_dict()}, folder / "model_0.pt")
+    return ["--vocoder", vocoder_model, "--diffusion-checkpoint", folder / "model_0.pt",
+            "--diffusion-config", folder / "diffusion.yaml"]
+
+
 @pytest.fixture(scope="module")
 def cli_bundle(tiny_model, tmp_path_factory):
     torch.set_num_threads(1)
@@ -76,6 +90,7 @@ def cli_bundle(tiny_model, tmp_path_factory):
     np.save(centres_c, np.ones((3, 64), np.float32))
     out = work / "bundle"
     extra = ["--index", index] if index else []
+    extra += write_tiny_diffusion(work)
     result = run_cli(
         checkpoint, "--config", config, "-o", out, "--encoder-checkpoint", CONTENTVEC / "fairseq_checkpoint.pt",
         "--pitch", "fcpe", "--cluster", kmeans, "--cluster", f"c={centres_c}", "--no-simplify", *extra,
@@ -89,7 +104,8 @@ def test_cli_writes_a_complete_bundle(cli_bundle):
     assert "vs PyTorch" in output and "max abs error" in output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "svc-bundle" and manifest["schema_version"] == 1
-    assert set(manifest["graphs"]) == {"generator", "speech_encoder", "pitch"}
+    assert set(manifest["graphs"]) == {
+        "generator", "speech_encoder", "pitch", "nsf_hifigan", "diffusion_condition", "diffusion_denoiser"}
     assert manifest["model"]["vol_embedding"] is True and manifest["model"]["speakers"] == {"a": 0, "b": 1, "c": 2}
     assert manifest["speech_encoder"] == {
         "name": "vec768l12", "sampling_rate": 16000, "hop_length": 320, "dim": 64, "graph": "speech_encoder"
@@ -116,6 +132,21 @@ def test_cli_writes_a_complete_bundle(cli_bundle):
         records = manifest["graphs"][name]["parity"]
         assert len({r["length"] for r in records}) == 3, name
         assert all(r["max_abs_error"] <= min(bound, r["tolerance"]) for r in records), records
+
+
+def test_cli_bundle_carries_shallow_diffusion(cli_bundle):
+    from svc_runtime.diffusion import ShallowDiffusion
+
+    out = cli_bundle[0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["diffusion"]["timesteps"] == 100 and manifest["diffusion"]["vocoder"]["graph"] == "nsf_hifigan.onnx"
+    for name in ("nsf_hifigan", "diffusion_condition", "diffusion_denoiser"):
+        records = manifest["graphs"][name]["parity"]
+        assert len({r["length"] for r in records}) == 3 and all(r["max_abs_error"] <= 1e-4 for r in records)
+    assert {"kind": "diffusion", "file": "diffusion.json", "format": "json"}.items() <= next(
+        a for a in manifest["aux_files"] if a["kind"] == "diffusion").items()
+    diffusion = ShallowDiffusion.load(out)
+    assert diffusion.spec.n_spk == 2 and diffusion.spec.vocoder.hop_size == 64
 
 
 def test_cli_bundle_runs_encoder_pitch_and_volume(cli_bundle):
@@ -160,6 +191,9 @@ def test_unknown_names_fail_before_any_work(tmp_path):
                      "unknown speech encoder 'vec999'", out)
     _assert_rejected(run_cli(*base, "--pitch", "crepe"), "unknown method 'crepe'", out)
     _assert_rejected(run_cli(*base, "--pitch", "rmvpe"), "--pitch rmvpe needs --pitch-checkpoint", out)
+    _assert_rejected(run_cli(*base, "--diffusion-checkpoint", SMALL / "G_1.pth"), "go together", out)
+    _assert_rejected(run_cli(*base, "--diffusion-checkpoint", SMALL / "G_1.pth", "--diffusion-config",
+                             SMALL / "config.json"), "add --vocoder PATH", out)
     _assert_rejected(run_cli(*base, "--encoder", "vec256l9", "--encoder-checkpoint",
                              CONTENTVEC / "fairseq_checkpoint.pt"), "trained with 'vec768l12'", out)
 
