@@ -3,7 +3,7 @@
 Each call finalises the frames whose input is at least `lookahead` frames old, computes
 features from windows with left context (F0 by the chosen method on the model grid;
 units from 16 kHz audio aligned to the encoder's hop, placed by time), keeps the F0
-history (the last voiced F0 carries over unvoiced frames), carries the NSF phase in
+history (F0 one frame late, the last voiced F0 held over unvoiced frames), carries the NSF phase in
 float64 from frame to frame, draws the generator noise from the same deterministic field
 as whole-file conversion, runs the generator over the new frames plus left context and
 the look-ahead frames, and crossfades at the join with the previous call's tail. The
@@ -11,10 +11,11 @@ output is the converted stream delayed by `delay_samples`; the algorithmic laten
 one block plus that delay (<= one block + 40 ms).
 
 Differences from whole-file conversion, by construction: the networks see `context`
-frames to the left and only the look-ahead frames to the right; an unvoiced gap holds
-the last voiced F0 instead of interpolating across it; units are placed by time one
-encoder frame late (see `time_unit_indices`); no DC removal and no silence slicing.
-`Converter` with `f0_fill="hold"`, `unit_alignment="time"` makes the same choices.
+frames to the left and only the look-ahead frames to the right; F0 is one frame late, unvoiced
+for the first 100 ms, and an unvoiced gap holds the last voiced F0 instead of interpolating across it (`causal_f0`);
+units are placed by time one encoder frame late (`time_unit_indices`); no DC removal and
+no silence slicing.
+`Converter` with `ConvertOptions(causal=True)` makes the same choices.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from svc_runtime.audio.resample import resample
-from svc_runtime.pipeline.features import hold_unvoiced, make_f0_source, time_unit_indices
+from svc_runtime.pipeline.features import causal_f0, f0_warmup_frames, make_f0_source, time_unit_indices
 from svc_runtime.pipeline.noise import NoiseField
 from svc_runtime.pipeline.options import DEFAULT_SEED
 from svc_runtime.signal.f0 import shift_f0
@@ -82,6 +83,7 @@ class StreamingConverter:
             speaker = next(iter(bundle.speakers))
         self.speaker_id = bundle.speaker_id(speaker)
         self.f0_source = make_f0_source(bundle, options.f0_method)
+        self.f0_warmup = f0_warmup_frames(self.sr, self.hop)
         self.fade = int(round(options.crossfade_seconds * self.sr))
         if self.fade > self.hop:
             raise ValueError(
@@ -135,6 +137,7 @@ class StreamingConverter:
         self._phase = np.zeros((0, m.n_harmonics), np.float32)
         self._hist_start = 0  # absolute frame of the history's first frame
         self._last_voiced = 0.0
+        self._prev_raw = 0.0
         self._end_phase: np.ndarray | None = None
         self._tail = np.zeros(self.fade, np.float32)  # faded-out tail waiting for the next piece
         self._final = np.zeros(self.delay_samples, np.float32)  # output FIFO, starts with the delay
@@ -191,8 +194,10 @@ class StreamingConverter:
         ja = -(-start // self.encoder_period)
         lo = ja * self.encoder_period - self._inp_start
         wav16 = resample(self._inp[lo:], self.sr, enc.sampling_rate)
-        if wav16.shape[0] < self.encoder_min_samples:
+        if wav16.shape[0] == 0:
             return np.zeros((self.model.ssl_dim, fe - k0), np.float32)
+        if wav16.shape[0] < self.encoder_min_samples:  # stream start: the first frames need only what is there
+            wav16 = np.pad(wav16, (0, self.encoder_min_samples - wav16.shape[0]))
         units = self.bundle.encode_units(wav16)[0]
         local = np.clip(idx - ja, 0, units.shape[1] - 1)
         return np.ascontiguousarray(units[:, local])
@@ -202,14 +207,15 @@ class StreamingConverter:
         fe = self._n_in // hop  # all complete frames (includes look-ahead frames)
         fa = max(0, k0 - self.context)
         f0_win = self.f0_source(self._audio(fa, fe), fe - fa)
-        raw_new = f0_win[k0 - fa :]
-        f0_new, uv_new = hold_unvoiced(raw_new, self._last_voiced)
-        f0_new = shift_f0(f0_new, self.options.transpose)
+        raw_new = f0_win[k0 - fa :].copy()
+        raw_new[: max(0, self.f0_warmup - k0)] = 0.0
+        filled, uv_new = causal_f0(raw_new, self._prev_raw, self._last_voiced)
+        f0_new = shift_f0(filled, self.options.transpose)
         c_new = self._units(k0, fe)
         n_fin = k1 - k0
-        voiced_fin = np.flatnonzero(raw_new[:n_fin] > 0)
-        if voiced_fin.size:
-            self._last_voiced = float(raw_new[voiced_fin[-1]])
+        # F0 state after the final frames: raw F0 of frame k1 - 1 and the value it holds.
+        self._prev_raw = float(raw_new[n_fin - 1])
+        self._last_voiced = float(filled[n_fin - 1])
         # Phases from the carried end phase at k0; carry on at k1.
         kw = {"initial_phase": self._end_phase} if self._end_phase is not None else {"rand_ini": self._rand_ini}
         src = dict(source_sr=m.nsf_source_sampling_rate, harmonics=m.n_harmonics)

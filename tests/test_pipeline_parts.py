@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from svc_runtime.pipeline.features import hold_unvoiced, time_unit_indices, units_on_encoder_grid
+from svc_runtime.pipeline.features import causal_f0, hold_unvoiced, time_unit_indices, units_on_encoder_grid
 from svc_runtime.pipeline.noise import NoiseField
 from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
 from svc_runtime.pipeline.spkmix import SpeakerMixError, load_speaker_mix, parse_speaker_mix
@@ -115,6 +115,16 @@ def test_hold_unvoiced_is_causal():
     head, _ = hold_unvoiced(f0[:4])
     tail, _ = hold_unvoiced(f0[4:], last_voiced=float(head[-1]))
     np.testing.assert_array_equal(np.concatenate([head, tail]), filled)
+
+
+def test_causal_f0_is_one_frame_late_and_streams():
+    raw = np.array([0, 100, 0, 0, 120, 0, 0], np.float32)
+    f0, uv = causal_f0(raw)
+    np.testing.assert_array_equal(f0, [0, 0, 100, 100, 100, 120, 120])
+    np.testing.assert_array_equal(uv, [0, 0, 1, 0, 0, 1, 0])
+    head, _ = causal_f0(raw[:3])
+    tail, _ = causal_f0(raw[3:], previous_raw=float(raw[2]), last_voiced=float(head[-1]))
+    np.testing.assert_array_equal(np.concatenate([head, tail]), f0)
 
 
 def test_time_unit_indices_lag_one_encoder_frame():

@@ -1,9 +1,10 @@
 """StreamingConverter: fixed blocks, latency bound, and block-by-block vs whole-file conversion.
 
-The whole-file reference uses the stream's causal choices (F0 holds its last voiced value
-instead of interpolating across gaps; units placed by time), no padding, slicing or DC
-filter, the same seed: then both feed the generator the same F0, the same carried NSF
-phases and the same noise, frame for frame.
+The whole-file reference uses the stream's causal choices (`ConvertOptions(causal=True)`:
+F0 one frame late holding its last voiced value instead of interpolating across gaps,
+units placed by time), no padding, slicing or DC filter, the same seed: then both feed
+the generator the same F0, the same carried NSF phases and the same noise, frame for
+frame, at any block size.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from svc_runtime.streaming import StreamingConverter, StreamingOptions
 from tests.local_model import LocalModel
 from tests.pipeline_fixture import SR, small_bundle_dir, vibrato_tone
 
-CAUSAL_WHOLE = dict(speaker="alice", f0_method="pm", pad_seconds=0.0, slice_db=-100.0, remove_dc=False,
-                    f0_fill="hold", unit_alignment="time")
+CAUSAL_WHOLE = dict(speaker="alice", f0_method="pm", pad_seconds=0.0, slice_db=-100.0, remove_dc=False, causal=True)
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,9 @@ def stream(model, x: np.ndarray, block: int, **options) -> tuple[np.ndarray, Str
 def compare(y: np.ndarray, whole: np.ndarray, joins: list[int], fade: int) -> tuple[float, float, float]:
     """(max error farther than the crossfade from a join, largest step within 10 ms of a join, elsewhere).
 
-    "Elsewhere" is the stream's own largest step away from joins when at least a quarter of
-    the samples are more than 10 ms from a join; with 20 ms blocks joins come every frame or
-    two, so the whole-file conversion's largest step stands in for it.
+    "Elsewhere" is the larger of the stream's own largest step more than 10 ms from any join
+    and the whole-file conversion's largest step: with short blocks almost every sample is
+    within 10 ms of a join, and a tremolo can put the loudest cycles next to joins.
     """
     end = joins[-2]
     y, ref = y[:end], whole[:end]
@@ -54,7 +54,7 @@ def compare(y: np.ndarray, whole: np.ndarray, joins: list[int], fade: int) -> tu
     err = np.abs(y - ref)[dist > fade]
     step = np.abs(np.diff(y))
     near = dist[:-1] <= SR // 100
-    elsewhere = step[~near].max() if np.mean(~near) >= 0.25 else np.abs(np.diff(ref)).max()
+    elsewhere = max(step[~near].max() if (~near).any() else 0.0, np.abs(np.diff(ref)).max())
     return float(err.max()), float(step[near].max()), float(elsewhere)
 
 
@@ -76,13 +76,15 @@ def test_block_size_limits_are_enforced(bundle):
         conv.process(np.zeros(100, np.float32))
 
 
-@pytest.mark.parametrize("block_ms", [20, 100, 500])
-def test_stream_equals_whole_with_a_local_model(bundle, block_ms):
+@pytest.mark.parametrize("block", [882, 1536, 1600, 22050])
+def test_stream_equals_whole_with_a_local_model(bundle, block):
     """Machinery proof (phase carry, noise field, F0 history, crossfade): exact up to rounding."""
     model = LocalModel(bundle)
     x, _ = vibrato_tone(2.5)
     whole = Converter(model, ConvertOptions(**CAUSAL_WHOLE)).convert(x, SR)
-    y, conv, joins = stream(model, x, int(SR * block_ms / 1000), context_seconds=0.3)
+    y, conv, joins = stream(model, x, block, context_seconds=0.3)
+    block_ms = 1000 * block / SR
+    assert np.abs(y[: joins[-2]] - whole[: joins[-2]]).max() <= 1e-5  # the joins included
     far, near_step, other_step = compare(y, whole, joins, conv.fade)
     assert far <= 1e-3, f"{block_ms} ms blocks: {far:.2e} away from joins"
     assert near_step <= 1.5 * other_step, (near_step, other_step)

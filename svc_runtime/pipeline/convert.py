@@ -23,7 +23,8 @@ from svc_runtime.audio.resample import resample, resampled_length
 from svc_runtime.pipeline.features import (
     ENCODER_RATE,
     align_units,
-    hold_unvoiced,
+    causal_f0,
+    f0_warmup_frames,
     make_f0_source,
     time_unit_indices,
     units_on_encoder_grid,
@@ -167,13 +168,17 @@ class Converter:
             f0_win = self.f0_source(audio[a * hop : b * hop], b - a)
             f0_raw[ch.keep_start : ch.keep_end] = f0_win[ch.keep_start - a : ch.keep_end - a]
         units = units_on_encoder_grid(self.bundle, audio16, self.window * hop / self.sr, self.context * hop / self.sr)
-        if o.unit_alignment == "length":
+        if not o.causal:
             c = align_units(units, n, self.model.unit_interpolate_mode)
         else:
             enc = self.bundle.manifest.speech_encoder
             idx = time_unit_indices(0, n, self.sr, hop, enc.sampling_rate, enc.hop_length)
             c = np.ascontiguousarray(units[:, np.minimum(idx, units.shape[1] - 1)])
-        f0, uv = interpolate_unvoiced(f0_raw) if o.f0_fill == "interpolate" else hold_unvoiced(f0_raw)
+        if o.causal:
+            f0_raw[: f0_warmup_frames(self.sr, hop)] = 0.0
+            f0, uv = causal_f0(f0_raw)
+        else:
+            f0, uv = interpolate_unvoiced(f0_raw)
         f0 = shift_f0(f0.astype(np.float32), o.transpose)
         if self.blender is not None:
             c = blend(c, self.blender(c), o.blend_ratio)

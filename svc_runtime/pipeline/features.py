@@ -147,6 +147,34 @@ that started one encoder hop (20 ms) before k's own, so its 25 ms window is comp
 resampling, within a 40 ms look-ahead. Whole-file `time` alignment uses the same rule."""
 
 
+F0_TIME_DELAY = 1
+"""Frames by which causal F0 lags: frame k takes the F0 measured at frame k - 1, so the F0
+method has 3 frames (35 ms at 44.1 kHz / 512) of audio after the frame it measures within
+a 40 ms look-ahead (pm needs ~30 ms plus its frame-grid slack)."""
+
+
+F0_WARMUP_SECONDS = 0.1
+"""Causal F0 is unvoiced for the first 100 ms of a stream: until then the F0 method has no full
+analysis window (pm needs 60 ms at a 50 Hz floor), and what it reports from a partial one
+depends on how much audio it was given, which a stream and a whole file do not share."""
+
+
+def f0_warmup_frames(sample_rate: int, hop: int) -> int:
+    """Frames covered by `F0_WARMUP_SECONDS` on a (sample_rate, hop) grid."""
+    return int(math.ceil(F0_WARMUP_SECONDS * sample_rate / hop))
+
+
+def causal_f0(f0_raw: np.ndarray, previous_raw: float = 0.0, last_voiced: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Causal F0 track of raw F0 [T]: delayed by one frame, unvoiced frames hold the last voiced value.
+
+    previous_raw: raw F0 of the frame before f0_raw[0] (0 at a stream start); last_voiced: last
+    voiced F0 before it. Returns (f0 [T] float32, uv [T] float32).
+    """
+    f = np.asarray(f0_raw, dtype=np.float32)
+    delayed = np.concatenate([np.array([previous_raw], np.float32), f[:-1]]) if f.size else f
+    return hold_unvoiced(delayed, last_voiced)
+
+
 def time_unit_indices(first_frame: int, n_frames: int, model_rate: int, model_hop: int,
                       encoder_rate: int, encoder_hop: int, delay: int = UNIT_TIME_DELAY) -> np.ndarray:
     """Causal encoder frame of each model frame: floor(k * model_period / encoder_period) - delay, >= 0."""

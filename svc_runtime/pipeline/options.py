@@ -15,7 +15,11 @@ DEFAULT_SEED = 52468
 class ConvertOptions:
     """Everything one conversion needs besides the bundle and the audio.
 
-    Times in seconds, levels in dB, pitch shift in semitones.
+    Times in seconds, levels in dB, pitch shift in semitones. `causal`: derive F0 and units
+    the way `StreamingConverter` can (see `svc_runtime.pipeline.features.causal_f0`): F0
+    one frame late, unvoiced for the first 100 ms, the last voiced value held over unvoiced frames, units placed by
+    time one encoder frame late; default False is so-vits-svc's (F0 interpolated across
+    unvoiced gaps, units stretched by length).
     """
 
     speaker: str | int | None = None
@@ -23,8 +27,7 @@ class ConvertOptions:
     transpose: float = 0.0
     f0_method: str | None = None
     f0_filter: bool = False
-    f0_fill: str = "interpolate"
-    unit_alignment: str = "length"
+    causal: bool = False
     auto_predict_f0: bool = False
     blend_ratio: float = 0.0
     blend_mode: str = "auto"
@@ -43,8 +46,6 @@ class ConvertOptions:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.f0_fill in ("interpolate", "hold"), "f0 fill must be interpolate (so-vits-svc) or hold (causal)"),
-            (self.unit_alignment in ("length", "time"), "unit alignment must be length (so-vits-svc) or time (causal)"),
             (-48.0 <= self.transpose <= 48.0, "transpose must be within +-48 semitones"),
             (0.0 <= self.blend_ratio <= 1.0, "blend ratio (cluster/retrieval) must be in [0, 1]"),
             (self.blend_mode in ("auto", "retrieval", "cluster"), "blend mode must be auto, retrieval or cluster"),
