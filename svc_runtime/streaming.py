@@ -36,6 +36,9 @@ from svc_runtime.signal.volume import volume_envelope
 MIN_BLOCK_S = 0.020
 MAX_BLOCK_S = 0.500
 MAX_LOOKAHEAD_S = 0.040
+F0_CONTEXT_S = 0.2
+"""Left context of the F0 window: plenty for pm / harvest / the pitch networks' receptive field
+on the frames it finalises (their F0 is kept, not recomputed)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class StreamingConverter:
         self.speaker_id = bundle.speaker_id(speaker)
         self.f0_source = make_f0_source(bundle, options.f0_method)
         self.f0_warmup = f0_warmup_frames(self.sr, self.hop)
+        self.f0_context = int(math.ceil(min(options.context_seconds, F0_CONTEXT_S) * self.sr / self.hop))
         self.fade = int(round(options.crossfade_seconds * self.sr))
         if self.fade > self.hop:
             raise ValueError(
@@ -205,7 +209,7 @@ class StreamingConverter:
     def _advance(self, k1: int) -> None:
         m, hop, k0 = self.model, self.hop, self._done
         fe = self._n_in // hop  # all complete frames (includes look-ahead frames)
-        fa = max(0, k0 - self.context)
+        fa = max(0, k0 - self.f0_context)
         f0_win = self.f0_source(self._audio(fa, fe), fe - fa)
         raw_new = f0_win[k0 - fa :].copy()
         raw_new[: max(0, self.f0_warmup - k0)] = 0.0
