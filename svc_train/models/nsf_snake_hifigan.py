@@ -41,10 +41,15 @@ def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> to
 
 
 class UpSample1d(nn.Module):
-    """x2 (by default) band-limited upsampling with replicate padding. [B, C, T] -> [B, C, T*ratio]."""
+    """x2 (by default) band-limited upsampling with replicate padding. [B, C, T] -> [B, C, T*ratio].
 
-    def __init__(self, ratio: int = 2, kernel_size: int = 12):
+    `channels` is fixed at construction so the depthwise kernel [C, 1, K] has a static shape
+    (torch.onnx cannot export a convolution whose kernel is sized from the input at run time).
+    """
+
+    def __init__(self, channels: int, ratio: int = 2, kernel_size: int = 12):
         super().__init__()
+        self.channels = channels
         self.ratio = ratio
         self.pad = kernel_size // ratio - 1
         self.pad_left = self.pad * ratio + (kernel_size - ratio) // 2
@@ -52,18 +57,21 @@ class UpSample1d(nn.Module):
         self.register_buffer("filter", kaiser_sinc_filter(0.5 / ratio, 0.6 / ratio, kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels = x.shape[1]
         x = F.pad(x, (self.pad, self.pad), mode="replicate")
-        x = self.ratio * F.conv_transpose1d(x, self.filter.expand(channels, -1, -1), stride=self.ratio,
-                                            groups=channels)
+        x = self.ratio * F.conv_transpose1d(x, self.filter.expand(self.channels, -1, -1), stride=self.ratio,
+                                            groups=self.channels)
         return x[..., self.pad_left:-self.pad_right]
 
 
 class LowPassFilter1d(nn.Module):
-    """Strided low-pass (decimation) with replicate padding. [B, C, T] -> [B, C, T/stride]."""
+    """Strided low-pass (decimation) with replicate padding. [B, C, T] -> [B, C, T/stride].
 
-    def __init__(self, cutoff: float, half_width: float, stride: int, kernel_size: int = 12):
+    `channels` is fixed at construction (static depthwise kernel shape, see `UpSample1d`).
+    """
+
+    def __init__(self, channels: int, cutoff: float, half_width: float, stride: int, kernel_size: int = 12):
         super().__init__()
+        self.channels = channels
         even = kernel_size % 2 == 0
         self.pad_left = kernel_size // 2 - int(even)
         self.pad_right = kernel_size // 2
@@ -71,15 +79,14 @@ class LowPassFilter1d(nn.Module):
         self.register_buffer("filter", kaiser_sinc_filter(cutoff, half_width, kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels = x.shape[1]
         x = F.pad(x, (self.pad_left, self.pad_right), mode="replicate")
-        return F.conv1d(x, self.filter.expand(channels, -1, -1), stride=self.stride, groups=channels)
+        return F.conv1d(x, self.filter.expand(self.channels, -1, -1), stride=self.stride, groups=self.channels)
 
 
 class DownSample1d(nn.Module):
-    def __init__(self, ratio: int = 2, kernel_size: int = 12):
+    def __init__(self, channels: int, ratio: int = 2, kernel_size: int = 12):
         super().__init__()
-        self.lowpass = LowPassFilter1d(0.5 / ratio, 0.6 / ratio, ratio, kernel_size)
+        self.lowpass = LowPassFilter1d(channels, 0.5 / ratio, 0.6 / ratio, ratio, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lowpass(x)
@@ -105,8 +112,8 @@ class SnakeAlias(nn.Module):
     def __init__(self, channels: int, ratio: int = 2, kernel_size: int = 12):
         super().__init__()
         self.act = SnakeBeta(channels)
-        self.upsample = UpSample1d(ratio, kernel_size)
-        self.downsample = DownSample1d(ratio, kernel_size)
+        self.upsample = UpSample1d(channels, ratio, kernel_size)
+        self.downsample = DownSample1d(channels, ratio, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.downsample(self.act(self.upsample(x)))
