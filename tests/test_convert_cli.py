@@ -112,3 +112,26 @@ def test_unknown_speaker_and_missing_bundle_are_usage_errors(tmp_path: Path):
     missing = runner.invoke(app, ["convert", str(tmp_path / "a.wav"), "-m", str(tmp_path / "nope"),
                                   "-o", str(tmp_path / "o"), "--speaker", "alice"])
     assert missing.exit_code == 2 and "bundle folder not found" in missing.output
+
+
+def test_an_unexpected_error_in_one_file_does_not_stop_the_batch(tmp_path: Path):
+    from svc_runtime.bundle.bundle import Bundle
+    from svc_runtime.pipeline.batch import BatchRunner, FileJob
+    from svc_runtime.pipeline.convert import Converter
+    from svc_runtime.pipeline.options import ConvertOptions
+
+    class Flaky(Converter):
+        def prepare(self, decoded):
+            if decoded.samples.shape[0] == 4410 * 3:
+                raise IndexError("boom")
+            return super().prepare(decoded)
+
+    conv = Flaky(Bundle.load(small_bundle_dir()), ConvertOptions(speaker="alice", f0_method="pm"))
+    jobs = []
+    for i, n in enumerate((4410 * 2, 4410 * 3, 4410 * 4)):
+        x, _ = vibrato_tone(n / SR)
+        soundfile.write(tmp_path / f"{i}.wav", x[:n], SR)
+        jobs.append(FileJob(tmp_path / f"{i}.wav", tmp_path / "out" / f"{i}.wav"))
+    results = list(BatchRunner(conv).run(jobs))
+    assert [r.status for r in results] == ["converted", "failed", "converted"]
+    assert "IndexError: boom" in results[1].reason

@@ -125,6 +125,8 @@ class BatchRunner:
             return job, None, FileResult(job, "failed", reason)
         except (ValueError, RuntimeError, FloatingPointError, OSError, MemoryError) as e:
             return job, None, FileResult(job, "failed", f"{type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - one file's unexpected failure must not stop the batch
+            return job, None, FileResult(job, "failed", f"internal error, please report: {type(e).__name__}: {e}")
 
     def run(self, jobs: list[FileJob]) -> Iterator[FileResult]:
         todo = []
@@ -137,11 +139,13 @@ class BatchRunner:
         stop = threading.Event()
 
         def worker() -> None:
-            for job in todo:
-                if stop.is_set():
-                    break
-                ready.put(self._prepare(job))
-            ready.put(None)
+            try:
+                for job in todo:
+                    if stop.is_set():
+                        break
+                    ready.put(self._prepare(job))
+            finally:
+                ready.put(None)
 
         thread = threading.Thread(target=worker, name="svc-prepare", daemon=True)
         thread.start()
