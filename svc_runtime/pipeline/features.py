@@ -45,8 +45,11 @@ class GraphF0:
         if method.startswith("rmvpe"):
             self._decode = lambda s: decode.decode_rmvpe(s, threshold=info.threshold)
         elif method.startswith("fcpe"):
+            bins = (info.bins_f0_min, info.bins_f0_max)
+            bins = decode.FCPE_F0_RANGE if None in bins else bins  # the Hz span of the salience bins
             self._decode = lambda s: decode.decode_fcpe(
-                s, threshold=info.threshold, post_range=(info.f0_min, info.f0_max)
+                s, decoder=info.decoder or "local_argmax", threshold=info.threshold, f0_range=bins,
+                post_range=(info.f0_min, info.f0_max),
             )
         else:
             raise ValueError(f"{bundle.path}: no salience decoder for pitch method {info.method!r}")
