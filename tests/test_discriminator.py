@@ -29,7 +29,7 @@ def test_state_dict_matches_reference_keys_shapes_and_order():
 
 
 def test_spectral_norm_variant_uses_spectral_norm_keys():
-    state = MultiPeriodDiscriminator(use_spectral_norm=True).state_dict()
+    state = MultiPeriodDiscriminator(use_spectral_norm=True, channel_scale=0.125).state_dict()
     assert "discriminators.0.convs.0.weight_orig" in state
     assert "discriminators.0.convs.0.weight_u" in state
     assert not any(k.endswith("weight_g") for k in state)
@@ -37,7 +37,7 @@ def test_spectral_norm_variant_uses_spectral_norm_keys():
 
 def test_forward_structure_and_period_padding():
     torch.manual_seed(0)
-    disc = MultiPeriodDiscriminator()
+    disc = MultiPeriodDiscriminator(channel_scale=0.25)  # same structure, a sixteenth of the compute
     y = torch.randn(2, 1, 1000) * 0.1  # 1000 is not a multiple of 3, 7 or 11: exercises reflect padding
     y_hat = torch.randn(2, 1, 1000) * 0.1
     with torch.no_grad():
@@ -65,7 +65,7 @@ def test_period_discriminator_rejects_nothing_shorter_than_period():
 @pytest.mark.parametrize("use_spectral_norm", [False, True])
 def test_gradients_reach_every_parameter(use_spectral_norm):
     torch.manual_seed(0)
-    disc = MultiPeriodDiscriminator(use_spectral_norm)
+    disc = MultiPeriodDiscriminator(use_spectral_norm, channel_scale=0.125)
     d_r, _, _, _ = disc(torch.randn(1, 1, 512), torch.randn(1, 1, 512))
     sum(o.sum() for o in d_r).backward()
     missing = [n for n, p in disc.named_parameters() if p.grad is None]
