@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -43,4 +44,5 @@ def train_command(
         last = train(options, Console(stderr=True))
     except (ConfigError, CheckpointError, FeatureError, FileNotFoundError, ValueError) as e:
         exit_with_error(str(e))
-    Console(stderr=True).print(f"training stopped after step {last}; checkpoints in {model_dir}")
+    if os.environ.get("RANK", "0") == "0":
+        Console(stderr=True).print(f"training stopped after step {last}; checkpoints in {model_dir}")

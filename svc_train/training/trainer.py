@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from svc_train.checkpoint import load_checkpoint, save_checkpoint
 from svc_train.config import SvcConfig
+from svc_train.data.config_builder import read_filelist
 from svc_train.data.dataset import Batch, SvcDataset, collate
 from svc_train.losses import discriminator_loss, feature_loss, generator_loss, kl_loss
 from svc_train.mel import SpectrogramCache, mel_spectrogram_torch, spec_to_mel_torch
@@ -123,8 +124,11 @@ class Trainer:
         self.eval_set = None
         self.log = None
         if self.ctx.is_main:
-            self.eval_set = SvcDataset(self.config.data.validation_files, self.config, all_in_mem=t.all_in_mem,
-                                       vol_aug=False, seed=t.seed)
+            if read_filelist(Path(self.config.data.validation_files)):
+                self.eval_set = SvcDataset(self.config.data.validation_files, self.config, all_in_mem=t.all_in_mem,
+                                           vol_aug=False, seed=t.seed)
+            else:
+                self.console.print(f"[yellow]{self.config.data.validation_files} is empty: no evaluation[/]")
             self.log = TrainingLog(self.model_dir, tensorboard=options.tensorboard)
             if self.train_set.too_short:
                 self.console.print(
@@ -234,7 +238,8 @@ class Trainer:
                     if self.ctx.is_main:
                         self._record(losses, lr, batch_index)
                         if self.step % t.eval_interval == 0 and self.step > 0:
-                            self.evaluate()
+                            if self.eval_set is not None:
+                                self.evaluate()
                             self.save(self.step)
                             last_saved = self.step
                     self.step += 1
