@@ -77,3 +77,12 @@ def test_resample_cli_formats_channels_rates_and_bad_files(tmp_path):
     for name, reason in (("silent.wav", "digital silence"), ("text.wav", "not a readable"), ("empty.wav", "empty")):
         assert name in output and reason in output, (name, output)
     assert "4 of 7 files" in output
+
+
+def test_dc_offset_is_removed_before_levels_are_set():
+    sr = 44100
+    x = _voice(sr, 1.5, 0.2) + 0.3
+    out, _, notes = prepare_samples(x, sr, ResampleSettings())
+    assert any("DC offset +0.300 removed" in n for n in notes)
+    assert abs(float(np.mean(out))) < 1e-3
+    assert abs(pyloudnorm.Meter(sr).integrated_loudness(out.astype(np.float64)) - (-23.0)) < 0.2

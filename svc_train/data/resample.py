@@ -2,7 +2,9 @@
 
 Per file, in this order (so-vits-svc's ``resample.py`` with a real loudness match):
 
-1. decode any libsndfile format, any channel count (mixed to mono), any rate;
+1. decode any libsndfile format, any channel count (mixed to mono), any rate; a DC
+   offset (mean above ``DC_OFFSET_LIMIT``) is removed with the runtime's zero-phase
+   high-pass (noted);
 2. trim leading and trailing silence with ``librosa.effects.trim(top_db=40)``;
 3. peak-normalise: a peak above full scale is brought to 0.98 (as so-vits-svc);
 4. resample to the model rate with soxr (high quality);
@@ -24,13 +26,14 @@ import librosa
 import numpy as np
 import pyloudnorm
 
-from svc_runtime.audio import AudioInputError, decode_audio, resample, write_audio_atomic
+from svc_runtime.audio import AudioInputError, decode_audio, remove_dc, resample, write_audio_atomic
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 TRIM_TOP_DB = 40.0
 PEAK_TARGET = 0.98  # so-vits-svc's normalize_peak scales an over-full-scale peak to this
 LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block
 MAX_LOUDNESS_GAIN_DB = 40.0  # more than this only lifts the noise floor; such files are flagged
+DC_OFFSET_LIMIT = 1e-3  # a mean beyond this (full scale 1.0) is a DC offset, removed before trimming
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ def prepare_samples(samples: np.ndarray, sample_rate: int, settings: ResampleSet
     notes: list[str] = []
     if not np.any(np.abs(samples) > 0):
         raise ValueError("audio is digital silence; nothing to train on")
+    offset = float(np.mean(samples, dtype=np.float64))
+    if abs(offset) > DC_OFFSET_LIMIT:
+        samples = remove_dc(samples, sample_rate)
+        notes.append(f"DC offset {offset:+.3f} removed")
     trimmed, _ = librosa.effects.trim(samples, top_db=settings.top_db)
     if trimmed.size == 0:
         raise ValueError("nothing left after trimming silence")
