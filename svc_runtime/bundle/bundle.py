@@ -23,7 +23,11 @@ DEFAULT_SEED = 52468
 
 NOISE_KEYS = ("prior", "rand_ini", "sine")
 CORE_ROLES = ("generator", "f0_predictor", "speech_encoder", "pitch")
-"""Graph roles `Bundle` opens sessions for (the diffusion runtime opens its own)."""
+"""Graph roles `Bundle.load` opens sessions for by default."""
+DIFFUSION_ROLES = ("diffusion_condition", "diffusion_denoiser", "vocoder")
+"""Shallow diffusion and the enhancer's vocoder: opened on first use by `Bundle.diffusion` / `Bundle.enhancer`."""
+DIFFUSION_EXPORT_HINT = "svc-export ... --vocoder nsf_hifigan/model --diffusion-checkpoint model_*.pt --diffusion-config diffusion.yaml"
+ENHANCER_EXPORT_HINT = "svc-export ... --vocoder nsf_hifigan/model"
 
 
 class BundleIntegrityError(ManifestError):
@@ -69,10 +73,21 @@ class GeneratorNoise:
 class Bundle:
     """A bundle folder loaded for inference (numpy + ONNX Runtime, never torch)."""
 
-    def __init__(self, path: Path, manifest: Manifest, sessions: dict[str, GraphSession]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        sessions: dict[str, GraphSession],
+        provider: ProviderConfig | None = None,
+        precision: str = "fp32",
+    ) -> None:
         self.path = path
         self.manifest = manifest
         self.sessions = sessions
+        self.provider = provider or ProviderConfig()
+        self.precision = precision
+        self._diffusion = None
+        self._enhancer = None
 
     # ----------------------------------------------------------------- loading
 
@@ -103,24 +118,34 @@ class Bundle:
             precision = "fp16" if config.on_gpu else "fp32"
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
-        sessions: dict[str, GraphSession] = {}
         unknown = sorted(set(roles) - set(CORE_ROLES))
         if unknown:
-            raise ValueError(f"roles {unknown} are not runnable here; choose from {list(CORE_ROLES)}")
-        for role in roles:
-            chosen = manifest.graph_for(role, precision)
-            if chosen is None:
-                continue
-            name, graph = chosen
-            engine = None
-            if config.provider == "tensorrt":
-                # an engine of this role, whichever graph it was built from (TensorRT picks its own precision)
-                built = [e for e in manifest.engines.values() if manifest.graphs[e.graph].role == role]
-                engine = bundle_dir / built[0].file if built else None
-            sessions[role] = open_session(
-                name, bundle_dir / graph.file, config, engine=engine, half=graph.precision == "fp16"
+            raise ValueError(
+                f"roles {unknown} are not runnable here; choose from {list(CORE_ROLES)} "
+                "(the diffusion graphs open through Bundle.diffusion() / Bundle.enhancer())"
             )
-        return cls(bundle_dir, manifest, sessions)
+        bundle = cls(bundle_dir, manifest, {}, config, precision)
+        for role in roles:
+            bundle._open_role(role)
+        return bundle
+
+    def _open_role(self, role: str) -> GraphSession | None:
+        """Open (once) the session of `role`'s graph; None when the bundle has no such graph."""
+        if role in self.sessions:
+            return self.sessions[role]
+        chosen = self.manifest.graph_for(role, self.precision)
+        if chosen is None:
+            return None
+        name, graph = chosen
+        engine = None
+        if self.provider.provider == "tensorrt":
+            # an engine of this role, whichever graph it was built from (TensorRT picks its own precision)
+            built = [e for e in self.manifest.engines.values() if self.manifest.graphs[e.graph].role == role]
+            engine = self.path / built[0].file if built else None
+        self.sessions[role] = open_session(
+            name, self.path / graph.file, self.provider, engine=engine, half=graph.precision == "fp16"
+        )
+        return self.sessions[role]
 
     # ----------------------------------------------------------------- properties
 
@@ -146,6 +171,51 @@ class Bundle:
     def graph_entry(self, role: str) -> GraphEntry:
         session = self._session(role)
         return self.manifest.graphs[session.name]
+
+    # ----------------------------------------------------------------- shallow diffusion and enhancer
+
+    @property
+    def has_diffusion(self) -> bool:
+        """True when the bundle holds a shallow-diffusion model (condition + denoiser + vocoder graphs)."""
+        section = self.manifest.diffusion or {}
+        roles = {g.role for g in self.manifest.graphs.values()}
+        return "timesteps" in section and set(DIFFUSION_ROLES) <= roles
+
+    @property
+    def has_enhancer(self) -> bool:
+        """True when the bundle holds the NSF-HiFiGAN vocoder graph (enough for enhancement)."""
+        section = self.manifest.diffusion or {}
+        return "vocoder" in section and any(g.role == "vocoder" for g in self.manifest.graphs.values())
+
+    def diffusion(self):
+        """The bundle's `svc_runtime.diffusion.ShallowDiffusion` over its own sessions (opened on first call)."""
+        if self._diffusion is None:
+            from svc_runtime.diffusion import DiffusionSpec, ShallowDiffusion  # noqa: PLC0415
+
+            if not self.has_diffusion:
+                raise ValueError(
+                    f"{self.path}: the bundle has no shallow-diffusion model (needed by shallow diffusion and "
+                    f"only-diffusion); re-export it with {DIFFUSION_EXPORT_HINT}"
+                )
+            spec = DiffusionSpec.from_dict(self.manifest.diffusion, f"{self.path / 'manifest.json'}: diffusion")
+            sessions = [self._open_role(role) for role in DIFFUSION_ROLES]
+            self._diffusion = ShallowDiffusion(spec, *sessions)
+        return self._diffusion
+
+    def enhancer(self):
+        """The bundle's `svc_runtime.diffusion.Enhancer` (NSF-HiFiGAN vocoder graph, opened on first call)."""
+        if self._enhancer is None:
+            from svc_runtime.diffusion import Enhancer, VocoderSpec  # noqa: PLC0415
+
+            if not self.has_enhancer:
+                raise ValueError(
+                    f"{self.path}: the bundle has no NSF-HiFiGAN vocoder graph (needed by the enhancer); "
+                    f"re-export it with {ENHANCER_EXPORT_HINT}"
+                )
+            source = f"{self.path / 'manifest.json'}: diffusion"
+            spec = VocoderSpec.from_dict(self.manifest.diffusion.get("vocoder"), source)
+            self._enhancer = Enhancer.from_session(spec, self._open_role("vocoder"))
+        return self._enhancer
 
     def _session(self, role: str) -> GraphSession:
         if role not in self.sessions:

@@ -40,6 +40,20 @@ def convert(
     no_dc_removal: bool = typer.Option(False, "--no-dc-removal", help="Keep DC / sub-25 Hz content of the input."),
     output_format: str = typer.Option("wav", "--format", "-f", help="wav or flac."),
     batch_size: int = typer.Option(8, "--batch-size", help="Chunks per generator run."),
+    shallow_diffusion: bool = typer.Option(
+        False, "--shallow-diffusion", help="Refine the generator's output with the bundle's diffusion model."),
+    k_step: int = typer.Option(100, "--k-step", help="Shallow diffusion steps (at most the model's k_step_max)."),
+    only_diffusion: bool = typer.Option(
+        False, "--only-diffusion", help="Render with the diffusion model alone (no generator; needs a model "
+        "trained on every step)."),
+    enhance: bool = typer.Option(
+        False, "--enhance", help="Re-synthesise with the NSF-HiFiGAN vocoder (off with --shallow-diffusion)."),
+    enhancer_adaptive_key: float = typer.Option(
+        0.0, "--enhancer-adaptive-key", help="Semitones the enhancer shifts into the vocoder's range (high voices)."),
+    diffusion_method: Optional[str] = typer.Option(
+        None, "--diffusion-method", help="Sampler: ddim, pndm, dpm-solver, dpm-solver++ or unipc (default: the model's)."),
+    diffusion_speedup: Optional[int] = typer.Option(
+        None, "--diffusion-speedup", help="Diffusion steps per sampler step, >= 2 (default: the model's)."),
     provider: str = typer.Option("cpu", "--provider", help="cpu, cuda or tensorrt."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose output exists (resume)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: convert only every n-th file from i (0-based)."),
@@ -63,6 +77,9 @@ def convert(
             pad_seconds=pad_seconds, clip_seconds=clip_seconds, max_window_seconds=max_window,
             context_seconds=context_seconds, crossfade_seconds=crossfade_seconds,
             remove_dc=not no_dc_removal, batch_size=batch_size, output_format=output_format,
+            shallow_diffusion=shallow_diffusion, k_step=k_step, only_diffusion=only_diffusion, enhance=enhance,
+            enhancer_adaptive_key=enhancer_adaptive_key, diffusion_method=diffusion_method,
+            diffusion_speedup=diffusion_speedup,
         )
         jobs = plan_jobs(inputs, out_dir, output_format, parse_shard(shard))
     except (ValueError, PlanError) as e:

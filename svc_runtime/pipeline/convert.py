@@ -6,7 +6,8 @@ zero padding, whole frames -> windows of frames with context: raw F0 + units per
 kept on the window's own region -> unvoiced interpolation, transpose, optional F0
 prediction, optional retrieval/cluster blend, volume, speaker weights, NSF phases in
 float64 over the slice, noise from a deterministic field -> generator per chunk window,
-chunks of equal length batched (across files too) -> crossfade stitching -> loudness mix.
+chunks of equal length batched (across files too) -> optional shallow diffusion (or only
+diffusion in place of the generator) and enhancement per chunk -> crossfade stitching -> loudness mix.
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ from svc_runtime.pipeline.options import ConvertOptions
 from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
 from svc_runtime.pipeline.spkmix import SpeakerMix, load_speaker_mix
 from svc_runtime.signal.f0 import NoVoiceError, interpolate_unvoiced, shift_f0
+from svc_runtime.signal.nsf_phase import frame_start_phases
 from svc_runtime.signal.slicer import Chunk, plan_chunks, slice_on_silence, stitch
 from svc_runtime.signal.volume import change_rms, volume_envelope
 
 MIN_SEGMENT_FRAMES = 16
 """Shortest generator input: short slices are padded with zeros up to this many frames."""
+DIFFUSION_STREAM = 1 << 16
+"""Offset of the diffusion noise streams from the generator's (one stream per slice each)."""
 
 
 @dataclass
@@ -58,6 +62,8 @@ class SegmentWork:
     noise: NoiseField
     chunks: list[Chunk]
     out: np.ndarray
+    diffusion_phase: np.ndarray | None = None
+    diffusion_noise: NoiseField | None = None
 
 
 @dataclass
@@ -98,6 +104,8 @@ class Converter:
                     raise ValueError(f"choose a speaker: the bundle has {sorted(bundle.speakers)}")
                 speaker = next(iter(bundle.speakers))
             self.speaker_id = bundle.speaker_id(speaker)
+        self.diffusion = self._diffusion() if options.shallow_diffusion or options.only_diffusion else None
+        self.enhancer = bundle.enhancer() if options.enhance and not options.shallow_diffusion else None
         self.f0_source = make_f0_source(bundle, options.f0_method)
         self.blender = self._blender() if options.blend_ratio > 0 else None
         frames_per_s = self.sr / self.hop
@@ -128,6 +136,48 @@ class Converter:
             f"{self.bundle.path}: blend ratio {o.blend_ratio} needs a retrieval index or cluster file for "
             f"speaker {name!r}; the bundle has none (export with --index/--cluster) or set the ratio to 0"
         )
+
+    def _diffusion(self):
+        """The bundle's shallow-diffusion runtime, checked against the model and the options."""
+        o, diffusion = self.options, self.bundle.diffusion()
+        spec = diffusion.spec
+        if (spec.sampling_rate, spec.hop_size) != (self.sr, self.hop):
+            raise ValueError(
+                f"{self.bundle.path}: the diffusion model works at {spec.sampling_rate} Hz / hop {spec.hop_size}, the "
+                f"generator at {self.sr} Hz / hop {self.hop}; so-vits-svc needs one frame grid for both"
+            )
+        if spec.unit_channels != self.model.ssl_dim:
+            raise ValueError(f"{self.bundle.path}: the diffusion model takes {spec.unit_channels}-dim units, "
+                             f"the speech encoder gives {self.model.ssl_dim}")
+        if o.shallow_diffusion and o.k_step > spec.k_step_max:
+            raise ValueError(f"k_step {o.k_step}: the diffusion model was trained for at most {spec.k_step_max} "
+                             f"shallow steps (k_step_max); choose 1..{spec.k_step_max}")
+        if o.only_diffusion and not spec.can_run_alone:
+            raise ValueError(
+                f"{self.bundle.path}: the diffusion model was trained for shallow diffusion only (k_step_max="
+                f"{spec.k_step_max} < timesteps={spec.timesteps}); use shallow diffusion instead of only diffusion"
+            )
+        self.diffusion_speakers = self._diffusion_speaker_map(spec)
+        return diffusion
+
+    def _diffusion_speaker_map(self, spec) -> np.ndarray:
+        """[S, S_diffusion] matrix taking the generator's speaker weights to the diffusion model's:
+        a speaker maps by name when the diffusion model names it, else by id (as so-vits-svc passes sid)."""
+        matrix = np.zeros((self.model.n_speakers, spec.n_spk), np.float32)
+        if spec.n_spk == 1:
+            matrix[:, 0] = 1.0
+            return matrix
+        for name, sid in self.bundle.speakers.items():
+            target = spec.speakers.get(name, sid)
+            if 0 <= target < spec.n_spk:
+                matrix[sid, target] = 1.0
+        used = [self.speaker_id] if self.speaker_id is not None else range(self.model.n_speakers)
+        missing = [s for s in used if not matrix[s].any()]
+        if missing:
+            names = [n for n, i in self.bundle.speakers.items() if i in missing]
+            raise ValueError(f"speakers {names} have no counterpart among the diffusion model's {spec.n_spk} "
+                             f"speakers {sorted(spec.speakers)}")
+        return matrix
 
     # ------------------------------------------------------------------ prepare
 
@@ -182,17 +232,25 @@ class Converter:
         f0 = shift_f0(f0.astype(np.float32), o.transpose)
         if self.blender is not None:
             c = blend(c, self.blender(c), o.blend_ratio)
-        vol = volume_envelope(audio, hop) if self.model.vol_embedding else None
+        vol = volume_envelope(audio, hop) if self.model.vol_embedding or o.only_diffusion else None
         speaker = self._speaker_weights(start - pad, n, n_total)
         chunks = plan_chunks(n, self.window, self.context)
         if o.auto_predict_f0:
             f0 = self._predict_f0(c, f0, uv, speaker, vol, chunks)
         noise = NoiseField(o.seed, self.model.inter_channels, hop, self.model.n_harmonics, stream=stream)
         phase, _ = self.bundle.source_phases(f0[None], rand_ini=noise.rand_ini()[None])
-        return SegmentWork(
+        work = SegmentWork(
             start=start, end=end, pad=pad, n_frames=n, c=c, f0=f0.astype(np.float32), uv=uv, vol=vol,
             speaker=speaker, phase=phase[0], noise=noise, chunks=chunks, out=np.zeros(n * hop, np.float32),
         )
+        if self.diffusion is not None:  # the vocoder's sine phases over the slice (float64), sliced per chunk
+            vocoder = self.diffusion.spec.vocoder
+            d_phase, _ = frame_start_phases(work.f0[None], hop, source_sr=vocoder.sampling_rate,
+                                            harmonics=vocoder.harmonics)
+            work.diffusion_phase = d_phase[0].astype(np.float32)
+            work.diffusion_noise = NoiseField(o.seed, vocoder.num_mels, hop, vocoder.harmonics,
+                                              stream=DIFFUSION_STREAM + stream)
+        return work
 
     def _speaker_weights(self, first_sample: int, n: int, n_total: int) -> np.ndarray:
         weights = np.zeros((n, self.model.n_speakers), np.float32)
@@ -245,7 +303,8 @@ class Converter:
         phase = self._buffer("phase", (B, length, m.n_harmonics))
         prior = self._buffer("prior", (B, m.inter_channels, length))
         sine = self._buffer("sine", (B, length * hop, m.n_harmonics))
-        vol = self._buffer("vol", (B, length)) if m.vol_embedding else None
+        o = self.options
+        vol = self._buffer("vol", (B, length)) if m.vol_embedding or o.only_diffusion else None
         for b, (seg, ch) in enumerate(items):
             sl = slice(ch.win_start, ch.win_end)
             c[b] = seg.c[:, sl]
@@ -257,11 +316,48 @@ class Converter:
             seg.noise.sine(ch.win_start, ch.win_end, out=sine[b])
             if vol is not None:
                 vol[b] = seg.vol[sl]
-        audio = self.bundle.synthesize(
-            c, f0, uv, spk, phase=phase, prior=prior, sine=sine, noise_scale=self.options.noise_scale, vol=vol
-        )
+        if o.only_diffusion:
+            audio = self._diffuse(items, c, f0, vol, spk, length, start=None)
+        else:
+            audio = self.bundle.synthesize(
+                c, f0, uv, spk, phase=phase, prior=prior, sine=sine, noise_scale=o.noise_scale, vol=vol
+            )
+            if self.diffusion is not None:
+                vol_d = vol if m.vol_embedding else volume_envelope(audio[:, 0], hop)
+                audio = self._diffuse(items, c, f0, vol_d, spk, length, start=audio)
+        if self.enhancer is not None:
+            audio = np.stack([self._enhance(audio[b, 0], f0[b], seg, ch) for b, (seg, ch) in enumerate(items)])[:, None]
         for b, (seg, ch) in enumerate(items):
             stitch(seg.out, audio[b, 0], ch.win_start * hop, ch.keep_start * hop, ch.keep_end * hop, self.fade)
+
+    def _diffuse(self, items, c, f0, vol, spk, length: int, start: np.ndarray | None) -> np.ndarray:
+        """Shallow diffusion of the generator's audio `start` [B, 1, L*hop] (None: only diffusion, from noise)
+        for a batch of chunk windows; the diffusion noise and the vocoder's sine phases come from each slice's
+        own field and float64 phase track, so overlapping windows see the same values."""
+        o, hop, B = self.options, self.hop, len(items)
+        vocoder = self.diffusion.spec.vocoder
+        noise = self._buffer("d_noise", (B, 1, vocoder.num_mels, length))
+        sine = self._buffer("d_sine", (B, length * hop, vocoder.harmonics))
+        phase = self._buffer("d_phase", (B, length, vocoder.harmonics))
+        for b, (seg, ch) in enumerate(items):
+            seg.diffusion_noise.prior(ch.win_start, ch.win_end, out=noise[b, 0])
+            seg.diffusion_noise.sine(ch.win_start, ch.win_end, out=sine[b])
+            phase[b] = seg.diffusion_phase[ch.win_start : ch.win_end]
+        speaker = np.ascontiguousarray(spk @ self.diffusion_speakers)
+        if start is None:
+            mel = self.diffusion.render_mel(c, f0, vol, None, None, None, o.diffusion_method, o.diffusion_speedup,
+                                            noise, speaker=speaker)
+            return self.diffusion.vocoder(mel, f0, phase=phase, sine_noise=sine)
+        return self.diffusion.shallow(
+            start, c, f0, vol, k_step=o.k_step, method=o.diffusion_method, speedup=o.diffusion_speedup,
+            noise=noise, sine_noise=sine, speaker=speaker, phase=phase,
+        )
+
+    def _enhance(self, audio: np.ndarray, f0: np.ndarray, seg: SegmentWork, ch: Chunk) -> np.ndarray:
+        """One chunk window re-synthesised by the NSF-HiFiGAN vocoder (seeded per slice and window)."""
+        seed = np.random.SeedSequence([self.options.seed & 0xFFFFFFFF, seg.noise.stream, ch.win_start])
+        return self.enhancer.enhance(audio, self.sr, f0, self.hop, adaptive_key=self.options.enhancer_adaptive_key,
+                                     seed=int(seed.generate_state(1)[0]))
 
     def _assemble(self, f: PreparedFile) -> np.ndarray:
         out = np.zeros(f.n_out, np.float32)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from svc_runtime.audio.write import OUTPUT_FORMATS
+from svc_runtime.diffusion.samplers import METHODS as DIFFUSION_METHODS
 from svc_runtime.signal.slicer import SlicerConfig
 
 DEFAULT_SEED = 52468
@@ -20,6 +21,13 @@ class ConvertOptions:
     one frame late, unvoiced for the first 100 ms, the last voiced value held over unvoiced frames, units placed by
     time one encoder frame late; default False is so-vits-svc's (F0 interpolated across
     unvoiced gaps, units stretched by length).
+
+    Diffusion (bundles exported with --vocoder / --diffusion-*), as so-vits-svc 4.1:
+    `shallow_diffusion` refines each generator chunk with the diffusion model from step
+    `k_step` (<= the model's k_step_max); `only_diffusion` renders from noise without the
+    generator; `enhance` re-synthesises the output with the NSF-HiFiGAN vocoder at
+    `enhancer_adaptive_key` semitones (ignored with shallow diffusion, as in so-vits-svc).
+    `diffusion_method` / `diffusion_speedup`: the sampler and its step factor (None: the model's).
     """
 
     speaker: str | int | None = None
@@ -43,6 +51,13 @@ class ConvertOptions:
     remove_dc: bool = True
     batch_size: int = 8
     output_format: str = "wav"
+    shallow_diffusion: bool = False
+    k_step: int = 100
+    only_diffusion: bool = False
+    enhance: bool = False
+    enhancer_adaptive_key: float = 0.0
+    diffusion_method: str | None = None
+    diffusion_speedup: int | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -61,6 +76,14 @@ class ConvertOptions:
             (self.batch_size >= 1, "batch size must be >= 1"),
             (self.output_format in OUTPUT_FORMATS, f"output format must be one of {sorted(OUTPUT_FORMATS)}"),
             (self.speaker is None or self.speaker_mix is None, "give a speaker or a speaker mix, not both"),
+            (not (self.shallow_diffusion and self.only_diffusion), "choose shallow diffusion or only diffusion, not both"),
+            (self.k_step >= 1, "k_step (shallow diffusion steps) must be >= 1"),
+            (not (self.only_diffusion and self.auto_predict_f0), "auto F0 prediction needs the generator, not only diffusion"),
+            (-48.0 <= self.enhancer_adaptive_key <= 48.0, "enhancer adaptive key must be within +-48 semitones"),
+            (self.diffusion_method is None or self.diffusion_method in DIFFUSION_METHODS,
+             f"diffusion method must be one of {', '.join(DIFFUSION_METHODS)}"),
+            (self.diffusion_speedup is None or self.diffusion_speedup >= 2,
+             "diffusion speedup must be >= 2 (the runtime samplers skip steps)"),
         ]
         for ok, message in checks:
             if not ok:
