@@ -27,8 +27,8 @@ def cluster_command(
     try:
         units, _ = units_of_config(config)
         counts = write_cluster_model(units, out_dir, n_clusters, restarts=restarts)
-    except (OSError, ValueError, KeyError) as e:
-        exit_with_error(f"{config}: {e}")
+    except (OSError, ValueError) as e:
+        exit_with_error(str(e) if str(config) in str(e) else f"{config}: {e}")
     for speaker, count in counts.items():
         note = "" if count == n_clusters else f" (only {count} frames: every frame is a centre)"
         console.print(f"{speaker}: {count} centres{note} -> {out_dir / (speaker + '.centers.npy')}", soft_wrap=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -11,6 +10,7 @@ from rich.console import Console
 from svc_runtime.pitch.extract import PITCH_METHODS
 from svc_train.cli._errors import exit_with_error
 from svc_train.cli.app import app
+from svc_train.config import SvcConfig
 from svc_train.data.feature_jobs import clips_of, drop_from_filelists, init_worker, process_clip
 from svc_train.data.features import FEATURE_SUFFIX, FeatureSettings
 from svc_train.data.parallel import run_jobs
@@ -33,7 +33,7 @@ def features_command(
     """Compute and cache features next to each clip (CLIP.wav.features.npz); resumable; bad clips excluded."""
     console = Console(stderr=True)
     try:
-        cfg = json.loads(config.read_text(encoding="utf-8"))
+        cfg = SvcConfig.load(config)
         settings = FeatureSettings.from_config(
             cfg,
             encoder_checkpoint,
@@ -46,10 +46,10 @@ def features_command(
         settings.pitch_options()  # validates the method, range and threshold
         if not encoder_checkpoint.exists():
             raise FileNotFoundError(f"{encoder_checkpoint}: speech-encoder checkpoint not found")
-        filelists = [Path(cfg["data"]["training_files"]), Path(cfg["data"]["validation_files"])]
+        filelists = [Path(cfg.data.training_files), Path(cfg.data.validation_files)]
         clips = clips_of(filelists)
-    except (OSError, ValueError, KeyError) as e:
-        exit_with_error(f"{config}: {e}")
+    except (OSError, ValueError) as e:
+        exit_with_error(str(e) if str(config) in str(e) else f"{config}: {e}")
     if not clips:
         exit_with_error(f"{config}: the file lists are empty")
     counts = {"computed": 0, "cached": 0, "excluded": 0}

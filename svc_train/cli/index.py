@@ -24,8 +24,8 @@ def index_command(
     try:
         units, speaker_ids = units_of_config(config)
         infos = write_indexes(units, speaker_ids, out_dir, kmeans_above=kmeans_above)
-    except (OSError, ValueError, KeyError) as e:
-        exit_with_error(f"{config}: {e}")
+    except (OSError, ValueError) as e:
+        exit_with_error(str(e) if str(config) in str(e) else f"{config}: {e}")
     for info in infos:
         console.print(
             f"{info.speaker}: {info.source_frames} frames -> {info.vectors} vectors, IVF{info.n_lists} "

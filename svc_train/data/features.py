@@ -40,6 +40,7 @@ from svc_runtime.audio import resample
 from svc_runtime.pitch.extract import NEURAL_METHODS, FrameGrid, PitchOptions, extract_f0
 from svc_runtime.signal.f0 import interpolate_unvoiced, resize_f0
 from svc_runtime.signal.volume import volume_envelope
+from svc_train.config import SvcConfig
 from svc_train.mel import SpectrogramCache, spectrogram_torch
 
 FEATURE_SUFFIX = ".features.npz"
@@ -70,14 +71,14 @@ class FeatureSettings:
     f0_max: float = 1100.0
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], encoder_checkpoint: Path, f0_method: str, **pitch: Any) -> FeatureSettings:
-        data, model = config["data"], config["model"]
+    def from_config(cls, config: SvcConfig, encoder_checkpoint: Path, f0_method: str, **pitch: Any) -> FeatureSettings:
+        data = config.data
         return cls(
-            sampling_rate=int(data["sampling_rate"]),
-            hop_length=int(data["hop_length"]),
-            filter_length=int(data["filter_length"]),
-            win_length=int(data["win_length"]),
-            speech_encoder=str(model["speech_encoder"]),
+            sampling_rate=data.sampling_rate,
+            hop_length=data.hop_length,
+            filter_length=data.filter_length,
+            win_length=data.win_length,
+            speech_encoder=config.model.speech_encoder,
             encoder_checkpoint=str(Path(encoder_checkpoint).resolve()),
             f0_method=f0_method,
             **pitch,

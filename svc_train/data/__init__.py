@@ -1,0 +1,1 @@
+"""Dataset preparation for training: slicing, resampling, config and file lists, feature cache, dataset."""
