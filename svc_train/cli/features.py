@@ -55,7 +55,8 @@ def features_command(
     counts = {"computed": 0, "cached": 0, "excluded": 0}
     excluded: dict[Path, str] = {}
     for outcome in run_jobs(
-        process_clip, clips, workers, "features", console, initializer=init_worker, initargs=(settings, threads)
+        process_clip, clips, workers, "features", console, initializer=init_worker, initargs=(settings, threads),
+        start_method="spawn",
     ):
         counts[outcome.status] += 1
         if outcome.status == "excluded":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
@@ -21,11 +22,13 @@ def run_jobs(
     console: Console | None = None,
     initializer: Callable[..., None] | None = None,
     initargs: tuple = (),
+    start_method: str = "fork",
 ) -> Iterator[Result]:
     """Yield ``function(job)`` for every job (in completion order) while a progress bar advances.
 
     ``workers`` <= 1 runs in this process (``initializer`` is then called here once).
     ``function`` must catch its own per-job errors: an exception stops the run.
+    ``start_method``: "spawn" for workers that run torch (a forked OpenMP runtime can hang).
     """
     console = console or Console(stderr=True)
     columns = (
@@ -43,7 +46,10 @@ def run_jobs(
                 yield function(job)
                 progress.advance(task)
             return
-        with ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=initargs) as pool:
+        context = multiprocessing.get_context(start_method)
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=initializer, initargs=initargs, mp_context=context
+        ) as pool:
             futures = [pool.submit(function, job) for job in jobs]
             for future in as_completed(futures):
                 yield future.result()
