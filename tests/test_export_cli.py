@@ -189,7 +189,7 @@ def test_unknown_names_fail_before_any_work(tmp_path):
     base = (SMALL / "G_1.pth", "--config", SMALL / "config.json", "-o", out)
     _assert_rejected(run_cli(*base, "--encoder", "vec999", "--encoder-checkpoint", CONTENTVEC / "fairseq_checkpoint.pt"),
                      "unknown speech encoder 'vec999'", out)
-    _assert_rejected(run_cli(*base, "--pitch", "crepe"), "unknown method 'crepe'", out)
+    _assert_rejected(run_cli(*base, "--pitch", "swipe"), "unknown method 'swipe'", out)
     _assert_rejected(run_cli(*base, "--pitch", "rmvpe"), "--pitch rmvpe needs --pitch-checkpoint", out)
     _assert_rejected(run_cli(*base, "--diffusion-checkpoint", SMALL / "G_1.pth"), "go together", out)
     _assert_rejected(run_cli(*base, "--diffusion-checkpoint", SMALL / "G_1.pth", "--diffusion-config",

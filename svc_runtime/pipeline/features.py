@@ -18,7 +18,7 @@ from svc_runtime.signal.f0 import resize_f0
 from svc_runtime.signal.slicer import plan_chunks
 
 ENCODER_RATE = 16000
-NEURAL_PITCH = ("rmvpe", "fcpe")
+NEURAL_PITCH = ("rmvpe", "fcpe", "crepe")
 
 
 class F0Source(Protocol):
@@ -30,7 +30,11 @@ class F0Source(Protocol):
 
 
 class GraphF0:
-    """F0 from the bundle's pitch graph (RMVPE / FCPE salience decoded in numpy)."""
+    """F0 from the bundle's pitch graph (RMVPE / FCPE / CREPE salience decoded in numpy).
+
+    CREPE runs in slices of `CREPE_FRAMES_PER_RUN` frames (`crepe_segments`: the same frames
+    as one run) to bound its memory, and is decoded with its silence gate on the same audio.
+    """
 
     def __init__(self, bundle) -> None:
         from svc_runtime.pitch import decode
@@ -43,24 +47,38 @@ class GraphF0:
         self.name = info.method
         method = info.method.lower()
         if method.startswith("rmvpe"):
-            self._decode = lambda s: decode.decode_rmvpe(s, threshold=info.threshold)
+            self._decode = lambda s, wav: decode.decode_rmvpe(s, threshold=info.threshold)
         elif method.startswith("fcpe"):
             bins = (info.bins_f0_min, info.bins_f0_max)
             bins = decode.FCPE_F0_RANGE if None in bins else bins  # the Hz span of the salience bins
-            self._decode = lambda s: decode.decode_fcpe(
+            self._decode = lambda s, wav: decode.decode_fcpe(
                 s, decoder=info.decoder or "local_argmax", threshold=info.threshold, f0_range=bins,
                 post_range=(info.f0_min, info.f0_max),
             )
+        elif method.startswith("crepe"):
+            self._decode = lambda s, wav: decode.decode_crepe(
+                s[0], wav, info.decoder or "viterbi", info.threshold, (info.f0_min, info.f0_max)
+            )[None]
         else:
             raise ValueError(f"{bundle.path}: no salience decoder for pitch method {info.method!r}")
 
     def __call__(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
         wav = resample(audio, self.bundle.sampling_rate, self.info.sampling_rate)
-        salience = self.bundle.pitch_salience(wav)
-        f0 = self._decode(salience)[0]
+        salience = self._salience(wav)
+        f0 = self._decode(salience, wav)[0]
         if f0.size == 0:
             return np.zeros(n_frames, np.float32)
         return resize_f0(f0.astype(np.float32), n_frames, "nearest")
+
+
+    def _salience(self, wav: np.ndarray) -> np.ndarray:
+        """Salience [1, frames, bins] of 16 kHz audio [N] (frames = N // hop + 1)."""
+        if not self.name.lower().startswith("crepe"):
+            return self.bundle.pitch_salience(wav)
+        from svc_runtime.pitch.extract import CREPE_FRAMES_PER_RUN, crepe_segments
+
+        parts = [self.bundle.pitch_salience(segment)[:, keep] for segment, keep in crepe_segments(wav, CREPE_FRAMES_PER_RUN)]
+        return np.concatenate(parts, axis=1)
 
 
 class ClassicF0:
