@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.inputs import BenchInput, concatenated, file_set, write_input
+from benchmarks.inputs import SAMPLE_RATE, BenchInput, concatenated, file_set, write_input
 from benchmarks.models import ModelSet, ensure_models
 from benchmarks.ours import OursConverter, SessionTuning
 from benchmarks.timing import StageTimer, Summary, load_average
 
-SECTIONS = ("throughput", "batch", "streaming", "memory", "coldstart", "tuning")
+SECTIONS = ("throughput", "batch", "streaming", "memory", "coldstart", "tuning", "graphs")
 STAGE_ORDER = ("decode", "resample", "slice", "prepare", "pitch", "content", "generator", "stitch", "write")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -59,7 +59,13 @@ def machine_info() -> dict:
         except metadata.PackageNotFoundError:
             versions[package] = None
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
     return {
+        "git_commit": commit,
         "cpu": cpu, "logical_cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
         "python": platform.python_version(), "platform": platform.platform(), "versions": versions,
     }
@@ -298,7 +304,7 @@ def tuning(models: ModelSet, seconds: float, reps: int, threads: int, work: Path
         conv = OursConverter(models.bundle, pitch=models.pitch, tuning=SessionTuning(intra_op_threads=threads))
         apply_variant(conv, name, threads)
         conv.convert_file(item.path, work / f"warm_{name}.wav", StageTimer())
-        outputs[name] = conv.convert_array(probe, 44100)
+        outputs[name] = conv.convert_array(probe, SAMPLE_RATE)
         converters[name] = conv
     runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     for rep in range(reps):
@@ -316,6 +322,59 @@ def tuning(models: ModelSet, seconds: float, reps: int, threads: int, work: Path
                      "stages_median_s": _stage_medians(reps_),
                      "speedup_vs_default": Summary.of(ratios).as_dict(), "reps": reps_})
         log(f"  tuning {name}: RTF {rows[-1]['rtf']['median']:.3f}, x{rows[-1]['speedup_vs_default']['median']:.2f}")
+    return rows
+
+
+def graph_ab(models: ModelSet, reps: int, threads_list: list[int], log) -> list[dict]:
+    """Each bundle graph alone, as exported against its 2-D-convolution rewrite, interleaved.
+
+    Inputs: one second of frames for the generator, three seconds of 16 kHz audio for the
+    waveform graphs. Returns the per-repetition speed-up (default time / rewritten time).
+    """
+    import onnxruntime as ort
+
+    from benchmarks.tuning import conv2d_copy
+
+    bundle_dir = models.bundle
+    manifest = json.loads((bundle_dir / "manifest.json").read_text(encoding="utf-8"))
+    model = manifest["model"]
+    rng = np.random.default_rng(0)
+    frames, hop = int(round(SAMPLE_RATE / model["hop_length"])), model["hop_length"]
+    f0 = np.full((1, frames), 220.0, np.float32)
+    generator_feeds = {
+        "c": rng.standard_normal((1, model["ssl_dim"], frames), dtype=np.float32), "f0": f0,
+        "uv": np.ones((1, frames), np.float32), "speaker": np.ones((1, frames, model["n_speakers"]), np.float32),
+        "noise_prior": rng.standard_normal((1, model["inter_channels"], frames), dtype=np.float32),
+        "noise_scale": np.array([0.4], np.float32), "phase": rng.random((1, frames, 9), dtype=np.float32),
+        "sine_noise": rng.standard_normal((1, frames * hop, 9), dtype=np.float32),
+    }
+    wave_feeds = {"wav": (0.1 * rng.standard_normal((1, 48000))).astype(np.float32)}
+    rows = []
+    for name, entry in manifest["graphs"].items():
+        feeds = generator_feeds if entry["role"] == "generator" else wave_feeds
+        if entry["role"] not in ("generator", "speech_encoder", "pitch") or entry.get("precision", "fp32") != "fp32":
+            continue
+        path = bundle_dir / entry["file"]
+        for threads in threads_list:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.log_severity_level = 3
+            base = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            rewritten = ort.InferenceSession(str(conv2d_copy(path)), options, providers=["CPUExecutionProvider"])
+            want, got = base.run(None, feeds)[0], rewritten.run(None, feeds)[0]
+            speedups, load = [], _load_row()
+            for rep in range(reps):
+                pair = (base, rewritten) if rep % 2 == 0 else (rewritten, base)
+                seconds = {}
+                for session in pair:
+                    t0 = time.perf_counter()
+                    session.run(None, feeds)
+                    seconds[id(session)] = time.perf_counter() - t0
+                speedups.append(seconds[id(base)] / seconds[id(rewritten)])
+            rows.append({"size": models.size, "graph": name, "threads": threads, "reps": reps, "load": load,
+                         "speedup": Summary.of(speedups).as_dict(),
+                         "max_abs_diff": float(np.max(np.abs(want - got))), "output_peak": float(np.max(np.abs(want)))})
+            log(f"  graph {name} threads {threads}: conv2d x{rows[-1]['speedup']['median']:.2f}")
     return rows
 
 
@@ -354,6 +413,8 @@ def run(args: argparse.Namespace, log) -> dict:
                 impls = ["ours"] + ([] if args.no_torch else ["torch"])
                 results.setdefault("coldstart", []).extend(coldstart(models, impls, args.coldstart_reps,
                                                                      args.threads, work, log))
+            if "graphs" in args.sections:
+                results.setdefault("graphs", []).extend(graph_ab(models, max(args.reps, 2), [1, 2], log))
             if "tuning" in args.sections and size == args.sizes[0]:
                 results["tuning"] = tuning(models, args.tuning_seconds, args.reps, args.threads, work, log)
     results["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

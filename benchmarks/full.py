@@ -30,6 +30,7 @@ STEPS: dict[str, list[str]] = {
     # RTF against input length, ours only (torch eager at 30 s would take minutes per repetition)
     "length_ours": ["--sizes", "standard", "--sections", "throughput", "--lengths", "30", "--reps", "1",
                     "--threads", "2", "--no-torch", "--variants", "conv2d_no_spin"],
+    "graphs": ["--sizes", "standard", "--sections", "graphs", "--reps", "6"],
     "tuning": ["--sizes", "standard", "--sections", "tuning", "--tuning-seconds", "5", "--reps", "3", "--threads", "2"],
     "batch": ["--sizes", "tiny", "--sections", "batch", "--batch", "1", "4", "16", "--batch-file-seconds", "2",
               "--threads", "2"],

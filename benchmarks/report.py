@@ -31,7 +31,7 @@ def machine_lines(results: dict) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     return [
         f"- CPU: {m['cpu']}, {m['logical_cores']} logical cores, {m['memory_gib']} GiB RAM ({m['platform']})",
-        f"- Python {m['python']}; {versions}",
+        f"- Python {m['python']}; {versions}; code at git {m.get('git_commit') or '?'} (plus uncommitted work of others)",
         f"- Run {results['started_utc']} to {results.get('finished_utc', '?')}; load average at start "
         f"{results['load_at_start']}, at end {results.get('load_at_end', '?')} (the CPU was shared)",
         "- Threads: torch `set_num_threads` = ONNX Runtime intra-op threads = the `threads` column "
@@ -105,6 +105,14 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['size']} | {r['variant']} | {_spread(r['rtf'])} | {_spread(r['speedup_vs_default'], 2)} | "
                          f"{_f(r['stages_median_s'].get('generator'), 2)} | {r['max_abs_diff_vs_default']:.1e} | {r['description']} |")
         lines.append("")
+    if results.get("graphs"):
+        lines += ["## Each graph alone: 1-D convolutions as 2-D (NCHWc), speed-up over the exported graph", "",
+                  "| size | graph | threads | speed-up median (min-max) | reps | max abs diff / output peak | load |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in results["graphs"]:
+            lines.append(f"| {r['size']} | {r['graph']} | {r['threads']} | {_spread(r['speedup'], 2)} | {r['reps']} | "
+                         f"{r['max_abs_diff']:.1e} / {r['output_peak']:.2f} | {r['load'][0]:.1f} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -158,7 +166,7 @@ def write_reports(results: dict, out: Path, plot: bool = True, stem: str = "resu
         plot_results(results, out / ("rtf.png" if stem == "results" else f"{stem}_rtf.png"))
 
 
-LIST_SECTIONS = ("throughput", "batch", "streaming", "memory", "coldstart", "tuning")
+LIST_SECTIONS = ("throughput", "batch", "streaming", "memory", "coldstart", "tuning", "graphs")
 
 
 def merge(parts: list[dict]) -> dict:
