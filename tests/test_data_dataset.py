@@ -114,3 +114,14 @@ def test_unknown_speaker_folder_is_a_clear_error(config_path):
     config = SvcConfig.from_dict(raw)
     with pytest.raises(ValueError, match="not in the config's spk map"):
         SvcDataset(config.data.training_files, config)
+
+
+def test_all_in_memory_dataset_gives_the_same_items(config_path):
+    config = _config(config_path)
+    on_disk = SvcDataset(config.data.training_files, config)
+    in_memory = SvcDataset(config.data.training_files, config, all_in_mem=True)
+    assert in_memory.cache is not None and len(in_memory.cache) == len(on_disk)
+    for index in range(len(on_disk)):
+        a, b = on_disk[index], in_memory[index]
+        for field in ("c", "f0", "spec", "audio", "speaker", "uv"):
+            torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=0, atol=0)
