@@ -10,8 +10,6 @@ The helpers take any `nn.Module`, so the discriminator uses them as well.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from svc_runtime.atomic import atomic_output
 from svc_train.config import SvcConfig
 from svc_train.models.modules import remove_weight_norm_everywhere
 from svc_train.models.synthesizer import SynthesizerTrn
@@ -142,18 +141,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, iteration: int, learning
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as handle:
+        torch.save(obj, handle)
 
 
 def build_generator(config: SvcConfig | str | Path) -> SynthesizerTrn:

@@ -134,3 +134,23 @@ def test_atomic_write_roundtrip_and_no_partial_left(tmp_path: Path):
     with pytest.raises(ValueError, match="unsupported output format"):
         write_audio_atomic(tmp_path / "x.mp3", x, 44100, fmt="mp3")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["o.flac", "sub"]
+
+
+def test_atomic_output_gives_the_usual_file_mode_and_leaves_nothing_on_error(tmp_path):
+    import os
+
+    from svc_runtime.atomic import atomic_output
+
+    target = tmp_path / "out.bin"
+    with atomic_output(target) as handle:
+        handle.write(b"done")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.read_bytes() == b"done"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as handle:
+            handle.write(b"partial")
+            raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"done"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]

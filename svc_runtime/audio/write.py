@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile
+
+from svc_runtime.atomic import atomic_output
 
 OUTPUT_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
 """Output format name -> (libsndfile container, default subtype)."""
@@ -27,21 +28,12 @@ def write_audio_atomic(
         raise ValueError(f"{path}: refusing to write non-finite samples")
     container, default_subtype = OUTPUT_FORMATS[fmt]
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            soundfile.write(
-                fh,
-                np.clip(samples, -1.0, 1.0),
-                sample_rate,
-                format=container,
-                subtype=subtype or default_subtype,
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(target) as handle:
+        soundfile.write(
+            handle,
+            np.clip(samples, -1.0, 1.0),
+            sample_rate,
+            format=container,
+            subtype=subtype or default_subtype,
+        )
     return target

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +9,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from svc_runtime.atomic import atomic_output
 from svc_runtime.audio.decode import AudioInputError, decode_audio
 from svc_runtime.cli.app import app
 from svc_runtime.pitch.classic import ClassicPitchUnavailable
@@ -44,15 +43,8 @@ def write_f0_csv(path: Path, track: F0Track) -> None:
     lines = ["time_s,f0_hz"]
     for t, f in zip(track.times_s, track.f0_hz):
         lines.append(f"{t:.6f},{f:.4f}" if f > 0 else f"{t:.6f},0")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, text=True) as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 @app.command("pitch", help=PITCH_HELP, no_args_is_help=True)

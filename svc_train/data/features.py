@@ -26,8 +26,6 @@ source file, and its arrays have the shapes above; anything else is recomputed.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ import numpy as np
 import soundfile
 import torch
 
+from svc_runtime.atomic import atomic_output
 from svc_runtime.audio import resample
 from svc_runtime.pitch.extract import NEURAL_METHODS, FrameGrid, PitchOptions, extract_f0
 from svc_runtime.signal.f0 import interpolate_unvoiced, resize_f0
@@ -198,22 +197,16 @@ def save_features(wav_path: Path, features: FileFeatures, settings: FeatureSetti
     """Write the cache atomically (temporary file in the same folder, then rename)."""
     target = feature_path(wav_path)
     meta = json.dumps(_meta(settings, wav_path, int(features.units.shape[0])))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                units=features.units,
-                f0=features.f0,
-                uv=features.uv,
-                volume=features.volume,
-                spec=features.spec,
-                meta=np.array(meta),
-            )
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(target) as handle:
+        np.savez(
+            handle,
+            units=features.units,
+            f0=features.f0,
+            uv=features.uv,
+            volume=features.volume,
+            spec=features.spec,
+            meta=np.array(meta),
+        )
     return target
 
 
