@@ -43,10 +43,11 @@ def song(tmp_path_factory) -> Path:
     return folder / "song.wav"
 
 
-def convert(bundle: Path, song: Path, out: Path, *flags: str) -> np.ndarray:
+def convert(bundle: Path, song: Path, out: Path, *flags: str, says: str = "") -> np.ndarray:
     args = ["convert", str(song), "-m", str(bundle), "-o", str(out), "--speaker", "bob", "--f0-method", "pm", *flags]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert says in re.sub(r"\s+", " ", result.output)
     audio, sr = soundfile.read(out / "song.wav", dtype="float32")
     assert sr == SR
     return audio
@@ -76,7 +77,8 @@ def test_each_mode_keeps_the_length_and_changes_the_audio(diffusion_bundle, song
 
 
 def test_shallow_diffusion_depends_on_k_step_and_ignores_enhance(diffusion_bundle, song, tmp_path):
-    a = convert(diffusion_bundle, song, tmp_path / "a", "--shallow-diffusion", "--k-step", "60")
+    a = convert(diffusion_bundle, song, tmp_path / "a", "--shallow-diffusion", "--k-step", "60",
+                says="shallow diffusion, k_step 60: dpm-solver++, speedup 10")
     b = convert(diffusion_bundle, song, tmp_path / "b", "--shallow-diffusion", "--k-step", "20")
     c = convert(diffusion_bundle, song, tmp_path / "c", "--shallow-diffusion", "--k-step", "60", "--enhance")
     assert np.max(np.abs(a - b)) > 1e-3
@@ -159,5 +161,5 @@ def test_a_bundle_without_the_graphs_is_a_clear_error(diffusion_bundle, song, tm
 def test_a_vocoder_only_bundle_enhances(diffusion_bundle, song, tmp_path):
     bundle = without_diffusion(diffusion_bundle, tmp_path / "bundle", keep_vocoder=True)
     assert Bundle.load(bundle).has_enhancer and not Bundle.load(bundle).has_diffusion
-    enhanced = convert(bundle, song, tmp_path / "out", "--enhance")
+    enhanced = convert(bundle, song, tmp_path / "out", "--enhance", says="enhancer: NSF-HiFiGAN, adaptive key 0")
     assert np.array_equal(enhanced, convert(diffusion_bundle, song, tmp_path / "full", "--enhance"))

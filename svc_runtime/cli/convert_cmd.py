@@ -97,6 +97,13 @@ def convert(
     for role, session in loaded.sessions.items():
         console.print(f"[dim]{role}: {session.name} on {session.provider}[/dim]")
     console.print(f"[dim]F0: {converter.f0_source.name}[/dim]")
+    if converter.diffusion is not None:
+        spec = converter.diffusion.spec
+        mode = f"shallow diffusion, k_step {options.k_step}" if options.shallow_diffusion else "only diffusion"
+        console.print(f"[dim]{mode}: {options.diffusion_method or spec.method}, "
+                      f"speedup {options.diffusion_speedup or spec.speedup}[/dim]")
+    if converter.enhancer is not None:
+        console.print(f"[dim]enhancer: NSF-HiFiGAN, adaptive key {options.enhancer_adaptive_key:g}[/dim]")
     runner = BatchRunner(converter, skip_existing=skip_existing)
     results = []
     t0 = time.perf_counter()
