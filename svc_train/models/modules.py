@@ -8,6 +8,7 @@ Weight-normalised layers use PyTorch's classic `weight_norm` (state-dict keys
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -158,10 +159,31 @@ class WN(nn.Module):
         return output * x_mask
 
 
-class ResBlock1(nn.Module):
+ActivationFactory = Callable[[int], nn.Module]
+"""Builds one activation module for a channel count (nsf-snake-hifigan's `SnakeAlias`)."""
+
+
+class _ResBlock(nn.Module):
+    """Shared by the HiFiGAN residual blocks: the activation before each conv.
+
+    `activations` is None for leaky ReLU (slope `LRELU_SLOPE`, nothing in the state dict), or
+    one module per conv from an `ActivationFactory`, keys `activations.<j>` in forward order.
+    """
+
+    activations: nn.ModuleList | None
+
+    def _register_activations(self, channels: int, count: int, activation: ActivationFactory | None) -> None:
+        self.activations = None if activation is None else nn.ModuleList(activation(channels) for _ in range(count))
+
+    def activate(self, j: int, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, LRELU_SLOPE) if self.activations is None else self.activations[j](x)
+
+
+class ResBlock1(_ResBlock):
     """HiFiGAN residual block type "1": three (dilated conv, conv) pairs. [B, C, T] -> same."""
 
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3, 5)):
+    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3, 5),
+                 activation: ActivationFactory | None = None):
         super().__init__()
         self.convs1 = nn.ModuleList(
             apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
@@ -173,29 +195,30 @@ class ResBlock1(nn.Module):
                                         padding=get_padding(kernel_size, 1)))
             for _ in range(3)
         )
+        self._register_activations(channels, 6, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for c1, c2 in zip(self.convs1, self.convs2):
-            xt = c1(F.leaky_relu(x, LRELU_SLOPE))
-            xt = c2(F.leaky_relu(xt, LRELU_SLOPE))
-            x = xt + x
+        for k, (c1, c2) in enumerate(zip(self.convs1, self.convs2)):
+            x = c2(self.activate(2 * k + 1, c1(self.activate(2 * k, x)))) + x
         return x
 
 
-class ResBlock2(nn.Module):
+class ResBlock2(_ResBlock):
     """HiFiGAN residual block type "2": two dilated convs. [B, C, T] -> same."""
 
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3)):
+    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3),
+                 activation: ActivationFactory | None = None):
         super().__init__()
         self.convs = nn.ModuleList(
             apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
                                         padding=get_padding(kernel_size, d)))
             for d in dilation[:2]
         )
+        self._register_activations(channels, 2, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv in self.convs:
-            x = conv(F.leaky_relu(x, LRELU_SLOPE)) + x
+        for j, conv in enumerate(self.convs):
+            x = conv(self.activate(j, x)) + x
         return x
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from svc_train.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2, apply_weight_norm
+from svc_train.models.modules import LRELU_SLOPE, ActivationFactory, ResBlock1, ResBlock2, apply_weight_norm
 from svc_train.models.nsf_source import SourceModuleHnNSF
 
 
@@ -19,11 +19,15 @@ class NsfHifiGan(nn.Module):
     upsampling stage through a strided conv (`noise_convs`). The source's randomness is
     explicit: `phase` [B, T, 9] frame-start phases (or `rand_ini` [B, 9] initial phases) and
     `sine_noise` [B, T*hop, 9]; whatever is None is drawn from the torch RNG.
+
+    Every activation is a leaky ReLU unless `activation` builds modules instead (the
+    nsf-snake-hifigan variant): then one per upsampling stage (`snakes.<i>`), one before
+    `conv_post` (`snake_post`) and one per resblock conv (`resblocks.<k>.activations.<j>`).
     """
 
     def __init__(self, inter_channels: int, resblock: str, resblock_kernel_sizes, resblock_dilation_sizes,
                  upsample_rates, upsample_initial_channel: int, upsample_kernel_sizes, gin_channels: int,
-                 source_sr: float):
+                 source_sr: float, activation: ActivationFactory | None = None):
         super().__init__()
         if resblock not in ("1", "2"):
             raise ValueError(f'resblock must be "1" or "2", got {resblock!r}')
@@ -46,12 +50,16 @@ class NsfHifiGan(nn.Module):
                                                   padding=(stride + 1) // 2))
             else:
                 self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=1))
+        # Registration order fixes the state-dict order: resblocks, snakes, conv_post, snake_post, cond.
         self.resblocks = nn.ModuleList()
+        self.snakes = None if activation is None else nn.ModuleList(
+            activation(upsample_initial_channel // (2**i)) for i in range(self.num_upsamples))
         for i in range(len(self.ups)):
             ch = upsample_initial_channel // (2 ** (i + 1))
             for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes):
-                self.resblocks.append(block(ch, k, tuple(d)))
+                self.resblocks.append(block(ch, k, tuple(d), activation))
         self.conv_post = apply_weight_norm(nn.Conv1d(ch, 1, 7, 1, padding=3))
+        self.snake_post = None if activation is None else activation(ch)
         self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
 
     def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor | None = None, *,
@@ -63,11 +71,11 @@ class NsfHifiGan(nn.Module):
         if g is not None:
             x = x + self.cond(g)
         for i in range(self.num_upsamples):
-            x = self.ups[i](F.leaky_relu(x, LRELU_SLOPE))
+            x = self.ups[i](F.leaky_relu(x, LRELU_SLOPE) if self.snakes is None else self.snakes[i](x))
             x = x + self.noise_convs[i](har_source)
             xs = self.resblocks[i * self.num_kernels](x)
             for j in range(1, self.num_kernels):
                 xs = xs + self.resblocks[i * self.num_kernels + j](x)
             x = xs / self.num_kernels
-        x = self.conv_post(F.leaky_relu(x))
+        x = self.conv_post(F.leaky_relu(x) if self.snake_post is None else self.snake_post(x))  # plain: slope 0.01
         return torch.tanh(x)

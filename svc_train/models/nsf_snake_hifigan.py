@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from svc_train.models.modules import apply_weight_norm, get_padding
-from svc_train.models.nsf_source import SourceModuleHnNSF
+from svc_train.models.nsf_hifigan import NsfHifiGan
 
 
 def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
@@ -119,96 +118,13 @@ class SnakeAlias(nn.Module):
         return self.downsample(self.act(self.upsample(x)))
 
 
-class SnakeResBlock1(nn.Module):
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3, 5)):
-        super().__init__()
-        self.convs1 = nn.ModuleList(
-            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
-                                        padding=get_padding(kernel_size, d)))
-            for d in dilation[:3]
-        )
-        self.convs2 = nn.ModuleList(
-            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, padding=get_padding(kernel_size, 1)))
-            for _ in range(3)
-        )
-        self.activations = nn.ModuleList(SnakeAlias(channels) for _ in range(6))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acts_1, acts_2 = self.activations[::2], self.activations[1::2]
-        for c1, c2, a1, a2 in zip(self.convs1, self.convs2, acts_1, acts_2):
-            x = c2(a2(c1(a1(x)))) + x
-        return x
-
-
-class SnakeResBlock2(nn.Module):
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3)):
-        super().__init__()
-        self.convs = nn.ModuleList(
-            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
-                                        padding=get_padding(kernel_size, d)))
-            for d in dilation[:2]
-        )
-        self.activations = nn.ModuleList(SnakeAlias(channels) for _ in range(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv, act in zip(self.convs, self.activations):
-            x = conv(act(x)) + x
-        return x
-
-
-class NsfSnakeHifiGan(nn.Module):
-    """Same interface as `NsfHifiGan`: x [B, inter, T], f0 [B, T], g [B, gin, 1] -> [B, 1, T*hop]."""
+class NsfSnakeHifiGan(NsfHifiGan):
+    """`NsfHifiGan` with every leaky ReLU replaced by `SnakeAlias` (same interface and keys
+    as the reference): x [B, inter, T], f0 [B, T], g [B, gin, 1] -> [B, 1, T*hop]."""
 
     def __init__(self, inter_channels: int, resblock: str, resblock_kernel_sizes, resblock_dilation_sizes,
                  upsample_rates, upsample_initial_channel: int, upsample_kernel_sizes, gin_channels: int,
                  source_sr: float):
-        super().__init__()
-        if resblock not in ("1", "2"):
-            raise ValueError(f'resblock must be "1" or "2", got {resblock!r}')
-        self.num_kernels = len(resblock_kernel_sizes)
-        self.num_upsamples = len(upsample_rates)
-        self.hop = math.prod(upsample_rates)
-        self.m_source = SourceModuleHnNSF(source_sr)
-        self.noise_convs = nn.ModuleList()
-        self.conv_pre = apply_weight_norm(nn.Conv1d(inter_channels, upsample_initial_channel, 7, 1, padding=3))
-        block = SnakeResBlock1 if resblock == "1" else SnakeResBlock2
-        self.ups = nn.ModuleList()
-        for i, (rate, kernel) in enumerate(zip(upsample_rates, upsample_kernel_sizes)):
-            c_in = upsample_initial_channel // (2**i)
-            c_out = upsample_initial_channel // (2 ** (i + 1))
-            self.ups.append(apply_weight_norm(
-                nn.ConvTranspose1d(c_in, c_out, kernel, rate, padding=(kernel - rate + 1) // 2)))
-            if i + 1 < len(upsample_rates):
-                stride = math.prod(upsample_rates[i + 1:])
-                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=stride * 2, stride=stride,
-                                                  padding=(stride + 1) // 2))
-            else:
-                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=1))
-        self.resblocks = nn.ModuleList()
-        self.snakes = nn.ModuleList()
-        for i in range(len(self.ups)):
-            ch = upsample_initial_channel // (2 ** (i + 1))
-            self.snakes.append(SnakeAlias(upsample_initial_channel // (2**i)))
-            for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes):
-                self.resblocks.append(block(ch, k, tuple(d)))
-        self.conv_post = apply_weight_norm(nn.Conv1d(ch, 1, 7, 1, padding=3))
-        self.snake_post = SnakeAlias(ch)
-        self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
-
-    def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor | None = None, *,
-                phase: torch.Tensor | None = None, rand_ini: torch.Tensor | None = None,
-                sine_noise: torch.Tensor | None = None) -> torch.Tensor:
-        har_source = self.m_source(f0, self.hop, phase=phase, rand_ini=rand_ini,
-                                   sine_noise=sine_noise).transpose(1, 2)
-        x = self.conv_pre(x)
-        if g is not None:
-            x = x + self.cond(g)
-        for i in range(self.num_upsamples):
-            x = self.ups[i](self.snakes[i](x))
-            x = x + self.noise_convs[i](har_source)
-            xs = self.resblocks[i * self.num_kernels](x)
-            for j in range(1, self.num_kernels):
-                xs = xs + self.resblocks[i * self.num_kernels + j](x)
-            x = xs / self.num_kernels
-        x = self.conv_post(self.snake_post(x))
-        return torch.tanh(x)
+        super().__init__(inter_channels, resblock, resblock_kernel_sizes, resblock_dilation_sizes, upsample_rates,
+                         upsample_initial_channel, upsample_kernel_sizes, gin_channels, source_sr,
+                         activation=SnakeAlias)
