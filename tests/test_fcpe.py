@@ -12,6 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pitch_helpers import (
+    assert_session_matches_graph,
+    cents_between,
+    export_salience_graph,
+    hide_installed_wheels,
+    read_npz,
+)
 
 from svc_runtime.pitch.decode import decode_fcpe, fcpe_bin_cents
 from svc_train.pitch.extract import NeuralPitchExtractor, extract_f0
@@ -30,10 +37,6 @@ CASES = [  # (fixture key, decoder, threshold)
 ]
 
 
-def cents_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs(1200.0 * np.log2(a.astype(np.float64) / b.astype(np.float64)))
-
-
 @pytest.fixture(scope="module")
 def weights() -> Path:
     try:
@@ -44,8 +47,7 @@ def weights() -> Path:
 
 @pytest.fixture(scope="module")
 def io() -> dict[str, np.ndarray]:
-    with np.load(FIXTURE / "io.npz") as data:
-        return dict(data)
+    return read_npz(FIXTURE / "io.npz")
 
 
 @pytest.fixture(scope="module")
@@ -145,14 +147,7 @@ def test_post_range_drops_low_and_clamps_high_f0() -> None:
 
 
 def test_missing_wheel_names_the_install_command(monkeypatch) -> None:
-    import importlib.metadata
-    import importlib.util
-
-    def not_installed(name: str):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(importlib.metadata, "files", not_installed)
+    hide_installed_wheels(monkeypatch)
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps torchfcpe==0\.0\.4"):
         bundled_fcpe_checkpoint()
     with pytest.raises(FileNotFoundError, match="fcpe_c_v001.pt"):
@@ -180,16 +175,6 @@ def test_exports_to_onnx_with_dynamic_length(extractor: NeuralPitchExtractor, tm
     path = tmp_path / "fcpe.onnx"
     rng = np.random.default_rng(0)
     example = torch.from_numpy((rng.standard_normal((1, 8000)) * 0.1).astype(np.float32))
-    torch.onnx.export(
-        graph, (example,), str(path), dynamo=False, opset_version=17,
-        input_names=["audio"], output_names=["salience"],
-        dynamic_axes={"audio": {0: "batch", 1: "samples"}, "salience": {0: "batch", 1: "frames"}},
-    )
+    export_salience_graph(graph, example, path)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for shape in ((1, 1000), (1, 12345), (2, 20000)):
-        audio = (rng.standard_normal(shape) * 0.1).astype(np.float32)
-        (got,) = session.run(None, {"audio": audio})
-        with torch.inference_mode():
-            expected = graph(torch.from_numpy(audio)).numpy()
-        assert got.shape == expected.shape == (shape[0], shape[1] // 160 + 1, 360)
-        assert np.abs(got - expected).max() < 1e-4
+    assert_session_matches_graph(session, graph, ((1, 1000), (1, 12345), (2, 20000)), rng)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pitch_helpers import assert_session_matches_graph, export_salience_graph, read_npz
 
 from svc_runtime.pitch.decode import decode_rmvpe, rmvpe_bin_cents
 from svc_runtime.signal.f0 import interpolate_unvoiced, resize_f0
@@ -25,8 +26,7 @@ CHECKPOINT = FIXTURE / "rmvpe.pt"
 
 @pytest.fixture(scope="module")
 def io() -> dict[str, np.ndarray]:
-    with np.load(FIXTURE / "io.npz") as data:
-        return dict(data)
+    return read_npz(FIXTURE / "io.npz")
 
 
 @pytest.fixture(scope="module")
@@ -148,18 +148,6 @@ def test_exports_to_onnx_with_dynamic_length(model, tmp_path) -> None:
     path = tmp_path / "rmvpe.onnx"
     rng = np.random.default_rng(0)
     example = torch.from_numpy(rng.standard_normal((1, 8000)).astype(np.float32) * 0.1)
-    torch.onnx.export(
-        graph, (example,), str(path), dynamo=False, opset_version=17,
-        input_names=["audio"], output_names=["salience"],
-        dynamic_axes={"audio": {0: "batch", 1: "samples"}, "salience": {0: "batch", 1: "frames"}},
-    )
+    export_salience_graph(graph, example, path)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for n_samples in (1000, 12345, 20000):
-        audio = (rng.standard_normal((1, n_samples)) * 0.1).astype(np.float32)
-        (got,) = session.run(None, {"audio": audio})
-        expected = _salience(graph, audio)
-        assert got.shape == expected.shape == (1, n_samples // 160 + 1, 360)
-        assert np.abs(got - expected).max() < 1e-4
-    batch = (rng.standard_normal((2, 4321)) * 0.1).astype(np.float32)
-    (got,) = session.run(None, {"audio": batch})
-    assert np.abs(got - _salience(graph, batch)).max() < 1e-4
+    assert_session_matches_graph(session, graph, ((1, 1000), (1, 12345), (1, 20000), (2, 4321)), rng)
