@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -28,12 +28,16 @@ import torch
 from svc_train.encoders.hubert import HubertConfig
 
 __all__ = [
+    "DEFAULT_CONV_FEATURE_LAYERS",
     "CheckpointLayoutError",
     "config_from_fairseq",
     "config_from_hf",
     "config_from_hubert_soft",
     "fold_weight_norm",
+    "fairseq_field_getter",
     "parse_conv_feature_layers",
+    "rename_keys",
+    "require_gelu",
     "state_from_fairseq",
     "state_from_hf",
     "state_from_hubert_soft",
@@ -88,9 +92,13 @@ def fold_weight_norm(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str
 # ---------------------------------------------------------------- key renaming
 
 
-def _rename(
-    state: Mapping[str, torch.Tensor], rules: list[tuple[str, str]], unused: re.Pattern[str], layout: str
+def rename_keys(
+    state: Mapping[str, torch.Tensor], rules: list[tuple[str, str]], unused: re.Pattern[str], encoder: str
 ) -> dict[str, torch.Tensor]:
+    """Rename every key by the first `(pattern, replacement)` rule that matches; drop `unused` keys.
+
+    A key no rule matches is an error naming `encoder` (e.g. "fairseq HuBERT encoder").
+    """
     out: dict[str, torch.Tensor] = {}
     unknown = []
     for key, value in state.items():
@@ -105,7 +113,7 @@ def _rename(
             unknown.append(key)
     if unknown:
         shown = ", ".join(unknown[:8]) + (" ..." if len(unknown) > 8 else "")
-        raise CheckpointLayoutError(f"{len(unknown)} keys are not part of a {layout} HuBERT encoder: {shown}")
+        raise CheckpointLayoutError(f"{len(unknown)} keys are not part of a {encoder}: {shown}")
     return out
 
 
@@ -162,7 +170,7 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, to
 
 def state_from_fairseq(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """fairseq ``HubertModel`` state dict -> `HubertEncoder` keys (weight norm folded)."""
-    renamed = _rename(state, _FAIRSEQ_RULES, _FAIRSEQ_UNUSED, "fairseq")
+    renamed = rename_keys(state, _FAIRSEQ_RULES, _FAIRSEQ_UNUSED, "fairseq HuBERT encoder")
     return fold_weight_norm(renamed, "encoder.pos_conv.conv.")
 
 
@@ -171,7 +179,7 @@ def state_from_hf(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     state = strip_prefix(state, "hubert.")
     if any(k.startswith("encoder.pos_conv_embed.batch_norm.") for k in state):
         raise CheckpointLayoutError("positional conv with batch norm (conv_pos_batch_norm=True) is not supported")
-    renamed = _rename(state, _HF_RULES, _HF_UNUSED, "Hugging Face")
+    renamed = rename_keys(state, _HF_RULES, _HF_UNUSED, "Hugging Face HuBERT encoder")
     return fold_weight_norm(renamed, "encoder.pos_conv.conv.")
 
 
@@ -180,7 +188,7 @@ def state_from_hubert_soft(state: Mapping[str, torch.Tensor]) -> dict[str, torch
 
     ``nn.MultiheadAttention``'s packed ``in_proj_weight`` [3D, D] is split into q, k, v.
     """
-    renamed = _rename(strip_prefix(state, "module."), _SOFT_RULES, _SOFT_UNUSED, "hubert-soft")
+    renamed = rename_keys(strip_prefix(state, "module."), _SOFT_RULES, _SOFT_UNUSED, "hubert-soft HuBERT encoder")
     out = {}
     for key, value in renamed.items():
         packed = re.match(r"^(encoder\.layers\.\d+\.attention)\.in_proj_(weight|bias)$", key)
@@ -228,12 +236,23 @@ def parse_conv_feature_layers(spec: str) -> tuple[tuple[int, int, int], ...]:
     return tuple(layers)
 
 
+def fairseq_field_getter(cfg: Mapping[str, Any]) -> Callable[[str, Any], Any]:
+    """`get(field, default)` over a fairseq-style config: the default where absent or None."""
+
+    def get(field: str, default: Any) -> Any:
+        value = cfg.get(field, default)
+        return default if value is None else value
+
+    return get
+
+
 def _final_proj_dim(state: Mapping[str, torch.Tensor]) -> int:
     weight = state.get("final_proj.weight")
     return 0 if weight is None else int(weight.shape[0])
 
 
-def _require_gelu(value: Any, field: str) -> None:
+def require_gelu(value: Any, field: str) -> None:
+    """Refuse an activation other than GELU (None means the default, GELU)."""
     if value is not None and str(value) != "gelu":
         raise CheckpointLayoutError(f"{field}={value!r} is not supported (only 'gelu')")
 
@@ -244,12 +263,8 @@ def config_from_fairseq(model_cfg: Mapping[str, Any], state: Mapping[str, torch.
     ``state`` is the already renamed state dict (for final_proj and the projection).
     Missing fields take fairseq ``HubertConfig`` defaults.
     """
-
-    def get(field: str, default: Any) -> Any:
-        value = model_cfg.get(field, default)
-        return default if value is None else value
-
-    _require_gelu(get("activation_fn", "gelu"), "activation_fn")
+    get = fairseq_field_getter(model_cfg)
+    require_gelu(get("activation_fn", "gelu"), "activation_fn")
     if get("layer_type", "transformer") != "transformer":
         raise CheckpointLayoutError(f"layer_type={get('layer_type', '')!r} is not supported (only 'transformer')")
     if int(get("pos_conv_depth", 1)) != 1:
@@ -281,8 +296,8 @@ def config_from_hf(config: Mapping[str, Any], state: Mapping[str, torch.Tensor])
         raise CheckpointLayoutError(f"config.json model_type={model_type!r}: expected 'hubert'")
     if config.get("conv_pos_batch_norm", False):
         raise CheckpointLayoutError("conv_pos_batch_norm=True is not supported")
-    _require_gelu(config.get("hidden_act", "gelu"), "hidden_act")
-    _require_gelu(config.get("feat_extract_activation", "gelu"), "feat_extract_activation")
+    require_gelu(config.get("hidden_act", "gelu"), "hidden_act")
+    require_gelu(config.get("feat_extract_activation", "gelu"), "feat_extract_activation")
     norm = config.get("feat_extract_norm", "group")
     if norm not in ("group", "layer"):
         raise CheckpointLayoutError(f"feat_extract_norm={norm!r}: expected 'group' or 'layer'")

@@ -19,7 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from svc_train.encoders.layouts import CheckpointLayoutError, parse_conv_feature_layers, strip_prefix
+from svc_train.encoders.layouts import (
+    DEFAULT_CONV_FEATURE_LAYERS,
+    CheckpointLayoutError,
+    fairseq_field_getter,
+    parse_conv_feature_layers,
+    rename_keys,
+    require_gelu,
+    strip_prefix,
+)
 from svc_train.encoders.loading import HF_WEIGHT_FILES, read_hf_folder
 from svc_train.safe_pickle import load_checkpoint
 
@@ -89,16 +97,11 @@ class WavLMContentEncoder(nn.Module):
 
 def wavlm_config_from_original(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """microsoft/unilm ``WavLMConfig`` fields -> transformers ``WavLMConfig`` kwargs."""
-
-    def get(field: str, default: Any) -> Any:
-        value = cfg.get(field, default)
-        return default if value is None else value
-
+    get = fairseq_field_getter(cfg)
     if not get("relative_position_embedding", True) or not get("gru_rel_pos", True):
         raise CheckpointLayoutError("WavLM without gated relative position bias is not supported")
-    if str(get("activation_fn", "gelu")) != "gelu":
-        raise CheckpointLayoutError(f"activation_fn={get('activation_fn', '')!r} is not supported (only 'gelu')")
-    layers = parse_conv_feature_layers(str(get("conv_feature_layers", "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2")))
+    require_gelu(get("activation_fn", "gelu"), "activation_fn")
+    layers = parse_conv_feature_layers(str(get("conv_feature_layers", DEFAULT_CONV_FEATURE_LAYERS)))
     mode = str(get("extractor_mode", "default"))
     if mode not in ("default", "layer_norm"):
         raise CheckpointLayoutError(f"extractor_mode={mode!r}: expected 'default' or 'layer_norm'")
@@ -124,20 +127,7 @@ def wavlm_config_from_original(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def wavlm_state_from_original(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """microsoft/unilm WavLM state dict -> transformers ``WavLMModel`` names."""
-    out, unknown = {}, []
-    for key, value in state.items():
-        if _ORIGINAL_UNUSED.match(key):
-            continue
-        for pattern, replacement in _ORIGINAL_RULES:
-            new_key, count = re.subn(pattern, replacement, key)
-            if count:
-                out[new_key] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointLayoutError(f"{len(unknown)} keys are not part of a WavLM encoder: {', '.join(unknown[:8])}")
-    return out
+    return rename_keys(state, _ORIGINAL_RULES, _ORIGINAL_UNUSED, "WavLM encoder")
 
 
 def _match_weight_norm_style(state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
