@@ -243,6 +243,10 @@ def _parse_section(section_cls, raw: Any, section: str, source: str):
     return section_cls(**values, extras=extras)
 
 
+_JSON_SCALARS: dict[type, tuple[type, ...]] = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+"""A scalar field's type -> the JSON value types it accepts."""
+
+
 def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
     """Check `value` against `hint`; JSON lists become tuples. Ints are accepted where floats are."""
     origin = typing.get_origin(hint)
@@ -261,20 +265,9 @@ def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"{source}: {name} must have {len(args)} entries, got {len(value)}")
         return tuple(_coerce(v, a, f"{name}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise _type_error(value, hint, name, source)
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _type_error(value, hint, name, source)
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _type_error(value, hint, name, source)
-        return value
-    if hint is str:
-        if not isinstance(value, str):
+    if hint in _JSON_SCALARS:
+        # bool is an int subclass: true/false counts only where the field is a bool
+        if not isinstance(value, _JSON_SCALARS[hint]) or (hint is not bool and isinstance(value, bool)):
             raise _type_error(value, hint, name, source)
         return value
     raise TypeError(f"unsupported config type {hint} for {name}")
