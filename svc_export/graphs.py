@@ -98,3 +98,28 @@ class WaveformGraph(nn.Module):
 
     def forward(self, wav):
         return self.module(wav)
+
+
+class CrepeFraming(nn.Module):
+    """CREPE's framing and per-frame normalisation, audio [B, N] -> frames [B, N // 160 + 1, 1024]
+    (a module so that its nodes carry a scope name, `/framing/`, which fp16 graphs keep in fp32:
+    a frame's std can be far below fp16's range)."""
+
+    def forward(self, audio):
+        from svc_train.pitch.crepe import normalised_frames  # noqa: PLC0415
+
+        return normalised_frames(audio)
+
+
+class CrepeGraph(nn.Module):
+    """`CrepeFromAudio` for export: forward(audio [B, N] 16 kHz) -> probabilities [B, N // 160 + 1, 360]."""
+
+    def __init__(self, crepe_from_audio: nn.Module) -> None:
+        super().__init__()
+        self.framing = CrepeFraming()
+        self.network = crepe_from_audio.network
+
+    def forward(self, audio):
+        frames = self.framing(audio)
+        batch, n_frames, window = frames.shape
+        return self.network(frames.reshape(batch * n_frames, window)).reshape(batch, n_frames, -1)

@@ -37,6 +37,7 @@ FP32_SCOPES = {
     "generator": ("/m_source/", "/coarse_pitch/"),
     "speech_encoder": ("/feature_extractor/",),
     "pitch": ("/mel/",),
+    "crepe": ("/framing/",),
 }
 """Module scopes kept in fp32 in fp16 graphs: the NSF source (phase and sines), the
 f0 -> coarse-bin mapping, the encoder's first conv stack on raw audio, the pitch networks' STFT/mel front end."""
@@ -140,8 +141,9 @@ def _waveform(batch: int, samples: int, generator: torch.Generator) -> torch.Ten
 def waveform_plan(
     name: str, role: str, module: nn.Module, output: str, output_shape: tuple[int | str, ...], tolerance: float,
     lengths: tuple[int, ...] = WAVEFORM_LENGTHS,
+    fp32_scopes: tuple[str, ...] | None = None,
 ) -> GraphPlan:
-    """A graph on a 16 kHz waveform `wav` [batch, samples]."""
+    """A graph on a 16 kHz waveform `wav` [batch, samples]; fp32_scopes default: the role's."""
 
     def make_inputs(samples: int, seed: int) -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(2000 + seed)
@@ -156,7 +158,7 @@ def waveform_plan(
         make_inputs=make_inputs,
         lengths=lengths,
         tolerance={output: tolerance},
-        meta={"fp32_scopes": FP32_SCOPES[role], "hop": 0},
+        meta={"fp32_scopes": fp32_scopes or FP32_SCOPES[role], "hop": 0},
     )
 
 
@@ -164,5 +166,6 @@ def speech_encoder_plan(module: nn.Module, dim: int) -> GraphPlan:
     return waveform_plan("speech_encoder", "speech_encoder", module, "units", ("batch", dim, "frames"), UNITS_TOLERANCE)
 
 
-def pitch_plan(module: nn.Module, n_bins: int) -> GraphPlan:
-    return waveform_plan("pitch", "pitch", module, "salience", ("batch", "frames", n_bins), SALIENCE_TOLERANCE)
+def pitch_plan(module: nn.Module, n_bins: int, fp32_scopes: tuple[str, ...] | None = None) -> GraphPlan:
+    return waveform_plan("pitch", "pitch", module, "salience", ("batch", "frames", n_bins), SALIENCE_TOLERANCE,
+                         fp32_scopes=fp32_scopes)

