@@ -51,6 +51,17 @@ def _groups(groups: int, c_in: int, c_out: int, scale: float) -> int:
     return math.gcd(math.gcd(g, c_in), c_out)
 
 
+def _conv_stack(x: torch.Tensor, convs: nn.ModuleList, conv_post: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Each conv then a leaky ReLU, then `conv_post`: (logits flattened to [B, N], every layer's output)."""
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        fmap.append(x)
+    x = conv_post(x)
+    fmap.append(x)
+    return torch.flatten(x, 1, -1), fmap
+
+
 class DiscriminatorP(nn.Module):
     """Period discriminator: [B, 1, T] -> (logits [B, N], feature maps)."""
 
@@ -77,19 +88,12 @@ class DiscriminatorP(nn.Module):
         self.conv_post = _normed(nn.Conv2d(top, 1, (3, 1), 1, padding=(1, 0)), use_spectral_norm)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmap = []
         b, c, t = x.shape
         if t % self.period != 0:
             n_pad = self.period - (t % self.period)
             x = F.pad(x, (0, n_pad), "reflect")
             t = t + n_pad
-        x = x.view(b, c, t // self.period, self.period)
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(x.view(b, c, t // self.period, self.period), self.convs, self.conv_post)
 
 
 class DiscriminatorS(nn.Module):
@@ -115,13 +119,7 @@ class DiscriminatorS(nn.Module):
         self.conv_post = _normed(nn.Conv1d(c1024, 1, 3, 1, padding=1), use_spectral_norm)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(x, self.convs, self.conv_post)
 
 
 class MultiPeriodDiscriminator(nn.Module):
