@@ -19,6 +19,8 @@ from svc_train.models.pitch import f0_to_coarse
 
 AUDIO_TOL = 1e-4
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 @pytest.fixture(scope="module")
 def ref(fixtures_dir):
@@ -26,14 +28,6 @@ def ref(fixtures_dir):
     io = {k: torch.from_numpy(v) for k, v in np.load(d / "io.npz").items()}
     noisy = {k: torch.from_numpy(v) for k, v in np.load(d / "io_noise.npz").items()}
     return io, noisy
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
