@@ -163,6 +163,15 @@ ActivationFactory = Callable[[int], nn.Module]
 """Builds one activation module for a channel count (nsf-snake-hifigan's `SnakeAlias`)."""
 
 
+def _same_length_convs(channels: int, kernel_size: int, dilations) -> nn.ModuleList:
+    """One weight-normed, length-preserving [B, C, T] -> [B, C, T] conv per dilation."""
+    return nn.ModuleList(
+        apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
+                                    padding=get_padding(kernel_size, d)))
+        for d in dilations
+    )
+
+
 class _ResBlock(nn.Module):
     """Shared by the HiFiGAN residual blocks: the activation before each conv.
 
@@ -185,16 +194,8 @@ class ResBlock1(_ResBlock):
     def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3, 5),
                  activation: ActivationFactory | None = None):
         super().__init__()
-        self.convs1 = nn.ModuleList(
-            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
-                                        padding=get_padding(kernel_size, d)))
-            for d in dilation[:3]
-        )
-        self.convs2 = nn.ModuleList(
-            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=1,
-                                        padding=get_padding(kernel_size, 1)))
-            for _ in range(3)
-        )
+        self.convs1 = _same_length_convs(channels, kernel_size, dilation[:3])
+        self.convs2 = _same_length_convs(channels, kernel_size, (1, 1, 1))
         self._register_activations(channels, 6, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,11 +210,7 @@ class ResBlock2(_ResBlock):
     def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3),
                  activation: ActivationFactory | None = None):
         super().__init__()
-        self.convs = nn.ModuleList(
-            apply_weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
-                                        padding=get_padding(kernel_size, d)))
-            for d in dilation[:2]
-        )
+        self.convs = _same_length_convs(channels, kernel_size, dilation[:2])
         self._register_activations(channels, 2, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
