@@ -6,8 +6,13 @@ zero padding, whole frames -> windows of frames with context: raw F0 + units per
 kept on the window's own region -> unvoiced interpolation, transpose, optional F0
 prediction, optional retrieval/cluster blend, volume, speaker weights, NSF phases in
 float64 over the slice, noise from a deterministic field -> generator per chunk window,
-chunks of equal length batched (across files too) -> optional shallow diffusion (or only
-diffusion in place of the generator) and enhancement per chunk -> crossfade stitching -> loudness mix.
+chunks of equal length batched (across files too) up to a sample budget -> optional shallow
+diffusion (or only diffusion in place of the generator) and enhancement per chunk -> crossfade
+stitching straight into the file's output -> loudness mix.
+
+Memory: besides the decoded input, the output and each slice's prepared features (until its
+chunks are rendered), what rendering holds is bounded by the batch budget: one set of batch
+buffers sized for the largest batch, and a few noise blocks per slice.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, Retriev
 from svc_runtime.pipeline.spkmix import SpeakerMix, load_speaker_mix
 from svc_runtime.signal.f0 import NoVoiceError, interpolate_unvoiced, shift_f0
 from svc_runtime.signal.nsf_phase import frame_start_phases
-from svc_runtime.signal.slicer import Chunk, plan_chunks, slice_on_silence, stitch
+from svc_runtime.signal.slicer import Chunk, crossfade_weights, plan_chunks, slice_on_silence
 from svc_runtime.signal.volume import change_rms, volume_envelope
 
 MIN_SEGMENT_FRAMES = 16
@@ -47,28 +52,39 @@ DIFFUSION_STREAM = 1 << 16
 
 @dataclass
 class SegmentWork:
-    """One voiced slice, padded, with every generator input on its frame grid."""
+    """One voiced slice, padded, with every generator input on its frame grid.
+
+    Slice coordinates: frame 0 / sample 0 is `pad` samples before `start` in the input.
+    After its last chunk is rendered, `release` drops the large inputs (units, volume,
+    speaker weights, noise blocks); F0, voicing and phases (a few floats per frame) stay.
+    """
 
     start: int
     end: int
     pad: int
     n_frames: int
-    c: np.ndarray
+    c: np.ndarray | None
     f0: np.ndarray
     uv: np.ndarray
     vol: np.ndarray | None
-    speaker: np.ndarray
+    speaker: np.ndarray | None
     phase: np.ndarray
     noise: NoiseField
     chunks: list[Chunk]
-    out: np.ndarray
     diffusion_phase: np.ndarray | None = None
     diffusion_noise: NoiseField | None = None
+
+    def release(self) -> None:
+        """Drop what only the generator needed; the slice cannot be rendered again afterwards."""
+        self.c = self.vol = self.speaker = self.diffusion_phase = None
+        self.noise.release()
+        if self.diffusion_noise is not None:
+            self.diffusion_noise.release()
 
 
 @dataclass
 class PreparedFile:
-    """A decoded file with its voiced slices prepared; `render` fills each slice's `out`."""
+    """A decoded file with its voiced slices prepared; `render` turns it into audio (once)."""
 
     source: np.ndarray
     n_out: int
@@ -113,7 +129,7 @@ class Converter:
         kept = options.clip_seconds if options.clip_seconds > 0 else options.max_window_seconds
         self.window = int(math.ceil(kept * frames_per_s)) + 2 * self.context
         self.fade = int(round(options.crossfade_seconds * self.sr))
-        self._buffers: dict[tuple, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -241,7 +257,7 @@ class Converter:
         phase, _ = self.bundle.source_phases(f0[None], rand_ini=noise.rand_ini()[None])
         work = SegmentWork(
             start=start, end=end, pad=pad, n_frames=n, c=c, f0=f0.astype(np.float32), uv=uv, vol=vol,
-            speaker=speaker, phase=phase[0], noise=noise, chunks=chunks, out=np.zeros(n * hop, np.float32),
+            speaker=speaker, phase=phase[0], noise=noise, chunks=chunks,
         )
         if self.diffusion is not None:  # the vocoder's sine phases over the slice (float64), sliced per chunk
             vocoder = self.diffusion.spec.vocoder
@@ -274,27 +290,85 @@ class Converter:
     # ------------------------------------------------------------------ render
 
     def render(self, files: list[PreparedFile]) -> list[np.ndarray]:
-        """Run the generator over every chunk of `files` (equal-length chunks batched) -> audio [n_out] each."""
+        """Run the generator over every chunk of `files` (equal-length chunks batched) -> audio [n_out] each.
+
+        Each chunk's output is crossfaded straight into its file's output; a slice's inputs
+        are released as soon as its last chunk is done, so `files` can be rendered only once.
+        """
+        outputs = [np.zeros(f.n_out, np.float32) for f in files]
+        targets: dict[int, np.ndarray] = {}
+        left: dict[int, int] = {}
         jobs: dict[int, list[tuple[SegmentWork, Chunk]]] = {}
-        for f in files:
+        for f, out in zip(files, outputs):
             for seg in f.segments:
+                if seg.c is None:
+                    raise ValueError("this prepared file was already rendered (its slices were released); prepare it again")
+                targets[id(seg)], left[id(seg)] = out, len(seg.chunks)
                 for ch in seg.chunks:
                     jobs.setdefault(ch.length, []).append((seg, ch))
         for length, items in jobs.items():
-            for i in range(0, len(items), self.options.batch_size):
-                self._run_batch(items[i : i + self.options.batch_size], length)
-        return [self._assemble(f) for f in files]
+            per_batch = self._batch_capacity(length)
+            for i in range(0, len(items), per_batch):
+                batch = items[i : i + per_batch]
+                audio = self._run_batch(batch, length)
+                for b, (seg, ch) in enumerate(batch):
+                    self._place(targets[id(seg)], seg, ch, audio[b, 0])
+                    left[id(seg)] -= 1
+                    if left[id(seg)] == 0:
+                        seg.release()
+        return [self._finish(f, out) for f, out in zip(files, outputs)]
+
+    def _batch_capacity(self, length: int) -> int:
+        """Chunks of `length` frames per generator run: `batch_size`, fewer when their windows together would
+        exceed `batch_seconds` of audio (always at least one)."""
+        budget = int(self.options.batch_seconds * self.sr)
+        return max(1, min(self.options.batch_size, budget // (length * self.hop)))
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        key = (name, shape)
-        buf = self._buffers.get(key)
-        if buf is None:
-            if len(self._buffers) > 64:
-                self._buffers.clear()
-            buf = self._buffers[key] = np.empty(shape, np.float32)
-        return buf
+        """A C-contiguous float32 scratch array of `shape`: a view of one flat buffer per name, kept at the
+        largest size asked for so far (bounded by the batch budget), so no per-shape copies accumulate."""
+        size = math.prod(shape)
+        flat = self._buffers.get(name)
+        if flat is None or flat.size < size:
+            flat = self._buffers[name] = np.empty(size, np.float32)
+        return flat[:size].reshape(shape)
 
-    def _run_batch(self, items: list[tuple[SegmentWork, Chunk]], length: int) -> None:
+    def _place(self, out: np.ndarray, seg: SegmentWork, ch: Chunk, piece: np.ndarray) -> None:
+        """Crossfade one chunk window's audio `piece` into the file output `out`, clipped to the slice's own
+        samples [seg.start, min(seg.end, len(out))) (its padding is dropped, as the slice's neighbours own it).
+
+        The weights are those of `svc_runtime.signal.slicer.stitch` over the slice's [n_frames * hop] samples;
+        every output sample receives at most two weighted pieces, added to zero, so the sum does not depend on
+        the order the chunks are rendered in."""
+        hop, n_seg = self.hop, seg.n_frames * self.hop
+        piece_start, keep_start, keep_end = ch.win_start * hop, ch.keep_start * hop, ch.keep_end * hop
+        fade, half = self.fade, self.fade // 2
+        lo = keep_start - half if keep_start > 0 and fade > 0 else keep_start
+        hi = keep_end + (fade - half) if keep_end < n_seg and fade > 0 else keep_end
+        lo, hi = max(lo, 0), min(hi, n_seg)
+        if lo < piece_start or hi > piece_start + piece.shape[-1]:
+            raise ValueError(f"piece covers [{piece_start}, {piece_start + piece.shape[-1]}) but the crossfade "
+                             f"needs [{lo}, {hi})")
+        own_lo, own_hi = seg.pad, seg.pad + min(seg.end, out.shape[0]) - seg.start
+        a, z = max(lo, own_lo), min(hi, own_hi)
+        if a >= z:
+            return
+        part = piece[a - piece_start : z - piece_start].astype(np.float32, copy=True)
+        if fade > 0:
+            ramp = crossfade_weights(fade)
+            if keep_start > 0:
+                r = keep_start - half
+                s0, s1 = max(r, a), min(r + fade, z)
+                part[s0 - a : s1 - a] *= ramp[s0 - r : s1 - r]
+            if keep_end < n_seg:
+                r = keep_end - half
+                s0, s1 = max(r, a), min(r + fade, z)
+                part[s0 - a : s1 - a] *= 1.0 - ramp[s0 - r : s1 - r]
+        shift = seg.start - seg.pad
+        out[a + shift : z + shift] += part
+
+    def _run_batch(self, items: list[tuple[SegmentWork, Chunk]], length: int) -> np.ndarray:
+        """The generator (and diffusion / enhancer) over a batch of equal-length chunk windows -> [B, 1, length*hop]."""
         m, hop, B = self.model, self.hop, len(items)
         c = self._buffer("c", (B, m.ssl_dim, length))
         f0 = self._buffer("f0", (B, length))
@@ -327,8 +401,7 @@ class Converter:
                 audio = self._diffuse(items, c, f0, vol_d, spk, length, start=audio)
         if self.enhancer is not None:
             audio = np.stack([self._enhance(audio[b, 0], f0[b], seg, ch) for b, (seg, ch) in enumerate(items)])[:, None]
-        for b, (seg, ch) in enumerate(items):
-            stitch(seg.out, audio[b, 0], ch.win_start * hop, ch.keep_start * hop, ch.keep_end * hop, self.fade)
+        return audio
 
     def _diffuse(self, items, c, f0, vol, spk, length: int, start: np.ndarray | None) -> np.ndarray:
         """Shallow diffusion of the generator's audio `start` [B, 1, L*hop] (None: only diffusion, from noise)
@@ -359,11 +432,8 @@ class Converter:
         return self.enhancer.enhance(audio, self.sr, f0, self.hop, adaptive_key=self.options.enhancer_adaptive_key,
                                      seed=int(seed.generate_state(1)[0]))
 
-    def _assemble(self, f: PreparedFile) -> np.ndarray:
-        out = np.zeros(f.n_out, np.float32)
-        for seg in f.segments:
-            length = min(seg.end, f.n_out) - seg.start
-            out[seg.start : seg.start + length] = seg.out[seg.pad : seg.pad + length]
+    def _finish(self, f: PreparedFile, out: np.ndarray) -> np.ndarray:
+        """Loudness mix and the finiteness check on a file's stitched output [n_out]."""
         if self.options.loudness_mix < 1.0:
             out = change_rms(f.source[: f.n_out], self.sr, out, self.sr, self.options.loudness_mix)
         if not np.all(np.isfinite(out)):

@@ -2,7 +2,10 @@
 
 Whole-file, chunked and streamed conversion draw the same numbers for the same frame,
 so their outputs agree wherever their inputs do. Noise is drawn in blocks of
-`block_frames` frames, each from its own seeded numpy Generator.
+`block_frames` frames, each from its own seeded numpy Generator; only the last
+`cached_blocks` blocks of each kind are kept, so a field's memory stays bounded however
+long the audio it covers (neighbouring chunk windows overlap by their context, which
+the recent blocks serve).
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ import numpy as np
 class NoiseField:
     """Standard-normal prior [inter, T] and sine [T*hop, H] noise, uniform rand_ini [H], per frame range."""
 
-    def __init__(self, seed: int, inter_channels: int, hop: int, harmonics: int, stream: int = 0, block_frames: int = 128):
+    def __init__(self, seed: int, inter_channels: int, hop: int, harmonics: int, stream: int = 0,
+                 block_frames: int = 128, cached_blocks: int = 4):
         self.seed = int(seed)
         self.stream = int(stream)
         self.inter_channels = inter_channels
         self.hop = hop
         self.harmonics = harmonics
         self.block_frames = block_frames
+        self.cached_blocks = cached_blocks
         self._cache: dict[tuple[str, int], np.ndarray] = {}
 
     def _rng(self, kind: int, block: int) -> np.random.Generator:
@@ -27,17 +32,24 @@ class NoiseField:
 
     def _block(self, kind: str, block: int) -> np.ndarray:
         key = (kind, block)
-        cached = self._cache.get(key)
+        cached = self._cache.pop(key, None)
         if cached is not None:
+            self._cache[key] = cached  # most recently used last
             return cached
         if kind == "prior":
             value = self._rng(1, block).standard_normal((self.inter_channels, self.block_frames), dtype=np.float32)
         else:
             value = self._rng(2, block).standard_normal((self.block_frames * self.hop, self.harmonics), dtype=np.float32)
-        if len(self._cache) > 64:
-            self._cache.clear()
-        self._cache[key] = value
+        same_kind = [k for k in self._cache if k[0] == kind]
+        for old in same_kind[: max(0, len(same_kind) - self.cached_blocks + 1)]:
+            del self._cache[old]
+        if self.cached_blocks > 0:
+            self._cache[key] = value
         return value
+
+    def release(self) -> None:
+        """Drop the cached blocks (they are redrawn, identically, if asked for again)."""
+        self._cache.clear()
 
     def rand_ini(self) -> np.ndarray:
         """Initial NSF phases [H] in cycles; element 0 is 0 (the reference forces it)."""

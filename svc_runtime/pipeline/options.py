@@ -28,6 +28,11 @@ class ConvertOptions:
     generator; `enhance` re-synthesises the output with the NSF-HiFiGAN vocoder at
     `enhancer_adaptive_key` semitones (ignored with shallow diffusion, as in so-vits-svc).
     `diffusion_method` / `diffusion_speedup`: the sampler and its step factor (None: the model's).
+
+    Batching: at most `batch_size` chunk windows per generator run, and fewer where their
+    windows together would exceed `batch_seconds` of audio (one window always runs): the
+    generator's inputs, activations and outputs grow with the samples in a batch (a 30 s
+    window's sine-noise input alone is 48 MB at 44.1 kHz), so this bounds the memory.
     """
 
     speaker: str | int | None = None
@@ -50,6 +55,7 @@ class ConvertOptions:
     crossfade_seconds: float = 0.05
     remove_dc: bool = True
     batch_size: int = 8
+    batch_seconds: float = 40.0
     output_format: str = "wav"
     shallow_diffusion: bool = False
     k_step: int = 100
@@ -74,6 +80,7 @@ class ConvertOptions:
             (self.crossfade_seconds >= 0.0, "crossfade seconds must be >= 0"),
             (self.crossfade_seconds <= self.context_seconds, "crossfade must not exceed the context"),
             (self.batch_size >= 1, "batch size must be >= 1"),
+            (self.batch_seconds > 0.0, "batch seconds (audio per generator run) must be > 0"),
             (self.output_format in OUTPUT_FORMATS, f"output format must be one of {sorted(OUTPUT_FORMATS)}"),
             (self.speaker is None or self.speaker_mix is None, "give a speaker or a speaker mix, not both"),
             (not (self.shallow_diffusion and self.only_diffusion), "choose shallow diffusion or only diffusion, not both"),
