@@ -28,6 +28,7 @@ from svc_export.onnx_export import (
     GraphPlan,
     ParityResult,
     check_onnx,
+    convs_as_2d,
     export_onnx,
     float64_tensors,
     graph_parity,
@@ -315,6 +316,7 @@ def _versions(opset: int) -> dict[str, str]:
         "onnx": onnx.__version__,
         "onnxruntime": version("onnxruntime"),
         "opset": str(opset),
+        "graph_passes": "conv1d_as_conv2d",
     }
 
 
@@ -419,6 +421,10 @@ def _export_plan(
         started = time.perf_counter()
         before, after = simplify_onnx(path)
         step(f"{plan.name}: onnxslim {before} -> {after} nodes ({time.perf_counter() - started:.1f} s)")
+        model = check_onnx(path)
+    rewritten = convs_as_2d(path)
+    if rewritten:
+        step(f"{plan.name}: {rewritten} 1-D convolutions run as 2-D (ONNX Runtime's NCHWc kernels)")
         model = check_onnx(path)
     if request.trt and float64_tensors(model):
         raise GraphExportError(f"graph {plan.name}: holds float64 tensors, which TensorRT cannot run")
