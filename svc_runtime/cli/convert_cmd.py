@@ -55,12 +55,14 @@ def convert(
     diffusion_speedup: Optional[int] = typer.Option(
         None, "--diffusion-speedup", help="Diffusion steps per sampler step, >= 2 (default: the model's)."),
     provider: str = typer.Option("cpu", "--provider", help="cpu, cuda or tensorrt."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads per graph (0: ONNX Runtime's default)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose output exists (resume)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: convert only every n-th file from i (0-based)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log which provider runs each graph."),
 ) -> None:
     """Convert audio files with an exported bundle."""
     from svc_runtime.bundle.bundle import Bundle
+    from svc_runtime.bundle.sessions import ProviderConfig
     from svc_runtime.pipeline.batch import BatchRunner, PlanError, parse_shard, plan_jobs
     from svc_runtime.pipeline.convert import Converter
     from svc_runtime.pipeline.options import ConvertOptions
@@ -89,7 +91,7 @@ def convert(
         console.print("[yellow]no audio files found in the inputs (or in this shard)[/yellow]")
         raise typer.Exit(0)
     try:
-        loaded = Bundle.load(bundle, provider=provider)
+        loaded = Bundle.load(bundle, provider=ProviderConfig(provider=provider, intra_op_threads=threads))
         converter = Converter(loaded, options)
     except (OSError, ValueError, RuntimeError) as e:
         console.print(f"[red]error:[/red] {e}")
