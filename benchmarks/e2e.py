@@ -392,6 +392,8 @@ def run(args: argparse.Namespace, log) -> dict:
         for size in args.sizes:
             models = ensure_models(size, args.cache)
             log(f"{size}: models in {models.root}")
+            manifest = json.loads((models.bundle / "manifest.json").read_text(encoding="utf-8"))
+            results.setdefault("bundles", {})[size] = manifest.get("exporter", {})
             if "throughput" in args.sections:
                 results.setdefault("throughput", []).extend(
                     throughput(models, args.lengths, args.reps, args.threads, work, not args.no_torch, log,

@@ -21,23 +21,26 @@ from pathlib import Path
 from benchmarks.report import merge, write_reports
 
 STEPS: dict[str, list[str]] = {
-    # whole-file throughput at 2 threads (the 2-core target) with the best tuned variant interleaved
+    # whole-file throughput at 2 threads (the 2-core target); add "--variants", "spin" (benchmarks/tuning.py)
+    # to interleave a tuned variant of ours
     "throughput_t2": ["--sizes", "standard", "tiny", "--sections", "throughput", "--lengths", "5", "10",
-                      "--reps", "3", "--threads", "2", "--variants", "conv2d_no_spin"],
+                      "--reps", "3", "--threads", "2"],
     # the same at 1 thread each: no thread oversubscription on a loaded machine
     "throughput_t1": ["--sizes", "standard", "--sections", "throughput", "--lengths", "10", "--reps", "3",
-                      "--threads", "1", "--variants", "conv2d"],
+                      "--threads", "1"],
     # RTF against input length, ours only (torch eager at 30 s would take minutes per repetition)
     "length_ours": ["--sizes", "standard", "--sections", "throughput", "--lengths", "30", "--reps", "1",
-                    "--threads", "2", "--no-torch", "--variants", "conv2d_no_spin"],
+                    "--threads", "2", "--no-torch"],
+    # each graph against its 1-D -> 2-D convolution rewrite: only informative on a bundle exported before
+    # svc-export applied that pass itself (manifest exporter.graph_passes)
     "graphs": ["--sizes", "standard", "--sections", "graphs", "--reps", "6"],
     "tuning": ["--sizes", "standard", "--sections", "tuning", "--tuning-seconds", "5", "--reps", "3", "--threads", "2"],
     "batch": ["--sizes", "tiny", "--sections", "batch", "--batch", "1", "4", "16", "--batch-file-seconds", "2",
               "--threads", "2"],
-    "streaming": ["--sizes", "standard", "--sections", "streaming", "--blocks", "32", "64", "128", "256", "500",
+    "streaming": ["--sizes", "standard", "--sections", "streaming", "--blocks", "32", "100", "500",
                   "--stream-max-blocks", "10", "--threads", "2"],
     # the same with a short left context (the streaming converter re-runs every graph over its context)
-    "streaming_ctx": ["--sizes", "standard", "--sections", "streaming", "--blocks", "32", "64", "128", "256", "500",
+    "streaming_ctx": ["--sizes", "standard", "--sections", "streaming", "--blocks", "32", "100", "500",
                       "--stream-max-blocks", "10", "--threads", "2", "--stream-context", "0.1"],
     "memory": ["--sizes", "standard", "--sections", "memory", "coldstart", "--memory-lengths", "10",
                "--memory-long", "60", "--coldstart-reps", "2", "--threads", "2"],

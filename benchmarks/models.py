@@ -12,6 +12,8 @@ Per size (`standard`: so-vits-svc 4.1 config_template; `tiny`: its tiny template
 The encoder goes through the real loader (`svc_train.load_content_encoder`); pitch is
 FCPE with the real weights the torchfcpe wheel ships. Nothing is downloaded.
 The default cache is ~/.cache/svc-bench (override with SVC_BENCH_CACHE).
+After an exporter change, `python -m benchmarks.models --rebuild-bundle [SIZE ...]` re-exports the
+bundles from the same cached checkpoints (an existing bundle is otherwise reused as it is).
 """
 
 from __future__ import annotations
@@ -193,8 +195,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sizes", nargs="*", default=list(SIZES), choices=SIZES)
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--no-bundle", action="store_true", help="only config, checkpoint and encoder")
+    parser.add_argument("--rebuild-bundle", action="store_true",
+                        help="re-export the bundle from the cached checkpoint (after an exporter change; the "
+                             "random weights stay the same)")
     args = parser.parse_args(argv)
     for size in args.sizes:
+        if args.rebuild_bundle and not args.no_bundle:
+            stale = ensure_models(size, args.cache, bundle=False).bundle
+            if stale.is_dir():
+                shutil.rmtree(stale)
         models = ensure_models(size, args.cache, bundle=not args.no_bundle)
         sys.stdout.write(f"{size}: {models.root}\n")
 

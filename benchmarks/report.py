@@ -31,12 +31,21 @@ def machine_lines(results: dict) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     return [
         f"- CPU: {m['cpu']}, {m['logical_cores']} logical cores, {m['memory_gib']} GiB RAM ({m['platform']})",
-        f"- Python {m['python']}; {versions}; code at git {m.get('git_commit') or '?'} (plus uncommitted work of others)",
+        f"- Python {m['python']}; {versions}; code at git {_commits(results)} (plus uncommitted work of others)",
         f"- Run {results['started_utc']} to {results.get('finished_utc', '?')}; load average at start "
         f"{results['load_at_start']}, at end {results.get('load_at_end', '?')} (the CPU was shared)",
         "- Threads: torch `set_num_threads` = ONNX Runtime intra-op threads = the `threads` column "
         f"(default of a run: {results['settings']['threads']})",
+        *[f"- Bundle `{size}`: exported by {info.get('tool', '?')} {info.get('svc_toolkit', '')}, graph passes: "
+          f"{info.get('graph_passes') or 'none'}" for size, info in sorted(results.get("bundles", {}).items())],
     ]
+
+
+def _commits(results: dict) -> str:
+    """The commit of the run, or the first..last when merged sections ran at different commits."""
+    commits = [r.get("git_commit") for r in results.get("runs", []) if r.get("git_commit")]
+    commits = list(dict.fromkeys(commits)) or [results["machine"].get("git_commit") or "?"]
+    return commits[0] if len(commits) == 1 else f"{commits[0]}..{commits[-1]}"
 
 
 def markdown(results: dict) -> str:
@@ -178,7 +187,11 @@ def merge(parts: list[dict]) -> dict:
     merged["finished_utc"] = parts[-1].get("finished_utc")
     merged["load_at_end"] = parts[-1].get("load_at_end")
     merged["runs"] = [{"settings": p["settings"], "started_utc": p["started_utc"],
-                       "finished_utc": p.get("finished_utc")} for p in parts]
+                       "finished_utc": p.get("finished_utc"), "git_commit": p["machine"].get("git_commit"),
+                       "load_at_start": p.get("load_at_start")} for p in parts]
+    bundles = {size: info for p in parts for size, info in p.get("bundles", {}).items()}
+    if bundles:
+        merged["bundles"] = bundles
     for section in LIST_SECTIONS:
         rows = [row for p in parts for row in p.get(section, [])]
         for p in parts:  # threads differ between runs: keep them on every row

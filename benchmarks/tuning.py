@@ -2,7 +2,12 @@
 
 Each variant re-opens the bundle's graphs with its own `SessionOptions` and swaps the
 sessions in (same `run(feeds) -> outputs` surface as `svc_runtime.bundle.sessions.OrtSession`).
-`default` keeps the runtime's own sessions (ORT_ENABLE_ALL, intra-op threads as given).
+`default` keeps the runtime's own sessions (ORT_ENABLE_ALL, intra-op threads as given, idle
+threads not spinning: `ProviderConfig.allow_spinning` is off on the CPU by default); every other
+variant has spinning off too except `spin`, the runtime's setting before that default changed.
+The `conv2d` variants rewrite 1-D convolutions as 2-D on a copy of each graph; bundles from
+svc-export already carry that pass (manifest `exporter.graph_passes`), so on them they only
+matter for older bundles.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import numpy as np
 import onnxruntime as ort
 
 VARIANTS: dict[str, str] = {
-    "default": "the runtime's sessions: ORT_ENABLE_ALL, sequential, intra-op threads = --threads, spinning on",
-    "no_spin": "as default, intra-op thread spinning off (session.intra_op.allow_spinning=0)",
-    "basic_opt": "graph optimisation ORT_ENABLE_BASIC instead of ALL",
+    "default": "the runtime's sessions: ORT_ENABLE_ALL, sequential, intra-op threads = --threads, spinning off "
+               "(the runtime's CPU default)",
+    "spin": "as default, idle intra-/inter-op threads spin-wait (ONNX Runtime's own default; the runtime's "
+            "before allow_spinning)",
+    "basic_opt": "graph optimisation ORT_ENABLE_BASIC instead of ALL, spinning off",
     "one_thread": "intra-op threads 1, spinning off",
-    "conv2d": "default options, every graph's 1-D convolutions run as 2-D (NCHWc kernels; benchmarks/conv2d.py)",
-    "conv2d_no_spin": "conv2d + spinning off",
-    "conv2d_one_thread": "conv2d + intra-op threads 1, spinning off",
+    "conv2d": "spinning off, every graph's 1-D convolutions run as 2-D (svc_export.conv2d; no change on "
+              "bundles that already carry the pass)",
 }
 
 _NUMPY = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}
@@ -36,8 +42,9 @@ def session_options(variant: str, threads: int) -> ort.SessionOptions:
     )
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = 1 if variant.endswith("one_thread") else threads
-    if variant.endswith(("no_spin", "one_thread")):
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    spinning = "1" if variant == "spin" else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
     return options
 
 
