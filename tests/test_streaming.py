@@ -16,7 +16,7 @@ from svc_runtime.bundle.bundle import Bundle
 from svc_runtime.pipeline import Converter, ConvertOptions
 from svc_runtime.streaming import StreamingConverter, StreamingOptions
 from tests.local_model import LocalModel
-from tests.pipeline_fixture import SR, small_bundle_dir, vibrato_tone
+from tests.pipeline_fixture import HOP, SR, small_bundle_dir, vibrato_tone
 
 CAUSAL_WHOLE = dict(speaker="alice", f0_method="pm", pad_seconds=0.0, slice_db=-100.0, remove_dc=False, causal=True)
 
@@ -99,3 +99,16 @@ def test_stream_against_whole_with_the_fixture_bundle(bundle, block_ms):
     far, near_step, other_step = compare(y, whole, joins, conv.fade)
     assert far <= 1e-3, f"{block_ms} ms blocks: {far:.2e} away from joins"
     assert near_step <= 1.5 * other_step, (near_step, other_step)
+
+
+def test_generator_context_can_be_shorter_than_the_unit_context(bundle):
+    """The generator window gets its own left context: with a model of +-1 frame receptive field a
+    3-frame generator context still reproduces whole-file conversion exactly, while the units keep 0.3 s."""
+    model = LocalModel(bundle)
+    x, _ = vibrato_tone(2.0)
+    whole = Converter(model, ConvertOptions(**CAUSAL_WHOLE)).convert(x, SR)
+    y, conv, joins = stream(model, x, 1600, context_seconds=0.3, generator_context_seconds=3 * HOP / SR)
+    assert conv.context == 3 and conv.unit_context == 15
+    assert np.abs(y[: joins[-2]] - whole[: joins[-2]]).max() <= 1e-5
+    with pytest.raises(ValueError, match="generator context must be >= 0"):
+        StreamingOptions(generator_context_seconds=-0.1)
