@@ -240,3 +240,48 @@ def test_blending_uses_the_bundles_index_or_cluster_file(bundle, tmp_path, mode)
     other = FeatureIndex(folder / name, dim).retrieve(plain) if mode == "retrieval" else \
         ClusterCentres(folder / name, dim).nearest(plain)
     np.testing.assert_allclose(blended, 0.7 * other + 0.3 * plain, atol=1e-4)
+
+
+def test_render_releases_each_slice_and_refuses_a_second_render(bundle):
+    conv = Converter(bundle, ConvertOptions(**EXACT, clip_seconds=0.5, context_seconds=0.2))
+    prep = conv.prepare(DecodedAudio(vibrato_tone(1.5)[0], SR, 1))
+    assert not prep.released
+    conv.render([prep])
+    assert prep.released and all(s.c is None and not s.noise._cache for s in prep.segments)
+    with pytest.raises(ValueError, match="already rendered"):
+        conv.render([prep])
+
+
+def test_batch_sample_budget_limits_chunks_per_run_without_changing_the_output(bundle):
+    x, _ = vibrato_tone(3.0)
+    options = dict(**EXACT, clip_seconds=0.5, context_seconds=0.2)
+    wide = Converter(bundle, ConvertOptions(**options, batch_size=8))
+    narrow = Converter(bundle, ConvertOptions(**options, batch_size=8, batch_seconds=1.0))
+    window_s = narrow.window * HOP / SR
+    assert wide._batch_capacity(narrow.window) == 8 and narrow._batch_capacity(narrow.window) == int(1.0 // window_s)
+    np.testing.assert_allclose(narrow.convert(x, SR), wide.convert(x, SR), atol=1e-6)
+
+
+def test_batch_runner_reprepares_files_a_failed_group_render_consumed(bundle, tmp_path):
+    import soundfile
+
+    from svc_runtime.pipeline.batch import BatchRunner, plan_jobs
+
+    for i, hz in enumerate((220.0, 150.0)):
+        soundfile.write(tmp_path / f"in{i}.wav", vibrato_tone(1.2, base_hz=hz)[0], SR)
+    conv = Converter(bundle, ConvertOptions(**EXACT, clip_seconds=0.5, context_seconds=0.2))
+    render_each = conv.render_each
+
+    def group_run_fails_once(files):
+        conv.render_each = render_each
+        render_each(files[:1])  # consumes the first file's slices, then the group run fails
+        raise RuntimeError("simulated generator failure")
+
+    conv.render_each = group_run_fails_once
+    jobs = plan_jobs([tmp_path / "in0.wav", tmp_path / "in1.wav"], tmp_path / "out", "wav")
+    runner = BatchRunner(conv)
+    results = list(runner._render([runner._prepare(job) for job in jobs]))
+    assert [r.status for r in results] == ["converted", "converted"], [r.reason for r in results]
+    expected = Converter(bundle, ConvertOptions(**EXACT, clip_seconds=0.5, context_seconds=0.2)).convert(
+        vibrato_tone(1.2, base_hz=220.0)[0], SR)
+    np.testing.assert_allclose(soundfile.read(jobs[0].target, dtype="float32")[0], expected, atol=1e-4)

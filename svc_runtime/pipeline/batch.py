@@ -179,12 +179,17 @@ class BatchRunner:
         outputs: dict[Path, object] = {}
         if len(prepared) > 1:
             try:
-                audios = self.converter.render([p for _, p in prepared])
+                audios = self.converter.render_each([p for _, p in prepared])
                 outputs = {job.source: a for (job, _), a in zip(prepared, audios)}
             except (ValueError, RuntimeError, FloatingPointError, MemoryError):
                 outputs = {}  # render one by one below, so the failure is pinned on its file
         for job, p in prepared:
             if job.source not in outputs:
+                if p.released:  # the failed group render consumed some of its slices: prepare it again
+                    _, p, failed = self._prepare(job)
+                    if failed is not None:
+                        outputs[job.source] = ValueError(failed.reason)
+                        continue
                 try:
                     outputs[job.source] = self.converter.render([p])[0]
                 except (ValueError, RuntimeError, FloatingPointError, MemoryError) as e:

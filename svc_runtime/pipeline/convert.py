@@ -93,6 +93,11 @@ class PreparedFile:
     prepare_seconds: float = 0.0
     voiced_frames: int = 0
 
+    @property
+    def released(self) -> bool:
+        """True once a render has consumed (some of) its slices: prepare the audio again to re-render it."""
+        return any(seg.c is None for seg in self.segments)
+
 
 class Converter:
     """Converts audio with a loaded `svc_runtime.Bundle` and fixed `ConvertOptions`."""
@@ -294,7 +299,17 @@ class Converter:
 
         Each chunk's output is crossfaded straight into its file's output; a slice's inputs
         are released as soon as its last chunk is done, so `files` can be rendered only once.
+        Raises the first file's error (FloatingPointError for non-finite output); see `render_each`.
         """
+        results = self.render_each(files)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    def render_each(self, files: list[PreparedFile]) -> list[np.ndarray | FloatingPointError]:
+        """As `render`, but a file whose output is not finite gets its FloatingPointError in its place
+        (an error of a generator run itself still raises: it cannot be pinned on one file)."""
         outputs = [np.zeros(f.n_out, np.float32) for f in files]
         targets: dict[int, np.ndarray] = {}
         left: dict[int, int] = {}
@@ -316,7 +331,13 @@ class Converter:
                     left[id(seg)] -= 1
                     if left[id(seg)] == 0:
                         seg.release()
-        return [self._finish(f, out) for f, out in zip(files, outputs)]
+        results: list[np.ndarray | FloatingPointError] = []
+        for f, out in zip(files, outputs):
+            try:
+                results.append(self._finish(f, out))
+            except FloatingPointError as e:
+                results.append(e)
+        return results
 
     def _batch_capacity(self, length: int) -> int:
         """Chunks of `length` frames per generator run: `batch_size`, fewer when their windows together would
