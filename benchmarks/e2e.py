@@ -193,7 +193,8 @@ def batch_scaling(models: ModelSet, counts: list[int], file_seconds: float, thre
 
 
 def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, max_blocks: int, threads: int,
-              work: Path, log, context_seconds: float | None = None) -> list[dict]:
+              work: Path, log, context_seconds: float | None = None,
+              generator_context_seconds: float | None = None) -> list[dict]:
     """Per-block compute time, algorithmic latency and whether each block size keeps up."""
     from svc_runtime.streaming import StreamingConverter, StreamingOptions
 
@@ -208,6 +209,8 @@ def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, m
         settings = {"f0_method": ours.options.f0_method}
         if context_seconds is not None:
             settings["context_seconds"] = context_seconds
+        if generator_context_seconds is not None:
+            settings["generator_context_seconds"] = generator_context_seconds
         stream = StreamingConverter(ours.bundle, block, StreamingOptions(**settings))
         n_blocks = min(max_blocks, max(6, samples.size // block))
         x = np.resize(samples, n_blocks * block).astype(np.float32)
@@ -228,6 +231,7 @@ def streaming(models: ModelSet, blocks_ms: list[float], stream_seconds: float, m
         rows.append({
             "size": models.size, "block_ms": 1000 * block_s, "block_samples": block, "blocks": n_blocks,
             "context_s": stream.options.context_seconds,
+            "generator_context_s": getattr(stream.options, "generator_context", stream.options.context_seconds),
             "latency_ms": 1000 * stream.latency_seconds,
             "compute_ms": {"median": 1000 * float(np.median(steady)), "p95": 1000 * float(np.percentile(steady, 95)),
                            "max": 1000 * float(steady.max())},
@@ -404,7 +408,7 @@ def run(args: argparse.Namespace, log) -> dict:
             if "streaming" in args.sections:
                 results.setdefault("streaming", []).extend(
                     streaming(models, args.blocks, args.stream_seconds, args.stream_max_blocks, args.threads, work, log,
-                              args.stream_context))
+                              args.stream_context, args.stream_generator_context))
             if "memory" in args.sections:
                 impls = ["ours"] + ([] if args.no_torch else ["torch"])
                 results.setdefault("memory", []).extend(
@@ -444,6 +448,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stream-max-blocks", type=int, default=24, help="blocks timed per block size at most")
     parser.add_argument("--stream-context", type=float, default=None,
                         help="StreamingOptions.context_seconds (default: the runtime's default)")
+    parser.add_argument("--stream-generator-context", type=float, default=None,
+                        help="StreamingOptions.generator_context_seconds (default: the runtime's default, "
+                             "the same as the context)")
     parser.add_argument("--memory-lengths", nargs="+", type=float, default=[10.0])
     parser.add_argument("--memory-long", type=float, default=300.0, help="long input for ours (0: skip)")
     parser.add_argument("--coldstart-reps", type=int, default=2)

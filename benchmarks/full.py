@@ -42,6 +42,9 @@ STEPS: dict[str, list[str]] = {
     # the same with a short left context (the streaming converter re-runs every graph over its context)
     "streaming_ctx": ["--sizes", "standard", "--sections", "streaming", "--blocks", "32", "100", "500",
                       "--stream-max-blocks", "10", "--threads", "2", "--stream-context", "0.1"],
+    # the generator with a short left context, the encoder with the default one (generator_context_seconds)
+    "streaming_gen_ctx": ["--sizes", "standard", "--sections", "streaming", "--blocks", "32", "100", "500",
+                          "--stream-max-blocks", "10", "--threads", "2", "--stream-generator-context", "0.1"],
     "memory": ["--sizes", "standard", "--sections", "memory", "coldstart", "--memory-lengths", "10",
                "--memory-long", "60", "--coldstart-reps", "2", "--threads", "2"],
     # ours only at 5 min (about 12 minutes on the shared box)

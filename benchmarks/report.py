@@ -26,6 +26,12 @@ def _graphs(row: dict) -> str:
     return " / ".join(_f(g.get(k), 0) for k in ("pitch", "content", "generator"))
 
 
+def _contexts(row: dict) -> str:
+    """Encoder / generator left context of a streaming row in seconds (one number when equal)."""
+    enc, gen = row.get("context_s"), row.get("generator_context_s", row.get("context_s"))
+    return _f(enc, 2) if gen == enc else f"{_f(enc, 2)} / {_f(gen, 2)}"
+
+
 def machine_lines(results: dict) -> list[str]:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
@@ -81,12 +87,13 @@ def markdown(results: dict) -> str:
         lines.append("")
     if results.get("streaming"):
         lines += ["## Streaming (ours, `svc_runtime.StreamingConverter`)", "",
-                  "| size | context s | block ms | algorithmic latency ms | compute ms/block median | p95 | max | "
+                  "| size | context s (encoder / generator) | block ms | algorithmic latency ms | "
+                  "compute ms/block median | p95 | max | "
                   "compute/block | keeps up | pitch / content / generator ms per block | load |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["streaming"]:
             c = r["compute_ms"]
-            lines.append(f"| {r['size']} | {_f(r.get('context_s'), 2)} | {r['block_ms']:.0f} | {r['latency_ms']:.0f} | {c['median']:.1f} | "
+            lines.append(f"| {r['size']} | {_contexts(r)} | {r['block_ms']:.0f} | {r['latency_ms']:.0f} | {c['median']:.1f} | "
                          f"{c['p95']:.1f} | {c['max']:.1f} | {r['rtf_median']:.2f} | "
                          f"{'yes' if r['keeps_up'] else 'no'} | {_graphs(r)} | {r['load'][0]:.1f} |")
         lines.append("")
@@ -148,13 +155,14 @@ def plot_results(results: dict, path: Path) -> None:
         left.legend(fontsize=7)
     streams: dict[tuple[str, float], list[tuple[float, float]]] = {}
     for r in results.get("streaming", []):
-        streams.setdefault((r["size"], r.get("context_s") or 0.0), []).append((r["block_ms"], r["rtf_median"]))
+        streams.setdefault((r["size"], _contexts(r)), []).append((r["block_ms"], r["rtf_median"]))
     for (size, context), points in sorted(streams.items()):
         xs, ys = zip(*sorted(points))
-        right.plot(xs, ys, marker="o", label=f"ours ({size}, context {context:g} s)")
+        right.plot(xs, ys, marker="o", label=f"ours ({size}, context {context} s)")
     right.axhline(1.0, color="grey", linewidth=0.8)
     right.set_xscale("log")
-    right.set_xticks([32, 64, 128, 256, 500], labels=["32", "64", "128", "256", "500"])
+    ticks = sorted({int(round(r["block_ms"])) for r in results.get("streaming", [])}) or [32, 64, 128, 256, 500]
+    right.set_xticks(ticks, labels=[str(t) for t in ticks])
     right.minorticks_off()
     right.set_xlabel("block size (ms)")
     right.set_ylabel("compute time / block duration")
