@@ -50,6 +50,10 @@ class ProviderConfig:
         off on the CPU (spinning threads steal time on a shared or busy CPU; one thread
         without spinning was as fast as two spinning ones on a loaded 2-core machine), ONNX
         Runtime's default (on) on the GPU providers.
+    cpu_mem_arena: keep ONNX Runtime's CPU memory arena. Off by default: the arena keeps every
+        tensor block of the largest run for the life of the session (micro model, one 32 s
+        chunk window: peak 1264 -> 873 MiB, resident after the run 1264 -> 383 MiB without it;
+        conversion and streaming times unchanged within the noise).
     trt_fp16: let ONNX Runtime's TensorRT provider build fp16 kernels.
     trt_cache_dir: engine and timing cache folder of ONNX Runtime's TensorRT provider.
     trt_workspace_bytes: TensorRT builder workspace.
@@ -59,6 +63,7 @@ class ProviderConfig:
     device_id: int = 0
     intra_op_threads: int = 0
     allow_spinning: bool | None = None
+    cpu_mem_arena: bool = False
     trt_fp16: bool = False
     trt_cache_dir: str | None = None
     trt_workspace_bytes: int = 2 << 30
@@ -140,6 +145,7 @@ class OrtSession:
         )
         if config.intra_op_threads:
             options.intra_op_num_threads = config.intra_op_threads
+        options.enable_cpu_mem_arena = config.cpu_mem_arena
         for key, value in config.session_config_entries().items():
             options.add_session_config_entry(key, value)
         options.log_severity_level = 3
