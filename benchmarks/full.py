@@ -25,6 +25,9 @@ STEPS: dict[str, list[str]] = {
     # to interleave a tuned variant of ours
     "throughput_t2": ["--sizes", "standard", "tiny", "--sections", "throughput", "--lengths", "5", "10",
                       "--reps", "3", "--threads", "2"],
+    # the standard rows once more, minutes later: how far the shared machine's load moves them
+    "throughput_t2_again": ["--sizes", "standard", "--sections", "throughput", "--lengths", "5", "10",
+                            "--reps", "3", "--threads", "2"],
     # the same at 1 thread each: no thread oversubscription on a loaded machine
     "throughput_t1": ["--sizes", "standard", "--sections", "throughput", "--lengths", "10", "--reps", "3",
                       "--threads", "1"],
