@@ -31,6 +31,8 @@ STEPS: dict[str, list[str]] = {
     # the same at 1 thread each: no thread oversubscription on a loaded machine
     "throughput_t1": ["--sizes", "standard", "--sections", "throughput", "--lengths", "10", "--reps", "3",
                       "--threads", "1"],
+    "throughput_t1_again": ["--sizes", "standard", "--sections", "throughput", "--lengths", "10", "--reps", "3",
+                            "--threads", "1"],
     # RTF against input length, ours only (torch eager at 30 s would take minutes per repetition)
     "length_ours": ["--sizes", "standard", "--sections", "throughput", "--lengths", "30", "--reps", "1",
                     "--threads", "2", "--no-torch"],
