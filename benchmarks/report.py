@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 
 def _f(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -144,9 +146,12 @@ def plot_results(results: dict, path: Path) -> None:
         key = (r["size"], r["impl"], r.get("threads", "-"))
         series.setdefault(key, []).append((r["input_seconds"], r["rtf"]["median"]))
     for (size, impl, threads), points in sorted(series.items(), key=str):
-        xs, ys = zip(*sorted(points))
+        # a length measured in several runs: every run a marker, the line through their median
+        lengths = sorted({x for x, _ in points})
+        line = [float(np.median([y for x, y in points if x == length])) for length in lengths]
         style = "--" if impl == "torch" else "-"
-        left.plot(xs, ys, marker="o", linestyle=style, label=f"{impl} ({size}, {threads} thr)")
+        drawn = left.plot(lengths, line, linestyle=style, label=f"{impl} ({size}, {threads} thr)")
+        left.scatter(*zip(*points), color=drawn[0].get_color(), s=18, zorder=3)
     left.axhline(1.0, color="grey", linewidth=0.8)
     left.set_xlabel("input length (s)")
     left.set_ylabel("real-time factor (lower is faster)")
