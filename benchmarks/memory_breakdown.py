@@ -38,8 +38,9 @@ def breakdown(size: str, seconds: float) -> dict:
         "traced_after_prepare_mib": after_prepare / MIB, "traced_after_render_mib": after_render / MIB,
         "traced_peak_mib": peak / MIB,
         "noise_caches_mib": sum(v.nbytes for s in segments for v in s.noise._cache.values()) / MIB,
-        "segment_features_and_outputs_mib": sum(s.c.nbytes + s.f0.nbytes + s.uv.nbytes + s.phase.nbytes
-                                                + s.out.nbytes for s in segments) / MIB,
+        # after rendering a slice keeps only f0, uv and phases; units, volume and speaker weights are released
+        "segment_features_mib": sum(a.nbytes for s in segments
+                                    for a in (s.c, s.f0, s.uv, s.vol, s.speaker, s.phase) if a is not None) / MIB,
         "converter_buffers": len(ours.converter._buffers),
         "converter_buffers_mib": sum(v.nbytes for v in ours.converter._buffers.values()) / MIB,
         "source_mib": prepared.source.nbytes / MIB,
