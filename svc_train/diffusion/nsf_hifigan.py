@@ -26,10 +26,9 @@ from torch import nn
 
 from svc_runtime.diffusion.mel import MelSpec
 from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
+from svc_train.models.nsf_source import SINE_AMP, VOICED_NOISE_STD, phase_increments, sample_phases
 
 LRELU_SLOPE = 0.1
-SINE_AMP = 0.1
-NOISE_STD = 0.003
 
 
 class VocoderLoadError(ValueError):
@@ -154,14 +153,10 @@ class SineSource(nn.Module):
 
     def forward(self, f0: torch.Tensor, upp: int, phase: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """f0 [B, T] Hz; phase [B, T, H] cycles before each frame; noise [B, T*upp, H]. -> [B, 1, T*upp]."""
-        b, t = f0.shape
-        multiples = torch.arange(1, self.harmonics + 1, dtype=f0.dtype, device=f0.device)
-        increment = torch.remainder(f0.unsqueeze(-1) * multiples / self.sampling_rate, 1.0)  # [B, T, H]
-        offsets = torch.arange(1, upp + 1, dtype=f0.dtype, device=f0.device).view(1, 1, upp, 1)
-        cycles = torch.remainder(phase.unsqueeze(2) + offsets * increment.unsqueeze(2), 1.0)  # [B, T, upp, H]
-        sines = torch.sin(2.0 * np.pi * cycles).reshape(b, t * upp, self.harmonics)
-        uv = (f0 > 0).to(f0.dtype).unsqueeze(-1).repeat_interleave(upp, dim=1)  # [B, T*upp, 1]
-        noise_amp = uv * NOISE_STD + (1.0 - uv) * (SINE_AMP / 3.0)
+        increment = phase_increments(f0, self.sampling_rate, self.harmonics)  # [B, T, H]
+        sines = torch.sin(2.0 * np.pi * sample_phases(phase, increment, upp))  # [B, T*upp, H]
+        uv = (f0 > 0).to(sines.dtype).unsqueeze(-1).repeat_interleave(upp, dim=1)  # [B, T*upp, 1]
+        noise_amp = uv * VOICED_NOISE_STD + (1.0 - uv) * (SINE_AMP / 3.0)
         excitation = SINE_AMP * sines * uv + noise_amp * noise
         return torch.tanh(self.l_linear(excitation)).transpose(1, 2)
 
