@@ -9,6 +9,7 @@ the first graph is traced and before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -21,6 +22,8 @@ import onnx
 import torch
 
 from svc_export.bundle_writer import BundleStaging, check_target
+from svc_export.conv_transpose import PASS_NAME as POLYPHASE_PASS
+from svc_export.conv_transpose import rewrite_file as conv_transposes_as_convs
 from svc_export.fp16 import convert_to_fp16
 from svc_export.onnx_export import (
     OPSET,
@@ -102,6 +105,8 @@ class ExportRequest:
     diffusion_config: Path | None = None
     opset: int = OPSET
     simplify: bool = True
+    int8: bool = False
+    int8_calibration: Path | None = None
 
     def validate(self) -> None:
         """Check files, names and option combinations; raise `ExportInputError` naming the problem."""
@@ -135,6 +140,10 @@ class ExportRequest:
             raise ExportInputError("--diffusion-checkpoint and --diffusion-config go together (model_*.pt + diffusion.yaml)")
         if self.diffusion_checkpoint is not None and self.vocoder is None:
             raise ExportInputError("shallow diffusion renders through a vocoder: add --vocoder PATH (nsf_hifigan model)")
+        if self.int8_calibration is not None and not self.int8:
+            raise ExportInputError("--int8-calibration calibrates the int8 graphs: add --int8")
+        if self.int8_calibration is not None and not Path(self.int8_calibration).exists():
+            raise ExportInputError(f"--int8-calibration: {self.int8_calibration} does not exist")
         if self.trt not in (None, "fp16", "fp32"):
             raise ExportInputError(f"--trt must be fp16 or fp32, got {self.trt!r}")
         if self.opset < 17:
@@ -316,18 +325,21 @@ def _versions(opset: int) -> dict[str, str]:
         "onnx": onnx.__version__,
         "onnxruntime": version("onnxruntime"),
         "opset": str(opset),
-        "graph_passes": "conv1d_as_conv2d",
+        "graph_passes": f"conv1d_as_conv2d,{POLYPHASE_PASS}",
     }
 
 
 ParityCallback = Callable[[str, list[ParityResult]], None]
 StepCallback = Callable[[str], None]
+Int8Callback = Callable[[list], None]
+"""Receives the `svc_export.int8.Int8Report` of every int8 graph."""
 
 
 def export_bundle(
     request: ExportRequest,
     on_parity: ParityCallback | None = None,
     on_step: StepCallback | None = None,
+    on_int8: Int8Callback | None = None,
 ) -> Manifest:
     """Run the whole export; returns the manifest of the bundle written to `request.output`."""
     request.validate()
@@ -394,6 +406,14 @@ def export_bundle(
             exporter=_versions(request.opset),
             diffusion=nets.diffusion.spec if nets.diffusion is not None else None,
         )
+        if request.int8:  # int8 CPU copies, calibrated on features from the bundle's own fp32 graphs
+            from svc_export.int8 import add_int8_graphs  # noqa: PLC0415
+
+            step("int8: calibrating and quantizing the generator and speech encoder (CPU graphs)")
+            int8_graphs, reports = add_int8_graphs(graphs, manifest.model, stage.file, request.int8_calibration)
+            if on_int8:
+                on_int8(reports)
+            manifest = dataclasses.replace(manifest, graphs={**graphs, **int8_graphs})
         step(f"writing bundle {request.output}")
         stage.commit(manifest)
     return manifest
@@ -425,6 +445,10 @@ def _export_plan(
     rewritten = convs_as_2d(path)
     if rewritten:
         step(f"{plan.name}: {rewritten} 1-D convolutions run as 2-D (ONNX Runtime's NCHWc kernels)")
+        model = check_onnx(path)
+    upsamplers = conv_transposes_as_convs(path)
+    if upsamplers:
+        step(f"{plan.name}: {upsamplers} ConvTranspose nodes run as polyphase Conv (NCHWc instead of col2im)")
         model = check_onnx(path)
     if request.trt and float64_tensors(model):
         raise GraphExportError(f"graph {plan.name}: holds float64 tensors, which TensorRT cannot run")
