@@ -43,7 +43,8 @@ def breakdown(size: str, seconds: float) -> dict:
                                     for a in (s.c, s.f0, s.uv, s.vol, s.speaker, s.phase) if a is not None) / MIB,
         "converter_buffers": len(ours.converter._buffers),
         "converter_buffers_mib": sum(v.nbytes for v in ours.converter._buffers.values()) / MIB,
-        "source_mib": prepared.source.nbytes / MIB,
+        # the input at the model rate is kept only for the loudness mix (None otherwise)
+        "source_mib": 0.0 if prepared.source is None else prepared.source.nbytes / MIB,
     }
 
 

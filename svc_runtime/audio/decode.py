@@ -53,6 +53,40 @@ def mix_to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
+READ_BLOCK = 1 << 18
+"""Frames decoded per step: only one block of all channels is held next to the mono signal."""
+MAX_PREALLOCATED_FRAMES = 1 << 32
+"""Cap on the header's frame count trusted for preallocation (a lying header cannot ask for more)."""
+
+
+def _read_mono(f: soundfile.SoundFile, declared: int) -> tuple[np.ndarray, int]:
+    """Every frame of an open file mixed to mono, read in blocks -> ([N] float32, non-finite sample count).
+
+    The mono signal is filled in place (sized by the header, grown if the file holds more), so
+    the whole multichannel data never exists at once. Each block is mixed by `mix_to_mono`, whose
+    per-frame mean does not depend on the block.
+    """
+    out = np.empty(min(max(declared, 0), MAX_PREALLOCATED_FRAMES), np.float32)
+    extra: list[np.ndarray] = []
+    filled = bad = 0
+    while True:
+        block = f.read(READ_BLOCK, dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+            break
+        bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+        mono = mix_to_mono(block)
+        take = min(mono.shape[0], out.shape[0] - filled)
+        out[filled : filled + take] = mono[:take]
+        filled += take
+        if take < mono.shape[0]:
+            extra.append(mono[take:].copy())
+    if extra:
+        return np.concatenate([out[:filled], *extra]), bad
+    if filled < out.shape[0]:
+        out = out[:filled].copy()
+    return out, bad
+
+
 def decode_audio(
     path: str | os.PathLike,
     min_duration_s: float = MIN_DURATION_S,
@@ -74,7 +108,7 @@ def decode_audio(
             sample_rate = int(f.samplerate)
             channels = int(f.channels)
             declared = int(f.frames)
-            data = f.read(dtype="float32", always_2d=True)
+            samples, bad = _read_mono(f, declared)
     except soundfile.LibsndfileError as e:
         detail = str(e).split(":")[-1].strip() or "unknown decoder error"
         raise AudioInputError(
@@ -83,21 +117,18 @@ def decode_audio(
     except (RuntimeError, OSError, ValueError) as e:
         raise AudioInputError(p, f"could not be decoded ({e}); supported: {SUPPORTED}") from None
     notes: list[str] = []
-    if data.shape[0] == 0:
+    if samples.shape[0] == 0:
         raise AudioInputError(p, "contains no audio samples (0 frames); nothing to convert")
-    if declared > data.shape[0] and declared - data.shape[0] > sample_rate // 100:
+    if declared > samples.shape[0] and declared - samples.shape[0] > sample_rate // 100:
         notes.append(
             f"truncated: header declares {declared / sample_rate:.2f} s, "
-            f"{data.shape[0] / sample_rate:.2f} s present; converting what is there"
+            f"{samples.shape[0] / sample_rate:.2f} s present; converting what is there"
         )
-    finite = np.isfinite(data)
-    if not finite.all():
-        bad = int(data.size - np.count_nonzero(finite))
+    if bad:
         raise AudioInputError(
             p,
             f"contains {bad} non-finite samples (NaN or Inf); repair or re-export the file",
         )
-    samples = mix_to_mono(data)
     duration = samples.shape[0] / sample_rate
     if duration < min_duration_s:
         raise AudioInputError(
@@ -105,7 +136,7 @@ def decode_audio(
             f"too short: {duration * 1000:.0f} ms; the minimum is {min_duration_s * 1000:.0f} ms "
             "(a few content-encoder and F0 frames)",
         )
-    samples, gain = limit_peak(samples, peak_limit)
+    samples, gain = limit_peak(samples, peak_limit, out=samples)
     if gain < 1.0:
         notes.append(
             f"peak {peak_limit / gain:.2f} above full scale; scaled by {gain:.3f} "

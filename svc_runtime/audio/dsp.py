@@ -2,37 +2,118 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
+DC_BLOCK = 1 << 16
+"""Samples per step of the blockwise DC filter (its float64 scratch is a few blocks, not the input)."""
+
+
 def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average of width `width` (odd) with reflected edges; same length as x."""
+    """Centred moving average of width `width` (odd) with reflected edges; same length as x (float64).
+
+    Reference (whole-array) form of `_moving_average_blocks`; both give identical values.
+    """
     half = width // 2
     padded = np.pad(x.astype(np.float64), (half + 1, half), mode="reflect")
     c = np.cumsum(padded)
     return (c[width:] - c[:-width]) / width
 
 
-def remove_dc(samples: np.ndarray, sample_rate: int, cutoff_hz: float = 25.0) -> np.ndarray:
+def _reflect_padded(blocks: Iterator[np.ndarray], left: int, right: int) -> Iterator[np.ndarray]:
+    """A stream of float64 blocks with numpy's "reflect" padding (`left` before, `right` after) added.
+
+    The stream must hold more than max(left, right) values; only the head and tail needed for
+    the reflections are buffered.
+    """
+    pending = np.zeros(0, np.float64)
+    started = False
+    for blk in blocks:
+        pending = np.concatenate([pending, blk.astype(np.float64, copy=False)])
+        if not started and pending.shape[0] > left:
+            yield pending[left:0:-1].copy()
+            started = True
+        if started and pending.shape[0] > right + 1:
+            yield pending[: -(right + 1)]
+            pending = pending[-(right + 1) :].copy()
+    if not started:
+        yield pending[left:0:-1].copy()
+    yield pending
+    yield pending[-2 : -right - 2 : -1].copy() if right > 0 else pending[:0]
+
+
+def _moving_average_blocks(blocks: Iterator[np.ndarray], width: int) -> Iterator[np.ndarray]:
+    """`_moving_average`'s values as a stream: float64 blocks in (the unpadded signal), float64 blocks out.
+
+    The running sum is carried into each block's first element, so every value is bit-identical to the
+    whole-array cumulative sum; only the last `width` sums are kept between blocks.
+    """
+    half = width // 2
+    carry = 0.0
+    tail = np.zeros(0, np.float64)
+    for blk in _reflect_padded(blocks, half + 1, half):
+        if blk.shape[0] == 0:
+            continue
+        part = blk.astype(np.float64, copy=True)
+        part[0] += carry
+        sums = np.cumsum(part)
+        carry = float(sums[-1])
+        window = np.concatenate([tail, sums])
+        if window.shape[0] > width:
+            yield (window[width:] - window[: window.shape[0] - width]) / width
+            window = window[window.shape[0] - width :]
+        tail = window.copy() if window.base is not None else window
+
+
+def _blocks(x: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, x.shape[0], size):
+        yield x[start : start + size]
+
+
+def remove_dc(samples: np.ndarray, sample_rate: int, cutoff_hz: float = 25.0, out: np.ndarray | None = None) -> np.ndarray:
     """Zero-phase high-pass: subtract a triangular (twice boxcar) moving average.
 
     The boxcar's first null sits at `cutoff_hz`, so a constant or slowly drifting offset
     is removed and the voice band (above ~40 Hz) passes within 0.4 dB. [N] -> [N] float32.
+    Computed in blocks (memory O(block + width), values identical to the whole-array form).
+    `out`: where to write the result ([N] float32; may be `samples` itself to filter in place).
     """
     width = max(3, int(round(sample_rate / cutoff_hz)) | 1)
-    if samples.shape[0] <= width:
-        return (samples - samples.mean()).astype(np.float32)
-    low = _moving_average(_moving_average(samples, width), width)
-    return (samples - low).astype(np.float32)
+    n = samples.shape[0]
+    if out is None:
+        out = np.empty(n, np.float32)
+    if n <= width:
+        out[:] = (samples - samples.mean()).astype(np.float32)
+        return out
+    low = _moving_average_blocks(_moving_average_blocks(_blocks(samples, DC_BLOCK), width), width)
+    cursor = 0
+    for part in low:
+        k = part.shape[0]
+        # read samples[cursor:] before writing it: with out is samples, the stream has already copied
+        # everything it still needs from there (it runs ahead of the output by > 2 * width samples)
+        out[cursor : cursor + k] = (samples[cursor : cursor + k] - part).astype(np.float32)
+        cursor += k
+    if cursor != n:
+        raise AssertionError(f"DC filter produced {cursor} samples for {n}")
+    return out
 
 
-def limit_peak(samples: np.ndarray, limit: float = 0.99) -> tuple[np.ndarray, float]:
-    """Scale `samples` so |peak| <= limit; returns (samples, gain), gain 1.0 when untouched."""
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+def limit_peak(samples: np.ndarray, limit: float = 0.99, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Scale `samples` so |peak| <= limit; returns (samples, gain), gain 1.0 when untouched.
+
+    `out`: where the scaled samples go (may be `samples` itself); default a new array. The peak is
+    read with max / min, so no |samples| copy is made.
+    """
+    peak = float(np.maximum(samples.max(), -samples.min())) if samples.size else 0.0
     if peak <= limit:
         return samples, 1.0
     gain = limit / peak
-    return (samples * gain).astype(np.float32), gain
+    if out is None:
+        return (samples * gain).astype(np.float32), gain
+    np.multiply(samples, gain, out=out)
+    return out, gain
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:

@@ -84,9 +84,13 @@ class SegmentWork:
 
 @dataclass
 class PreparedFile:
-    """A decoded file with its voiced slices prepared; `render` turns it into audio (once)."""
+    """A decoded file with its voiced slices prepared; `render` turns it into audio (once).
 
-    source: np.ndarray
+    source: the input at the model rate [N], kept only for the loudness mix (None when
+    `loudness_mix` is 1, so a prepared file does not hold a copy of its input).
+    """
+
+    source: np.ndarray | None
     n_out: int
     segments: list[SegmentWork]
     notes: list[str] = field(default_factory=list)
@@ -206,8 +210,8 @@ class Converter:
         """Everything up to the generator: slicing, features, phases (no generator run)."""
         t0 = time.perf_counter()
         x = resample(decoded.samples, decoded.sample_rate, self.sr)
-        if self.options.remove_dc:
-            x = remove_dc(x, self.sr)
+        if self.options.remove_dc:  # in place on a resampled copy; never on the caller's samples
+            x = remove_dc(x, self.sr, out=None if np.shares_memory(x, decoded.samples) else x)
         n_out = resampled_length(decoded.samples.shape[0], decoded.sample_rate, self.sr)
         segments = []
         voiced = 0
@@ -220,7 +224,7 @@ class Converter:
         if self.options.f0_filter and voiced == 0:
             raise NoVoiceError("no voiced frame found (f0 filter is on): the pitch tracker heard no voice")
         return PreparedFile(
-            source=x, n_out=n_out, segments=segments, notes=list(decoded.notes),
+            source=x if self.options.loudness_mix < 1.0 else None, n_out=n_out, segments=segments, notes=list(decoded.notes),
             prepare_seconds=time.perf_counter() - t0, voiced_frames=voiced,
         )
 
