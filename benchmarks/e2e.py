@@ -106,9 +106,10 @@ def _stage_key(name: str) -> int:
 
 
 def throughput(models: ModelSet, lengths: list[float], reps: int, threads: int, work: Path,
-               with_torch: bool, log, variants: tuple[str, ...] = ()) -> list[dict]:
-    """RTF of ours (plus tuned variants of ours) and torch eager on the same input, the order rotated
-    every repetition; the ratio torch/ours is taken within each repetition."""
+               with_torch: bool, log, variants: tuple[str, ...] = (), precisions: tuple[str, ...] = ()) -> list[dict]:
+    """RTF of ours (plus tuned variants of ours, and ours on the bundle's graphs of other `precisions`,
+    e.g. int8, as `ours-int8`) and torch eager on the same input, the order rotated every repetition;
+    the ratio torch/ours is taken within each repetition."""
     from benchmarks.tuning import apply_variant
 
     converters: dict[str, object] = {
@@ -117,6 +118,9 @@ def throughput(models: ModelSet, lengths: list[float], reps: int, threads: int, 
         conv = OursConverter(models.bundle, pitch=models.pitch, tuning=SessionTuning(intra_op_threads=threads))
         apply_variant(conv, variant, threads)
         converters[f"ours+{variant}"] = conv
+    for precision in precisions:
+        converters[f"ours-{precision}"] = OursConverter(
+            models.bundle, pitch=models.pitch, tuning=SessionTuning(intra_op_threads=threads), precision=precision)
     if with_torch:
         converters["torch"] = _eager(models, threads)
     names = list(converters)
@@ -401,7 +405,7 @@ def run(args: argparse.Namespace, log) -> dict:
             if "throughput" in args.sections:
                 results.setdefault("throughput", []).extend(
                     throughput(models, args.lengths, args.reps, args.threads, work, not args.no_torch, log,
-                               tuple(args.variants)))
+                               tuple(args.variants), tuple(args.precisions)))
             if "batch" in args.sections and size == args.sizes[0]:
                 results["batch"] = batch_scaling(models, args.batch, args.batch_file_seconds, args.threads, work,
                                                  not args.no_torch, log, args.batch_torch_max)
@@ -458,6 +462,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-torch", action="store_true", help="only our runtime")
     parser.add_argument("--variants", nargs="*", default=[],
                         help="tuned variants of ours (benchmarks/tuning.py) to interleave in the throughput runs")
+    parser.add_argument("--precisions", nargs="*", default=[],
+                        help="also run ours on the bundle's graphs of these precisions (e.g. int8: svc-export --int8) "
+                             "in the throughput runs, as ours-<precision>")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--cache", type=Path, default=None, help="model cache (default ~/.cache/svc-bench)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)

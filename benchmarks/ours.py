@@ -38,10 +38,11 @@ class OursConverter:
     options: ConvertOptions = field(default_factory=ConvertOptions)
     pitch: str = "fcpe"
     tuning: SessionTuning = field(default_factory=SessionTuning)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         provider = ProviderConfig(provider="cpu", intra_op_threads=self.tuning.intra_op_threads)
-        self.bundle = Bundle.load(self.bundle_dir, provider=provider)
+        self.bundle = Bundle.load(self.bundle_dir, provider=provider, precision=self.precision)
         if self.pitch != "fcpe" and self.options.f0_method is None:  # no pitch graph: the classic tracker
             self.options = replace(self.options, f0_method=self.pitch)
         self.converter = Converter(self.bundle, self.options)
