@@ -32,6 +32,19 @@ def _parity_table(title: str, results: list[ParityResult]) -> Table:
     return table
 
 
+def _int8_table(reports) -> Table:
+    """int8 graphs against their fp32 graphs on the calibration inputs (`svc_export.int8.Int8Report`)."""
+    table = Table(title="int8 vs fp32 graph (calibration inputs)", title_justify="left")
+    for column in ("graph", "output", "length", "SNR dB", "max abs", "ref rms", "cosine", "quantized nodes"):
+        table.add_column(column, justify="left" if column in ("graph", "output") else "right")
+    for r in reports:
+        table.add_row(r.graph, r.output, str(r.length), f"{r.snr_db:.1f}", f"{r.max_abs:.3e}", f"{r.rms_reference:.3g}",
+                      "-" if r.cosine is None else f"{r.cosine:.4f}", str(r.quantized))
+    if reports:
+        table.caption = f"calibration: {reports[0].calibration}"
+    return table
+
+
 @app.command()
 def export(
     checkpoint: Path = typer.Argument(..., help="Generator checkpoint G_*.pth (so-vits-svc 4.1 or svc-train)."),
@@ -65,9 +78,14 @@ def export(
     diffusion_config: Optional[Path] = typer.Option(None, help="The diffusion model's diffusion.yaml."),
     opset: int = typer.Option(OPSET, help="ONNX opset."),
     simplify: bool = typer.Option(True, help="Constant-fold and simplify graphs with onnxslim (slow on big graphs)."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Also write int8 generator / speech-encoder graphs for the CPU (svc-run --precision int8)."),
+    int8_calibration: Optional[Path] = typer.Option(
+        None, help="Audio file or folder to calibrate the int8 generator on (default: a synthetic sung phrase)."),
 ) -> None:
     """Export CHECKPOINT + CONFIG into BUNDLE_DIR and prove every graph against PyTorch."""
     from svc_export.exporter import ExportInputError, ExportRequest, export_bundle  # noqa: PLC0415 - heavy
+    from svc_export.int8 import Int8QualityError  # noqa: PLC0415
 
     console = Console()
     errors = Console(stderr=True)
@@ -83,12 +101,17 @@ def export(
             pitch_threshold=pitch_threshold, fp16=fp16, trt=trt, trt_profile=profile,
             trt_timing_cache=trt_timing_cache, index=tuple(index), cluster=tuple(cluster), opset=opset, simplify=simplify,
             vocoder=vocoder, diffusion_checkpoint=diffusion_checkpoint, diffusion_config=diffusion_config,
+            int8=int8, int8_calibration=int8_calibration,
         )
         manifest = export_bundle(
             request,
             on_parity=lambda title, results: console.print(_parity_table(title, results)),
             on_step=lambda message: console.print(f"[dim]{message}[/]"),
+            on_int8=lambda reports: console.print(_int8_table(reports)),
         )
+    except Int8QualityError as exc:
+        errors.print(f"[red]int8 quality check failed, no bundle written:[/] {exc}")
+        raise typer.Exit(1) from exc
     except (ExportInputError, TensorRTUnavailableError, ValueError) as exc:
         errors.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc

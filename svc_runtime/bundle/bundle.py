@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from svc_runtime.bundle.manifest import GraphEntry, Manifest, ManifestError
+from svc_runtime.bundle.manifest import PRECISIONS, GraphEntry, Manifest, ManifestError
 from svc_runtime.bundle.sessions import GraphSession, ProviderConfig, open_session
 from svc_runtime.signal.nsf_phase import frame_start_phases
 
@@ -55,6 +55,17 @@ def verify_files(bundle_dir: Path, manifest: Manifest) -> None:
                 f"{path}: {what} is corrupted or was modified (sha256 {actual[:16]}..., manifest says "
                 f"{expected[:16]}...); re-export the bundle or restore the file"
             )
+
+
+def _check_int8(bundle_dir: Path, manifest: Manifest, config: ProviderConfig) -> None:
+    """int8 runs on ONNX Runtime's CPU kernels only, and only with int8 graphs in the bundle."""
+    if config.provider != "cpu":
+        raise ValueError(
+            f"precision int8 runs on the CPU provider only (ONNX Runtime's int8 CPU kernels), not {config.provider}; "
+            "on a GPU use precision fp16 or fp32 (TensorRT: its engines choose their own precision)"
+        )
+    if not any(g.precision == "int8" for g in manifest.graphs.values()):
+        raise ValueError(f"{bundle_dir}: the bundle has no int8 graphs; re-export it with svc-export ... --int8")
 
 
 @dataclass(frozen=True)
@@ -103,8 +114,10 @@ class Bundle:
     ) -> "Bundle":
         """Validate `path/manifest.json` and every file's sha256, then open one session per graph.
 
-        provider: "cpu", "cuda", "tensorrt" or a `ProviderConfig`. precision: "fp32" or
-        "fp16" graphs (default: fp16 on a GPU when the bundle has them, fp32 otherwise).
+        provider: "cpu", "cuda", "tensorrt" or a `ProviderConfig`. precision: "fp32", "fp16"
+        or "int8" graphs (default: fp16 on a GPU when the bundle has them, fp32 otherwise);
+        roles without a graph of that precision run fp32. int8 (`svc-export --int8`) is for
+        the CPU provider only and needs at least one int8 graph in the bundle.
         roles: which graphs to open (those the bundle lacks are skipped), e.g. ("generator",).
         """
         bundle_dir = Path(path)
@@ -116,8 +129,10 @@ class Bundle:
             verify_files(bundle_dir, manifest)
         if precision is None:
             precision = "fp16" if config.on_gpu else "fp32"
-        if precision not in ("fp32", "fp16"):
-            raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "int8":
+            _check_int8(bundle_dir, manifest, config)
         unknown = sorted(set(roles) - set(CORE_ROLES))
         if unknown:
             raise ValueError(

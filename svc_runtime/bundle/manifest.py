@@ -20,7 +20,8 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
 DTYPES = ("float32", "float16", "int64", "int32", "bool")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+"""int8: CPU-only graphs (svc-export --int8) with fp32 inputs and outputs."""
 GRAPH_ROLES = (
     "generator", "f0_predictor", "speech_encoder", "pitch", "diffusion_condition", "diffusion_denoiser", "vocoder",
 )

@@ -56,6 +56,9 @@ def convert(
         None, "--diffusion-speedup", help="Diffusion steps per sampler step, >= 2 (default: the model's)."),
     provider: str = typer.Option("cpu", "--provider", help="cpu, cuda or tensorrt."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads per graph (0: ONNX Runtime's default)."),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="fp32, fp16 or int8 graphs (default: fp16 on a GPU when the bundle has them, "
+        "else fp32; int8: CPU only, a bundle exported with svc-export --int8)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose output exists (resume)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: convert only every n-th file from i (0-based)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log which provider runs each graph."),
@@ -91,7 +94,8 @@ def convert(
         console.print("[yellow]no audio files found in the inputs (or in this shard)[/yellow]")
         raise typer.Exit(0)
     try:
-        loaded = Bundle.load(bundle, provider=ProviderConfig(provider=provider, intra_op_threads=threads))
+        loaded = Bundle.load(bundle, provider=ProviderConfig(provider=provider, intra_op_threads=threads),
+                             precision=precision)
         converter = Converter(loaded, options)
     except (OSError, ValueError, RuntimeError) as e:
         console.print(f"[red]error:[/red] {e}")

@@ -1,0 +1,184 @@
+"""`svc-export --int8`: int8 CPU graphs of the generator and speech encoder, their quality
+gate against the fp32 graphs, and `precision="int8"` in the runtime.
+
+One bundle (the pipeline fixture's generator, sovits41_small with ssl_dim 64, and the
+contentvec_small encoder) is exported once per module with `--int8` through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from svc_runtime import Bundle
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+GENERATOR_MIN_SNR_DB = 60.0
+"""Measured 75.6 dB (synthetic phrase, 378 frames) for this fresh-initialised small generator."""
+ENCODER_MIN_COSINE = 0.99
+"""Measured mean per-frame cosine 0.9947 for contentvec_small (random weights, 64-dim)."""
+
+
+def run_cli(*args: str | Path):
+    from svc_export.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> tuple[Path, Path]:
+    from svc_train.checkpoint import build_generator, save_checkpoint
+
+    torch.set_num_threads(2)
+    folder = tmp_path_factory.mktemp("int8-model")
+    config = json.loads((FIXTURES / "sovits41_small" / "config.json").read_text())
+    config["model"]["ssl_dim"] = 64
+    (folder / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(1234)
+    save_checkpoint(folder / "G.pth", build_generator(folder / "config.json"), 0, 1e-4)
+    return folder / "G.pth", folder / "config.json"
+
+
+@pytest.fixture(scope="module")
+def int8_export(model, tmp_path_factory):
+    """(bundle dir, CLI output) of `svc-export --int8 --no-simplify` with the contentvec_small encoder."""
+    checkpoint, config = model
+    out = tmp_path_factory.mktemp("int8-bundle") / "bundle"
+    result = run_cli(checkpoint, "--config", config, "-o", out, "--no-simplify", "--int8",
+                     "--encoder-checkpoint", FIXTURES / "contentvec_small" / "fairseq_checkpoint.pt")
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_int8_graphs_in_manifest_and_quality(int8_export):
+    from svc_runtime.bundle.manifest import Manifest
+
+    bundle_dir, output = int8_export
+    manifest = Manifest.read(bundle_dir)
+    assert {n: g.precision for n, g in manifest.graphs.items() if g.precision == "int8"} == {
+        "generator_int8": "int8", "speech_encoder_int8": "int8"}
+    generator = manifest.graphs["generator_int8"]
+    assert generator.file == "generator.int8.onnx" and generator.role == "generator"
+    assert generator.inputs == manifest.graphs["generator"].inputs  # same fp32 feeds as the fp32 graph
+    assert manifest.graphs["speech_encoder_int8"].file == "speech_encoder.int8.onnx"
+    ops = {n.op_type for n in onnx.load(str(bundle_dir / generator.file)).graph.node}
+    assert {"QLinearConv", "QLinearAdd", "QLinearLeakyRelu"} <= ops and "ConvTranspose" not in ops
+    assert "int8 vs fp32 graph" in output and "SNR dB" in output
+    (record,) = generator.parity
+    assert record.reference.startswith("generator.onnx") and record.max_abs_error <= record.tolerance
+
+
+def test_int8_generator_snr_and_encoder_cosine(int8_export):
+    """Recomputed here on fresh inputs: synthetic-phrase features, not the export's own report."""
+    from svc_export.int8 import (
+        GeneratorShape,
+        compare_generator,
+        generator_calibration_feeds,
+        synthetic_phrase,
+    )
+    from svc_runtime.bundle.manifest import Manifest
+
+    bundle_dir, _ = int8_export
+    model = Manifest.read(bundle_dir).model
+    shape = GeneratorShape(model.sampling_rate, model.hop_length, model.ssl_dim, model.inter_channels,
+                           model.n_speakers, model.n_harmonics, model.nsf_source_sampling_rate,
+                           model.unit_interpolate_mode, model.vol_embedding)
+    clip = synthetic_phrase(model.sampling_rate, seconds=2.0, seed=7)
+    feeds = generator_calibration_feeds([clip], shape, bundle_dir / "speech_encoder.onnx", seed=3)
+    report = compare_generator(bundle_dir / "generator.int8.onnx", bundle_dir / "generator.onnx", feeds, "test", 0)
+    assert report.snr_db > GENERATOR_MIN_SNR_DB, report
+    assert report.max_abs < 2e-3 * 5, report
+
+    import onnxruntime as ort
+    from svc_runtime.audio.resample import resample
+
+    wav = resample(clip, model.sampling_rate, 16000).astype(np.float32)[None]
+    fp32, int8 = (ort.InferenceSession(str(bundle_dir / f), providers=["CPUExecutionProvider"])
+                  for f in ("speech_encoder.onnx", "speech_encoder.int8.onnx"))
+    a, b = (s.run(None, {"wav": wav})[0][0].astype(np.float64) for s in (int8, fp32))
+    assert a.shape == b.shape
+    cosine = np.sum(a * b, 0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0))
+    assert cosine.mean() > ENCODER_MIN_COSINE, cosine.mean()
+
+
+def test_runtime_converts_with_int8(int8_export, tmp_path):
+    from svc_runtime.audio.decode import decode_audio
+    from svc_runtime.cli import app as run_app
+    from tests.pipeline_fixture import SR, vibrato_tone
+
+    bundle_dir, _ = int8_export
+    bundle = Bundle.load(bundle_dir, precision="int8")
+    assert bundle.graph_entry("generator").precision == "int8"
+    assert bundle.graph_entry("speech_encoder").precision == "int8"
+    assert bundle.graph_entry("f0_predictor").precision == "fp32"  # no int8 copy: falls back
+
+    import soundfile
+
+    audio, _ = vibrato_tone(1.3)
+    soundfile.write(tmp_path / "in.wav", audio, SR)
+    result = CliRunner().invoke(run_app, ["convert", str(tmp_path / "in.wav"), "-m", str(bundle_dir), "-o",
+                                          str(tmp_path / "out"), "--precision", "int8", "--f0-method", "pm", "-s", "alice",
+                                          "--threads", "1"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert "generator_int8" in result.output
+    converted = decode_audio(tmp_path / "out" / "in.wav")
+    assert converted.sample_rate == SR and converted.samples.size == audio.size
+    assert np.isfinite(converted.samples).all() and np.abs(converted.samples).max() > 1e-3
+
+
+def test_int8_refused_without_int8_graphs_or_on_gpu(int8_export, tmp_path):
+    from svc_runtime.bundle.manifest import Manifest
+    from svc_runtime.bundle.sessions import ProviderConfig
+
+    bundle_dir, _ = int8_export
+    plain = tmp_path / "plain"
+    shutil.copytree(bundle_dir, plain)
+    manifest = Manifest.read(plain)
+    replace(manifest, graphs={n: g for n, g in manifest.graphs.items() if g.precision != "int8"}).write(plain)
+    with pytest.raises(ValueError, match="no int8 graphs; re-export it with svc-export ... --int8"):
+        Bundle.load(plain, precision="int8")
+    assert Bundle.load(plain).graph_entry("generator").precision == "fp32"
+    with pytest.raises(ValueError, match="int8 runs on the CPU provider only"):
+        Bundle.load(bundle_dir, provider=ProviderConfig(provider="cuda"), precision="int8")
+
+
+def test_int8_quality_gate_refuses(int8_export, tmp_path):
+    """A generator under the SNR gate is refused with the numbers, and no file is left
+    (here with a gate above what int8 can reach: 200 dB)."""
+    from svc_export import int8
+    from svc_runtime.bundle.manifest import Manifest
+
+    bundle_dir, _ = int8_export
+    model = Manifest.read(bundle_dir).model
+    shape = int8.GeneratorShape(model.sampling_rate, model.hop_length, model.ssl_dim, model.inter_channels,
+                                model.n_speakers, model.n_harmonics, model.nsf_source_sampling_rate,
+                                model.unit_interpolate_mode, model.vol_embedding)
+    feeds = int8.generator_calibration_feeds([int8.synthetic_phrase(model.sampling_rate, 1.0)], shape, None)
+    dst = tmp_path / "generator.int8.onnx"
+    with pytest.raises(int8.Int8QualityError, match=r"audio SNR [0-9.]+ dB < 200 dB"):
+        int8.quantize_generator(bundle_dir / "generator.onnx", dst, feeds, "test", min_snr_db=200.0)
+    assert not dst.exists()
+
+
+def test_int8_calibration_option_checks(model, tmp_path):
+    checkpoint, config = model
+    result = run_cli(checkpoint, "--config", config, "-o", tmp_path / "x", "--int8-calibration", tmp_path)
+    assert result.exit_code == 2 and "add --int8" in result.output
+    result = run_cli(checkpoint, "--config", config, "-o", tmp_path / "x", "--int8",
+                     "--int8-calibration", tmp_path / "missing.wav")
+    assert result.exit_code == 2 and "missing.wav does not exist" in result.output
+    from svc_export.int8 import calibration_audio
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no audio files"):
+        calibration_audio(tmp_path / "empty", 44100)
