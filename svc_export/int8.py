@@ -463,3 +463,34 @@ def _entry(fp32: GraphEntry, path: Path, report: Int8Report) -> GraphEntry:
     record = ParityRecord(report.output, report.length, report.max_abs, INT8_TOLERANCE[report.output],
                           f"{fp32.file} (fp32 graph)")
     return replace(fp32, file=path.name, sha256=sha256_of(path), precision="int8", parity=(record,))
+
+
+def add_int8_to_bundle(bundle_dir: Path, calibration: Path | None = None) -> list[Int8Report]:
+    """Add (or replace) the int8 graphs of an existing bundle folder in place; their reports.
+
+    For bundles exported without `--int8` (the same graphs `svc-export --int8` writes). The
+    int8 files are written beside the target name and renamed in, then `manifest.json` is
+    replaced atomically; a failed quality gate leaves the bundle as it was.
+    """
+    from svc_runtime.atomic import atomic_output  # noqa: PLC0415
+    from svc_runtime.bundle.manifest import Manifest  # noqa: PLC0415
+
+    bundle_dir = Path(bundle_dir)
+    manifest = Manifest.read(bundle_dir)
+    fp32 = {name: g for name, g in manifest.graphs.items() if g.precision != "int8"}
+    with tempfile.TemporaryDirectory(prefix=".int8-", dir=bundle_dir) as work:
+        staged = Path(work)
+        files = {name: bundle_dir / g.file for name, g in fp32.items()}
+        entries, reports = add_int8_graphs(
+            fp32, manifest.model, lambda name: files.get(_graph_of(fp32, name), staged / name), calibration,
+        )
+        for entry in entries.values():
+            (staged / entry.file).replace(bundle_dir / entry.file)
+    with atomic_output(bundle_dir / "manifest.json", text=True) as handle:
+        handle.write(replace(manifest, graphs={**fp32, **entries}).to_json())
+    return reports
+
+
+def _graph_of(graphs: dict[str, GraphEntry], file: str) -> str | None:
+    """Name of the graph stored in `file`, None when no graph is."""
+    return next((name for name, g in graphs.items() if g.file == file), None)

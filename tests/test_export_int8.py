@@ -151,6 +151,15 @@ def test_int8_refused_without_int8_graphs_or_on_gpu(int8_export, tmp_path):
     with pytest.raises(ValueError, match="int8 runs on the CPU provider only"):
         Bundle.load(bundle_dir, provider=ProviderConfig(provider="cuda"), precision="int8")
 
+    from svc_export.int8 import add_int8_to_bundle  # an existing bundle gets its int8 graphs in place
+
+    reports = add_int8_to_bundle(plain)
+    assert [r.graph for r in reports] == ["generator.int8.onnx", "speech_encoder.int8.onnx"]
+    assert reports[0].snr_db > GENERATOR_MIN_SNR_DB
+    loaded = Bundle.load(plain, precision="int8")  # verifies every sha256
+    assert loaded.graph_entry("generator").file == "generator.int8.onnx"
+    assert sorted(p.name for p in plain.iterdir() if p.name.startswith(".")) == []
+
 
 def test_int8_quality_gate_refuses(int8_export, tmp_path):
     """A generator under the SNR gate is refused with the numbers, and no file is left
