@@ -87,7 +87,8 @@ def polyphase_weight(weight: np.ndarray, s: int) -> np.ndarray:
 
 def _rewrite_node(node: onnx.NodeProto, weight: np.ndarray, bias: np.ndarray | None, graph: onnx.GraphProto,
                   consts: dict[str, str]) -> list[onnx.NodeProto] | None:
-    """The nodes replacing one ConvTranspose (new initializers appended to `graph`), or None."""
+    """The nodes replacing one ConvTranspose (new initializers appended to `graph`, their names
+    added to `consts` so shared ones are added once), or None when the node is not eligible."""
     rank = weight.ndim
     if rank not in (3, 4) or int(_attr(node, "group") or 1) != 1:
         return None
@@ -114,12 +115,16 @@ def _rewrite_node(node: onnx.NodeProto, weight: np.ndarray, bias: np.ndarray | N
     w_conv = polyphase_weight(w3, s)
     if rank == 4:
         w_conv = w_conv[:, :, None, :]
-    w_name = f"{node.input[1]}{NAME_SUFFIX}"
-    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w_conv), w_name))
+    w_name = f"{node.input[1]}{NAME_SUFFIX}_s{s}"
+    if w_name not in consts:  # a weight shared by several upsamplers of the same stride is rewritten once
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w_conv), w_name))
+        consts[w_name] = w_name
     conv_inputs = [node.input[0], w_name]
     if bias is not None:
-        b_name = f"{node.input[2]}{NAME_SUFFIX}"
-        graph.initializer.append(numpy_helper.from_array(np.repeat(bias, s).astype(bias.dtype), b_name))
+        b_name = f"{node.input[2]}{NAME_SUFFIX}_s{s}"
+        if b_name not in consts:
+            graph.initializer.append(numpy_helper.from_array(np.repeat(bias, s).astype(bias.dtype), b_name))
+            consts[b_name] = b_name
         conv_inputs.append(b_name)
     taps = geo["taps"]
     conv_attrs = {
@@ -162,7 +167,7 @@ def conv_transpose_as_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    consts: dict[str, str] = {name: name for name in inits if name.startswith("polyphase_const_")}
+    consts: dict[str, str] = {name: name for name in inits if name.startswith("polyphase_const_") or NAME_SUFFIX in name}
     new_nodes = []
     count = 0
     for node in graph.node:

@@ -105,9 +105,36 @@ def test_generator_upsamplers_have_no_zero_taps():
         assert geo is not None and geo["taps"] * s == k
     layer = torch.nn.ConvTranspose1d(4, 3, 16, 8, padding=4)
     rewritten, _ = conv_transpose_as_conv(_conv_transpose_model(layer, 3, 1))
-    weight = next(numpy_helper.to_array(t) for t in rewritten.graph.initializer if t.name.endswith("/polyphase"))
+    weight = next(numpy_helper.to_array(t) for t in rewritten.graph.initializer if t.name == "w/polyphase_s8")
     assert weight.shape == (3 * 8, 4, 2)
     assert sorted(np.abs(weight).ravel().tolist()) == sorted(np.abs(layer.weight.detach().numpy()).ravel().tolist())
+
+
+def test_shared_weight_is_rewritten_once_per_stride():
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 4)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "w"], ["a"], name="up_a", strides=[2], pads=[1, 1]),
+        helper.make_node("ConvTranspose", ["x", "w"], ["b"], name="up_b", strides=[2], pads=[1, 1]),
+        helper.make_node("ConvTranspose", ["x", "w"], ["c"], name="up_c", strides=[4], pads=[0, 0]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "t"])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, n]) for n in "abc"], [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rewritten, count = conv_transpose_as_conv(model)
+    onnx.checker.check_model(rewritten, full_check=True)
+    assert count == 3
+    weights = sorted(t.name for t in rewritten.graph.initializer if t.name.startswith("w/"))
+    assert weights == ["w/polyphase_s2", "w/polyphase_s4"]
+    x = rng.standard_normal((1, 4, 9)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    want = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = ort.InferenceSession(rewritten.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for g, e in zip(got, want):
+        assert g.shape == e.shape and float(np.max(np.abs(g - e))) <= 1e-5 * float(np.max(np.abs(e)))
 
 
 def test_unsupported_conv_transposes_are_left_alone():
@@ -185,3 +212,11 @@ def test_rewrite_file_is_idempotent(generator_graphs, tmp_path):
     shutil.copy(rewritten, again)
     assert rewrite_file(again) == 0
     assert again.read_bytes() == rewritten.read_bytes()
+
+
+def test_exporter_records_the_pass_in_the_manifest():
+    from svc_export.conv_transpose import PASS_NAME
+    from svc_export.exporter import _versions
+
+    passes = _versions(17)["graph_passes"].split(",")
+    assert passes == ["conv1d_as_conv2d", PASS_NAME]  # the order the exporter applies them
