@@ -234,9 +234,9 @@ def test_blending_uses_the_bundles_index_or_cluster_file(bundle, tmp_path, mode)
     dataclasses.replace(bundle.manifest, aux_files=(aux,)).write(folder)
     with_aux = Bundle.load(folder)
     x, _ = vibrato_tone(1.0)
-    plain = Converter(with_aux, ConvertOptions(**EXACT)).prepare(DecodedAudio(x, SR, 1)).segments[0].c
+    plain = Converter(with_aux, ConvertOptions(**EXACT)).prepare(DecodedAudio(x, SR, 1)).segments[0].frame_units()
     blended = Converter(with_aux, ConvertOptions(**EXACT, blend_ratio=0.7, blend_mode=mode)).prepare(
-        DecodedAudio(x, SR, 1)).segments[0].c
+        DecodedAudio(x, SR, 1)).segments[0].frame_units()
     other = FeatureIndex(folder / name, dim).retrieve(plain) if mode == "retrieval" else \
         ClusterCentres(folder / name, dim).nearest(plain)
     np.testing.assert_allclose(blended, 0.7 * other + 0.3 * plain, atol=1e-4)

@@ -28,11 +28,11 @@ from svc_runtime.audio.dsp import remove_dc
 from svc_runtime.audio.resample import resample, resampled_length
 from svc_runtime.pipeline.features import (
     ENCODER_RATE,
-    align_units,
     causal_f0,
     f0_warmup_frames,
     make_f0_source,
     time_unit_indices,
+    unit_columns,
     units_on_encoder_grid,
 )
 from svc_runtime.pipeline.noise import NoiseField
@@ -55,6 +55,8 @@ class SegmentWork:
     """One voiced slice, padded, with every generator input on its frame grid.
 
     Slice coordinates: frame 0 / sample 0 is `pad` samples before `start` in the input.
+    c: content units, [dim, n_frames], or the encoder's [dim, Tu] with `c_columns` [n_frames]
+    naming each frame's column (read them with `units`).
     After its last chunk is rendered, `release` drops the large inputs (units, volume,
     speaker weights, noise blocks); F0, voicing and phases (a few floats per frame) stay.
     """
@@ -73,10 +75,24 @@ class SegmentWork:
     chunks: list[Chunk]
     diffusion_phase: np.ndarray | None = None
     diffusion_noise: NoiseField | None = None
+    c_columns: np.ndarray | None = None
+
+    def units(self, frames: slice, out: np.ndarray) -> np.ndarray:
+        """Units of frames `frames` into `out` [dim, len]: columns `c_columns[frames]` of `c` when set
+        (c then holds the encoder's frames, not one per generator frame), else `c[:, frames]`."""
+        if self.c_columns is None:
+            out[...] = self.c[:, frames]
+        else:
+            np.take(self.c, self.c_columns[frames], axis=1, out=out)
+        return out
+
+    def frame_units(self) -> np.ndarray:
+        """Units of every frame: [dim, n_frames] float32 (a new array when `c` is on the encoder's grid)."""
+        return self.c if self.c_columns is None else np.ascontiguousarray(self.c[:, self.c_columns])
 
     def release(self) -> None:
         """Drop what only the generator needed; the slice cannot be rendered again afterwards."""
-        self.c = self.vol = self.speaker = self.diffusion_phase = None
+        self.c = self.c_columns = self.vol = self.speaker = self.diffusion_phase = None
         self.noise.release()
         if self.diffusion_noise is not None:
             self.diffusion_noise.release()
@@ -243,12 +259,18 @@ class Converter:
             f0_win = self.f0_source(audio[a * hop : b * hop], b - a)
             f0_raw[ch.keep_start : ch.keep_end] = f0_win[ch.keep_start - a : ch.keep_end - a]
         units = units_on_encoder_grid(self.bundle, audio16, self.window * hop / self.sr, self.context * hop / self.sr)
+        del audio16
         if not o.causal:
-            c = align_units(units, n, self.model.unit_interpolate_mode)
+            columns = unit_columns(units.shape[1], n, self.model.unit_interpolate_mode)
         else:
             enc = self.bundle.manifest.speech_encoder
             idx = time_unit_indices(0, n, self.sr, hop, enc.sampling_rate, enc.hop_length)
-            c = np.ascontiguousarray(units[:, np.minimum(idx, units.shape[1] - 1)])
+            columns = np.minimum(idx, units.shape[1] - 1)
+        if self.blender is not None or o.auto_predict_f0:  # these read every frame's units now
+            c, columns = np.ascontiguousarray(units[:, columns]), None
+        else:  # ~50 unit frames/s instead of the generator's ~86: frames pick their column per chunk
+            c = np.ascontiguousarray(units)
+        del units
         if o.causal:
             f0_raw[: f0_warmup_frames(self.sr, hop)] = 0.0
             f0, uv = causal_f0(f0_raw)
@@ -266,7 +288,7 @@ class Converter:
         phase, _ = self.bundle.source_phases(f0[None], rand_ini=noise.rand_ini()[None])
         work = SegmentWork(
             start=start, end=end, pad=pad, n_frames=n, c=c, f0=f0.astype(np.float32), uv=uv, vol=vol,
-            speaker=speaker, phase=phase[0], noise=noise, chunks=chunks,
+            speaker=speaker, phase=phase[0], noise=noise, chunks=chunks, c_columns=columns,
         )
         if self.diffusion is not None:  # the vocoder's sine phases over the slice (float64), sliced per chunk
             vocoder = self.diffusion.spec.vocoder
@@ -406,7 +428,7 @@ class Converter:
         vol = self._buffer("vol", (B, length)) if m.vol_embedding or o.only_diffusion else None
         for b, (seg, ch) in enumerate(items):
             sl = slice(ch.win_start, ch.win_end)
-            c[b] = seg.c[:, sl]
+            seg.units(sl, out=c[b])
             f0[b] = seg.f0[sl]
             uv[b] = seg.uv[sl]
             spk[b] = seg.speaker[sl]

@@ -206,3 +206,15 @@ def time_unit_indices(first_frame: int, n_frames: int, model_rate: int, model_ho
 def align_units(units: np.ndarray, n_frames: int, mode: str = "nearest") -> np.ndarray:
     """Stretch units [dim, Tu] to [dim, n_frames] as so-vits-svc's `repeat_expand_2d` (nearest / left)."""
     return unit_helpers.align_units(units, n_frames, mode)
+
+
+def unit_columns(n_units: int, n_frames: int, mode: str = "nearest") -> np.ndarray:
+    """The unit column `align_units` gives each of `n_frames` frames: [n_frames] int64, so that
+    `units[:, unit_columns(Tu, n, mode)]` equals `align_units(units, n, mode)` (a pure column pick)."""
+    if n_units <= 0:
+        raise ValueError("units have no frames")
+    if mode == "left":
+        return unit_helpers.left_indices(n_units, n_frames)
+    if mode == "nearest":
+        return unit_helpers.nearest_indices(n_units, n_frames)
+    raise ValueError(f"unknown unit_interpolate_mode {mode!r}; use one of {unit_helpers.UNIT_INTERPOLATE_MODES}")
