@@ -191,3 +191,35 @@ def test_int8_calibration_option_checks(model, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no audio files"):
         calibration_audio(tmp_path / "empty", 44100)
+
+
+def test_calibration_audio_and_features(tmp_path):
+    """User calibration audio is decoded and resampled to the model's rate; features carry the
+    volume input of vol_embedding models and cycle through the speakers."""
+    import soundfile
+
+    from svc_export.int8 import GeneratorShape, calibration_audio, generator_calibration_feeds, synthetic_phrase
+
+    folder = tmp_path / "calib"
+    (folder / "sub").mkdir(parents=True)
+    soundfile.write(folder / "a.wav", synthetic_phrase(22050, 1.0, seed=1), 22050)
+    soundfile.write(folder / "sub" / "b.flac", synthetic_phrase(22050, 0.5, seed=2), 22050)
+    (folder / "notes.txt").write_text("not audio")
+    sizes = [soundfile.info(folder / name).frames * 2 for name in ("a.wav", "sub/b.flac")]
+    clips, origin = calibration_audio(folder, 44100)
+    assert [c.size for c in clips] == sizes and "2 file(s)" in origin
+    (single,), _ = calibration_audio(folder / "a.wav", 44100)
+    assert single.size == sizes[0] and single.dtype == np.float32
+
+    shape = GeneratorShape(44100, 512, 16, 8, 3, 9, 44100, "nearest", True)
+    feeds = generator_calibration_feeds(clips, shape, None)
+    frames = [f["f0"].shape[1] for f in feeds]
+    assert frames == [86, sizes[0] // 512 - 86, sizes[1] // 512]  # 1 s (86-frame) chunks of each clip
+    for index, feed in enumerate(feeds):
+        n = feed["f0"].shape[1]
+        assert feed["c"].shape == (1, 16, n) and feed["vol"].shape == (1, n) and feed["vol"].max() > 0
+        assert feed["sine_noise"].shape == (1, n * 512, 9) and feed["phase"].shape == (1, n, 9)
+        assert feed["speaker"][0, :, index % 3].all() and feed["speaker"].sum() == n
+        voiced = feed["uv"][0] > 0  # the phrase sings 196..415 Hz notes, with pauses
+        assert voiced.any() and np.all(feed["f0"][0][voiced] > 180) and np.all(feed["f0"][0][voiced] < 440)
+    assert np.concatenate([f["uv"][0] for f in feeds]).mean() > 0.6
