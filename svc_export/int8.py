@@ -289,13 +289,56 @@ def fold_initializer_identities(model: onnx.ModelProto) -> int:
     return len(alias)
 
 
+def fold_scalar_divisions(model: onnx.ModelProto) -> int:
+    """Fold `Div(x, c) -> LeakyRelu -> Conv(s)` (HiFiGAN's multi-receptive-field average before
+    the next upsampler / conv_post) into the convs' weights: lrelu(x / c) = lrelu(x) / c for c > 0
+    and a conv is linear in its input, so W' = W / c gives the same sums. The int8 chain then
+    runs on without a Dequantize -> Div -> Quantize round trip. Returns the divisions folded."""
+    inits = {t.name: t for t in model.graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in model.graph.output}
+    weight_uses = {name: len(consumers.get(name, [])) for name in inits}
+    constants = {n.output[0]: onnx.numpy_helper.to_array(a.t) for n in model.graph.node if n.op_type == "Constant"
+                 for a in n.attribute if a.name == "value"}  # unsimplified graphs hold them as nodes
+    constants.update({name: onnx.numpy_helper.to_array(t) for name, t in inits.items()})
+    folded = set()
+    for node in model.graph.node:
+        if node.op_type != "Div" or node.input[1] not in constants or node.output[0] in outputs:
+            continue
+        divisor = constants[node.input[1]]
+        after = consumers.get(node.output[0], [])
+        if divisor.size != 1 or not float(divisor.reshape(())) > 0 or len(after) != 1 or after[0].op_type != "LeakyRelu":
+            continue
+        relu = after[0]
+        convs = consumers.get(relu.output[0], [])
+        if relu.output[0] in outputs or not convs or any(
+            c.op_type != "Conv" or c.input[1] not in inits or weight_uses[c.input[1]] != 1 for c in convs
+        ):
+            continue
+        for conv in convs:
+            weight = onnx.numpy_helper.to_array(inits[conv.input[1]])
+            scaled = (weight / divisor.reshape(()).astype(weight.dtype)).astype(weight.dtype)
+            inits[conv.input[1]].CopyFrom(onnx.numpy_helper.from_array(scaled, conv.input[1]))
+        relu.input[0] = node.input[0]
+        folded.add(id(node))
+    kept = [n for n in model.graph.node if id(n) not in folded]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return len(folded)
+
+
 def _prepared(src: Path, work: Path) -> Path:
-    """A copy of `src` ready to quantize: shared weights as plain initializers and ConvTransposes
-    rewritten as Conv (polyphase, `svc_export.conv_transpose`) so the upsamplers quantize too."""
+    """A copy of `src` ready to quantize: shared weights as plain initializers, ConvTransposes
+    rewritten as Conv (polyphase, `svc_export.conv_transpose`) so the upsamplers quantize too,
+    and the decoder's divisions by the number of resblocks folded into the next convs."""
     model = onnx.load(str(src))
     fold_initializer_identities(model)
     if any(node.op_type == "ConvTranspose" for node in model.graph.node):
         model, _ = conv_transpose_as_conv(model)
+    fold_scalar_divisions(model)
     path = work / "prepared.onnx"
     onnx.save(model, str(path))
     return path

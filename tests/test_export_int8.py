@@ -223,3 +223,28 @@ def test_calibration_audio_and_features(tmp_path):
         voiced = feed["uv"][0] > 0  # the phrase sings 196..415 Hz notes, with pauses
         assert voiced.any() and np.all(feed["f0"][0][voiced] > 180) and np.all(feed["f0"][0][voiced] < 440)
     assert np.concatenate([f["uv"][0] for f in feeds]).mean() > 0.6
+
+
+def test_fold_scalar_divisions_is_exact(int8_export):
+    """The decoder's `/ num_kernels` moves into the next convs' weights with the same output."""
+    import onnxruntime as ort
+
+    from svc_export.int8 import fold_scalar_divisions
+
+    bundle_dir, _ = int8_export
+    model = onnx.load(str(bundle_dir / "generator.onnx"))
+    divisions = sum(n.op_type == "Div" and n.name.startswith("/dec/Div") for n in model.graph.node)
+    assert fold_scalar_divisions(model) == divisions == 5  # one per upsampling stage of sovits41_small
+    folded = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    original = ort.InferenceSession(str(bundle_dir / "generator.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    frames, spec = 40, {i.name: i for i in original.get_inputs()}
+    feeds = {
+        "c": rng.standard_normal((1, 64, frames), dtype=np.float32), "f0": np.full((1, frames), 220.0, np.float32),
+        "uv": np.ones((1, frames), np.float32), "speaker": np.eye(2, dtype=np.float32)[None, [0] * frames],
+        "noise_prior": rng.standard_normal((1, spec["noise_prior"].shape[1], frames), dtype=np.float32),
+        "noise_scale": np.array([0.35], np.float32), "phase": rng.random((1, frames, 9), dtype=np.float32),
+        "sine_noise": rng.standard_normal((1, frames * 512, 9), dtype=np.float32),
+    }
+    a, b = (s.run(None, feeds)[0] for s in (folded, original))
+    assert np.abs(a - b).max() < 1e-5 * max(1.0, np.abs(b).max())
