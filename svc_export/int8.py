@@ -248,13 +248,14 @@ class _Feeds:
     """ONNX Runtime's CalibrationDataReader over a list of feeds."""
 
     def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds = feeds
         self._items = iter(feeds)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._items, None)
 
-    def rewind(self) -> None:  # not needed by MinMax calibration
-        raise NotImplementedError
+    def rewind(self) -> None:
+        self._items = iter(self._feeds)
 
 
 def _in_scopes(name: str, scopes: tuple[str, ...]) -> bool:
