@@ -150,10 +150,11 @@ def _init_checkpoint(config_path: Path, checkpoint: Path, seed: int = SEED) -> N
 
 
 def _export_bundle(models: ModelSet) -> None:
-    """`svc-export G_0.pth --config config.json -o bundle` with the encoder (and the FCPE pitch graph)."""
+    """`svc-export G_0.pth --config config.json -o bundle --int8` with the encoder (and the FCPE pitch
+    graph); `--int8` adds the int8 CPU graphs that `--precisions int8` benchmarks (fp32 stays the default)."""
     cmd = _cli("svc-export") + [
         str(models.checkpoint), "--config", str(models.config),
-        "-o", str(models.bundle), "--encoder-checkpoint", str(models.encoder),
+        "-o", str(models.bundle), "--encoder-checkpoint", str(models.encoder), "--int8",
     ]
     if models.pitch == "fcpe":
         cmd += ["--pitch", "fcpe"]
