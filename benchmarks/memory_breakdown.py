@@ -59,9 +59,8 @@ def breakdown(size: str, seconds: float) -> dict:
                             "held_after_mib": current / MIB, "rss_hwm_after_mib": _hwm_mib()}
             return result
 
-        decoded = stage("decode", lambda: decode_audio(wav))
-        prepared = stage("prepare", lambda: ours.converter.prepare(decoded))
-        del decoded
+        held = {"decoded": stage("decode", lambda: decode_audio(wav))}  # popped: not kept past preparing
+        prepared = stage("prepare", lambda: ours.converter.prepare(held.pop("decoded")))
         after_prepare = tracemalloc.get_traced_memory()[0]
         [audio] = stage("render", lambda: ours.converter.render([prepared]))
         after_render = tracemalloc.get_traced_memory()[0]

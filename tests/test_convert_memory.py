@@ -44,7 +44,7 @@ def whole_array_rms(samples: np.ndarray, frame_length: int, hop: int) -> np.ndar
 
 
 def whole_array_remove_dc(samples: np.ndarray, sample_rate: int, cutoff_hz: float = 25.0) -> np.ndarray:
-    width = max(3, int(round(sample_rate / cutoff_hz)) | 1)
+    width = max(3, round(sample_rate / cutoff_hz) | 1)
     if samples.shape[0] <= width:
         return (samples - samples.mean()).astype(np.float32)
     low = dsp._moving_average(dsp._moving_average(samples, width), width)

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import numpy as np
 
-
 DC_BLOCK = 1 << 16
 """Samples per step of the blockwise DC filter (its float64 scratch is a few blocks, not the input)."""
 
@@ -72,7 +71,9 @@ def _blocks(x: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield x[start : start + size]
 
 
-def remove_dc(samples: np.ndarray, sample_rate: int, cutoff_hz: float = 25.0, out: np.ndarray | None = None) -> np.ndarray:
+def remove_dc(
+    samples: np.ndarray, sample_rate: int, cutoff_hz: float = 25.0, out: np.ndarray | None = None
+) -> np.ndarray:
     """Zero-phase high-pass: subtract a triangular (twice boxcar) moving average.
 
     The boxcar's first null sits at `cutoff_hz`, so a constant or slowly drifting offset

@@ -37,9 +37,9 @@ def write_audio_atomic(
     container, default_subtype = OUTPUT_FORMATS[fmt]
     target = Path(path)
     channels = 1 if samples.ndim == 1 else samples.shape[1]
-    with atomic_output(target) as handle:
-        with soundfile.SoundFile(handle, "w", samplerate=sample_rate, channels=channels, format=container,
-                                 subtype=subtype or default_subtype) as sink:
-            for start in range(0, samples.shape[0], WRITE_BLOCK):
-                sink.write(np.clip(samples[start : start + WRITE_BLOCK], -1.0, 1.0))
+    with atomic_output(target) as handle, soundfile.SoundFile(
+        handle, "w", samplerate=sample_rate, channels=channels, format=container, subtype=subtype or default_subtype
+    ) as sink:
+        for start in range(0, samples.shape[0], WRITE_BLOCK):
+            sink.write(np.clip(samples[start : start + WRITE_BLOCK], -1.0, 1.0))
     return target

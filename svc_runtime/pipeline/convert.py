@@ -46,12 +46,23 @@ from svc_runtime.pipeline.features import (
 )
 from svc_runtime.pipeline.noise import NoiseField
 from svc_runtime.pipeline.options import ConvertOptions
-from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
+from svc_runtime.pipeline.retrieval import (
+    ClusterCentres,
+    FeatureIndex,
+    RetrievalError,
+    blend,
+)
 from svc_runtime.pipeline.spkmix import SpeakerMix, load_speaker_mix
 from svc_runtime.signal.f0 import NoVoiceError, interpolate_unvoiced, shift_f0
 from svc_runtime.signal.nsf_phase import frame_start_phases
-from svc_runtime.signal.slicer import Chunk, crossfade_weights, plan_chunks, slice_on_silence
+from svc_runtime.signal.slicer import (
+    Chunk,
+    crossfade_weights,
+    plan_chunks,
+    slice_on_silence,
+)
 from svc_runtime.signal.volume import change_rms, volume_envelope
+
 
 @functools.cache
 def _malloc_trim():
@@ -259,7 +270,7 @@ class Converter:
         t0 = time.perf_counter()
         x = resample(decoded.samples, decoded.sample_rate, self.sr)
         if self.options.remove_dc:  # in place on a resampled copy; never on the caller's samples
-            x = remove_dc(x, self.sr, out=None if np.shares_memory(x, decoded.samples) else x)
+            x = remove_dc(x, self.sr, out=None if np.may_share_memory(x, decoded.samples) else x)
         n_out = resampled_length(decoded.samples.shape[0], decoded.sample_rate, self.sr)
         segments = []
         voiced = 0
@@ -273,8 +284,8 @@ class Converter:
         if self.options.f0_filter and voiced == 0:
             raise NoVoiceError("no voiced frame found (f0 filter is on): the pitch tracker heard no voice")
         return PreparedFile(
-            source=x if self.options.loudness_mix < 1.0 else None, n_out=n_out, segments=segments, notes=list(decoded.notes),
-            prepare_seconds=time.perf_counter() - t0, voiced_frames=voiced,
+            source=x if self.options.loudness_mix < 1.0 else None, n_out=n_out, segments=segments,
+            notes=list(decoded.notes), prepare_seconds=time.perf_counter() - t0, voiced_frames=voiced,
         )
 
     def prepare_segment(self, x: np.ndarray, start: int, end: int, n_total: int, stream: int = 0) -> SegmentWork:
