@@ -24,18 +24,18 @@ STEPS: dict[str, list[str]] = {
     # whole-file throughput at 2 threads (the 2-core target); add "--variants", "spin" (benchmarks/tuning.py)
     # to interleave a tuned variant of ours
     "throughput_t2": ["--sizes", "standard", "tiny", "--sections", "throughput", "--lengths", "5", "10",
-                      "--reps", "3", "--threads", "2"],
+                      "--reps", "3", "--threads", "2", "--precisions", "int8"],
     # the standard rows once more, minutes later: how far the shared machine's load moves them
     "throughput_t2_again": ["--sizes", "standard", "--sections", "throughput", "--lengths", "5", "10",
-                            "--reps", "3", "--threads", "2"],
+                            "--reps", "3", "--threads", "2", "--precisions", "int8"],
     # the same at 1 thread each: no thread oversubscription on a loaded machine
     "throughput_t1": ["--sizes", "standard", "--sections", "throughput", "--lengths", "10", "--reps", "3",
-                      "--threads", "1"],
+                      "--threads", "1", "--precisions", "int8"],
     "throughput_t1_again": ["--sizes", "standard", "--sections", "throughput", "--lengths", "10", "--reps", "3",
-                            "--threads", "1"],
+                            "--threads", "1", "--precisions", "int8"],
     # RTF against input length, ours only (torch eager at 30 s would take minutes per repetition)
     "length_ours": ["--sizes", "standard", "--sections", "throughput", "--lengths", "30", "--reps", "1",
-                    "--threads", "2", "--no-torch"],
+                    "--threads", "2", "--no-torch", "--precisions", "int8"],
     # each graph against its 1-D -> 2-D convolution rewrite: only informative on a bundle exported before
     # svc-export applied that pass itself (manifest exporter.graph_passes)
     "graphs": ["--sizes", "standard", "--sections", "graphs", "--reps", "6"],
@@ -55,7 +55,7 @@ STEPS: dict[str, list[str]] = {
     # ours only at 5 min (about 12 minutes on the shared box)
     "memory_long": ["--sizes", "standard", "--sections", "memory", "--memory-lengths", "300", "--memory-long", "0",
                     "--no-torch", "--threads", "2"],
-    "memory_micro": ["--sizes", "micro", "--sections", "memory", "--memory-lengths", "10", "--memory-long", "300",
+    "memory_micro": ["--sizes", "micro", "--sections", "memory", "--memory-lengths", "10", "60", "--memory-long", "300",
                      "--threads", "2"],
 }
 

@@ -77,6 +77,7 @@ class OursConverter:
                 before = _graph_seconds(timer, ("pitch", "content"))
                 with timer.stage("prepare"):
                     prepared.append(self.converter.prepare(decoded))
+                del decoded  # as svc-run convert: the decoded input is not held while rendering
                 timer.seconds["prepare"] -= _graph_seconds(timer, ("pitch", "content")) - before
             before = timer.seconds.get("generator", 0.0)
             with timer.stage("stitch"):
