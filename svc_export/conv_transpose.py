@@ -25,14 +25,13 @@ are left unchanged. Node names keep their module path (name + "/polyphase_*").
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-log = logging.getLogger(__name__)
+from svc_export.graph_files import replace_if_valid
 
 NAME_SUFFIX = "/polyphase"
 """Every node the pass inserts is named <ConvTranspose name> + this + a step name."""
@@ -217,16 +216,9 @@ def rewrite_file(path: Path) -> int:
     model, count = conv_transpose_as_conv(onnx.load(str(path)))
     if count == 0:
         return 0
-    candidate = path.with_suffix(".polyphase.onnx")
-    onnx.save(model, str(candidate))
-    try:
-        onnx.checker.check_model(str(candidate), full_check=True)
-    except onnx.checker.ValidationError as exc:
-        candidate.unlink()
-        log.warning("the ConvTranspose -> Conv pass made an invalid graph of %s (%s); kept the original", path.name, exc)
-        return 0
-    candidate.replace(path)
-    return count
+    valid = replace_if_valid(path, model, ".polyphase.onnx",
+                             "the ConvTranspose -> Conv pass made an invalid graph of {name} ({error}); kept the original")
+    return count if valid else 0
 
 
 def count_conv_transpose(model: onnx.ModelProto) -> int:

@@ -23,6 +23,7 @@ import onnxruntime as ort
 import torch
 
 from svc_export.conv2d import rewrite_model
+from svc_export.graph_files import replace_if_valid
 
 OPSET = 17
 
@@ -185,16 +186,9 @@ def convs_as_2d(path: Path) -> int:
     model, count = rewrite_model(onnx.load(str(path)))
     if count == 0:
         return 0
-    candidate = path.with_suffix(".conv2d.onnx")
-    onnx.save(model, str(candidate))
-    try:
-        onnx.checker.check_model(str(candidate), full_check=True)
-    except onnx.checker.ValidationError as exc:
-        candidate.unlink()
-        log.warning("the conv1d -> conv2d pass made an invalid graph of %s (%s); kept the 1-D one", path.name, exc)
-        return 0
-    candidate.replace(path)
-    return count
+    valid = replace_if_valid(path, model, ".conv2d.onnx",
+                             "the conv1d -> conv2d pass made an invalid graph of {name} ({error}); kept the 1-D one")
+    return count if valid else 0
 
 
 def float64_tensors(model: onnx.ModelProto) -> list[str]:
