@@ -6,7 +6,6 @@ the unrewritten graph and PyTorch."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +23,6 @@ from svc_export.conv_transpose import (  # noqa: E402
     rewrite_file,
 )
 
-SMALL = Path(__file__).parent / "fixtures" / "sovits41_small"
 
 # (k, s, p, output_padding, C_in, C_out, T): the generator's (16, 8, 4) and (4, 2, 1) first, then
 # kernels not divisible by the stride (zero taps), p >= s, p = 0, stride 1, output_padding.
@@ -157,19 +155,14 @@ def test_unsupported_conv_transposes_are_left_alone():
 
 
 @pytest.fixture(scope="module")
-def generator_graphs(tmp_path_factory):
-    from svc_export.onnx_export import convs_as_2d, export_onnx
-    from svc_export.plans import generator_plan
-    from svc_train.checkpoint import load_generator
-    from svc_train.config import SvcConfig
+def generator_graphs(small_generator_onnx, tmp_path_factory):
+    from svc_export.onnx_export import convs_as_2d
 
     torch.set_num_threads(1)
-    config = SvcConfig.load(SMALL / "config.json")
-    synthesizer = load_generator(SMALL / "G_1.pth", SMALL / "config.json")
-    plan = generator_plan(synthesizer, config.model.n_speakers)
+    plan, traced = small_generator_onnx
     work = tmp_path_factory.mktemp("polyphase")
     original, rewritten = work / "generator.2d.onnx", work / "generator.onnx"
-    export_onnx(plan, original)
+    shutil.copy(traced, original)
     convs_as_2d(original)  # the exporter's order: conv2d first, then this pass on the (1, k) form
     shutil.copy(original, rewritten)
     count = rewrite_file(rewritten)

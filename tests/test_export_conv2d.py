@@ -4,7 +4,6 @@ rewritten graph still matches PyTorch at three lengths (and the 1-D graph) to th
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-SMALL = Path(__file__).parent / "fixtures" / "sovits41_small"
 
 
 def _conv_weight_ranks(model) -> list[int]:
@@ -22,19 +20,12 @@ def _conv_weight_ranks(model) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def generator_graphs(tmp_path_factory):
-    from svc_export.onnx_export import convs_as_2d, export_onnx
-    from svc_export.plans import generator_plan
-    from svc_train.checkpoint import load_generator
-    from svc_train.config import SvcConfig
+def generator_graphs(small_generator_onnx, tmp_path_factory):
+    from svc_export.onnx_export import convs_as_2d
 
     torch.set_num_threads(1)
-    config = SvcConfig.load(SMALL / "config.json")
-    synthesizer = load_generator(SMALL / "G_1.pth", SMALL / "config.json")
-    plan = generator_plan(synthesizer, config.model.n_speakers)
-    work = tmp_path_factory.mktemp("conv2d")
-    original, rewritten = work / "generator.1d.onnx", work / "generator.onnx"
-    export_onnx(plan, original)
+    plan, original = small_generator_onnx
+    rewritten = tmp_path_factory.mktemp("conv2d") / "generator.onnx"
     shutil.copy(original, rewritten)
     count = convs_as_2d(rewritten)
     return plan, original, rewritten, count
