@@ -9,19 +9,19 @@ required. Unknown keys are kept (so-vits-svc ignores them) and written back unch
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import types
-import typing
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from svc_runtime.atomic import atomic_output
+from svc_runtime.schema import read_dataclass, to_mapping
+from svc_runtime.vocabulary import UnitInterpolateMode
+
 KNOWN_VOCODERS = ("nsf-hifigan", "nsf-snake-hifigan")
-UNIT_INTERPOLATE_MODES = ("left", "nearest", "linear")
 
 
 class ConfigError(ValueError):
@@ -71,7 +71,7 @@ class DataConfig:
     n_mel_channels: int
     mel_fmin: float
     mel_fmax: Optional[float]
-    unit_interpolate_mode: str = "left"
+    unit_interpolate_mode: UnitInterpolateMode = "left"
     extras: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -139,7 +139,7 @@ class SvcConfig:
             if name not in raw:
                 raise ConfigError(f"{source}: missing section '{name}' (a so-vits-svc 4.1 config has "
                                   "train, data, model and spk)")
-            sections[name] = _parse_section(section_cls, raw[name], name, source)
+            sections[name] = read_dataclass(section_cls, raw[name], source, name, ConfigError)
         spk = _parse_speakers(raw.get("spk"), source)
         extras = {k: v for k, v in raw.items() if k not in ("train", "data", "model", "spk")}
         config = cls(spk=spk, extras=extras, source=source, **sections)
@@ -148,20 +148,21 @@ class SvcConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = {
-            "train": _section_to_dict(self.train),
-            "data": _section_to_dict(self.data),
-            "model": _section_to_dict(self.model),
+            "train": to_mapping(self.train),
+            "data": to_mapping(self.data),
+            "model": to_mapping(self.model),
             "spk": dict(self.spk),
         }
         out.update(self.extras)
         return out
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        with atomic_output(Path(path), text=True) as handle:
+            handle.write(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
     def replace_model(self, **changes: Any) -> "SvcConfig":
         """A copy with some `model` fields changed (validated again)."""
-        return SvcConfig.from_dict({**self.to_dict(), "model": {**_section_to_dict(self.model), **changes}},
+        return SvcConfig.from_dict({**self.to_dict(), "model": {**to_mapping(self.model), **changes}},
                                    source=self.source)
 
     @property
@@ -217,78 +218,9 @@ class SvcConfig:
             if not 0 <= sid < m.n_speakers:
                 raise ConfigError(f"{where}: spk.{name} = {sid} is outside 0..model.n_speakers-1 "
                                   f"({m.n_speakers - 1})")
-        if self.data.unit_interpolate_mode not in UNIT_INTERPOLATE_MODES:
-            raise ConfigError(f"{where}: data.unit_interpolate_mode must be one of {UNIT_INTERPOLATE_MODES}, "
-                              f"got {self.data.unit_interpolate_mode!r}")
         if m.vocoder_name not in KNOWN_VOCODERS:
             warnings.warn(f"{where}: unknown model.vocoder_name {m.vocoder_name!r}; so-vits-svc falls back to "
                           "nsf-hifigan and so does this loader", stacklevel=3)
-
-
-def _parse_section(section_cls, raw: Any, section: str, source: str):
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: section '{section}' must be a JSON object, got {type(raw).__name__}")
-    hints = typing.get_type_hints(section_cls)
-    values: dict[str, Any] = {}
-    for f in fields(section_cls):
-        if f.name == "extras":
-            continue
-        if f.name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{source}: missing {section}.{f.name} (required by so-vits-svc 4.1; "
-                                  f"expected {_type_name(hints[f.name])})")
-            continue
-        values[f.name] = _coerce(raw[f.name], hints[f.name], f"{section}.{f.name}", source)
-    extras = {k: v for k, v in raw.items() if k not in values and k not in hints}
-    return section_cls(**values, extras=extras)
-
-
-_JSON_SCALARS: dict[type, tuple[type, ...]] = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
-"""A scalar field's type -> the JSON value types it accepts."""
-
-
-def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
-    """Check `value` against `hint`; JSON lists become tuples. Ints are accepted where floats are."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, name, source)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise _type_error(value, hint, name, source)
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{name}[{i}]", source) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{source}: {name} must have {len(args)} entries, got {len(value)}")
-        return tuple(_coerce(v, a, f"{name}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
-    if hint in _JSON_SCALARS:
-        # bool is an int subclass: true/false counts only where the field is a bool
-        if not isinstance(value, _JSON_SCALARS[hint]) or (hint is not bool and isinstance(value, bool)):
-            raise _type_error(value, hint, name, source)
-        return value
-    raise TypeError(f"unsupported config type {hint} for {name}")
-
-
-def _type_error(value: Any, hint: Any, name: str, source: str) -> ConfigError:
-    return ConfigError(f"{source}: {name} must be {_type_name(hint)}, got {json.dumps(value)} "
-                       f"({type(value).__name__})")
-
-
-def _type_name(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return f"{_type_name(inner[0])} or null"
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}"
-        return f"a list of {len(args)} numbers"
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
 def _parse_speakers(raw: Any, source: str) -> dict[str, int]:
@@ -300,22 +232,6 @@ def _parse_speakers(raw: Any, source: str) -> dict[str, int]:
         if isinstance(sid, bool) or not isinstance(sid, int):
             raise ConfigError(f"{source}: spk.{name} must be an integer speaker id, got {json.dumps(sid)}")
     return dict(raw)
-
-
-def _section_to_dict(section) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(section):
-        if f.name == "extras":
-            continue
-        out[f.name] = _to_json(getattr(section, f.name))
-    out.update(section.extras)
-    return out
-
-
-def _to_json(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_to_json(v) for v in value]
-    return value
 
 
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "SvcConfig", "TrainConfig"]

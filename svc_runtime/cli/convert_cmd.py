@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from svc_runtime.cli.app import app
+from svc_runtime.vocabulary import DEFAULT_SEED
 
 
 @app.command("convert")
@@ -29,7 +30,7 @@ def convert(
     blend_ratio: float = typer.Option(0.0, "--blend-ratio", help="Mix of retrieved / cluster features, 0..1."),
     blend_mode: str = typer.Option("auto", "--blend-mode", help="auto, retrieval (faiss index) or cluster."),
     noise_scale: float = typer.Option(0.4, "--noise-scale", help="Scale of the prior noise."),
-    seed: int = typer.Option(52468, "--seed", help="Seed of every random term (reproducible output)."),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Seed of every random term (reproducible output)."),
     loudness_mix: float = typer.Option(1.0, "--loudness-mix", help="1 keeps the output loudness, 0 follows the input's envelope."),
     slice_db: float = typer.Option(-40.0, "--slice-db", help="Silence threshold of the slicer (dB)."),
     pad_seconds: float = typer.Option(0.5, "--pad-seconds", help="Zero padding around each slice."),

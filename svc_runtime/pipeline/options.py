@@ -8,8 +8,7 @@ from pathlib import Path
 from svc_runtime.audio.write import OUTPUT_FORMATS
 from svc_runtime.diffusion.samplers import METHODS as DIFFUSION_METHODS
 from svc_runtime.signal.slicer import SlicerConfig
-
-DEFAULT_SEED = 52468
+from svc_runtime.vocabulary import DEFAULT_SEED
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,10 @@ from typing import Literal
 
 import numpy as np
 
+from svc_runtime.vocabulary import F0_MAX_HZ, F0_MIN_HZ
+
 F0_BIN = 256
 """Number of coarse pitch bins (size of the generator's ``f0_emb``)."""
-F0_MIN_HZ = 50.0
-"""Lower edge of the coarse mapping and default floor of the F0 predictors."""
-F0_MAX_HZ = 1100.0
-"""Upper edge of the coarse mapping and default ceiling of the F0 predictors."""
 
 _MEL_MIN = 1127.0 * np.log(1.0 + F0_MIN_HZ / 700.0)
 _MEL_MAX = 1127.0 * np.log(1.0 + F0_MAX_HZ / 700.0)

@@ -18,10 +18,9 @@ from typing import Literal
 import numpy as np
 
 from svc_runtime.signal.f0 import nearest_indices
+from svc_runtime.vocabulary import UNIT_INTERPOLATE_MODES
 
 __all__ = ["UNIT_INTERPOLATE_MODES", "align_units", "left_indices", "nearest_indices"]
-
-UNIT_INTERPOLATE_MODES = ("left", "nearest")
 
 
 def left_indices(n_in: int, n_out: int) -> np.ndarray:

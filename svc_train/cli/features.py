@@ -10,6 +10,7 @@ from rich.console import Console
 from svc_runtime.pitch.extract import PITCH_METHODS
 from svc_train.cli._errors import exit_with_error
 from svc_train.cli.app import app
+from svc_runtime.vocabulary import F0_MAX_HZ, F0_MIN_HZ
 from svc_train.config import SvcConfig
 from svc_train.data.feature_jobs import clips_of, drop_from_filelists, init_worker, process_clip
 from svc_train.data.features import FEATURE_SUFFIX, FeatureSettings
@@ -25,8 +26,8 @@ def features_command(
     f0_method: str = typer.Option("rmvpe", "--f0-method", help=f"Pitch method: {', '.join(PITCH_METHODS)}."),
     f0_checkpoint: Path | None = typer.Option(None, help="Pitch network checkpoint (rmvpe.pt; fcpe: the wheel's)."),
     f0_threshold: float | None = typer.Option(None, help="Voicing threshold (default: the method's)."),
-    f0_min: float = typer.Option(50.0, help="Lowest F0 searched (Hz)."),
-    f0_max: float = typer.Option(1100.0, help="Highest F0 searched (Hz)."),
+    f0_min: float = typer.Option(F0_MIN_HZ, help="Lowest F0 searched (Hz)."),
+    f0_max: float = typer.Option(F0_MAX_HZ, help="Highest F0 searched (Hz)."),
     workers: int = typer.Option(1, "--workers", "-j", help="Worker processes (each loads the networks)."),
     threads: int = typer.Option(0, help="Torch threads per worker (0: torch's default)."),
 ) -> None:

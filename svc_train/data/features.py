@@ -39,13 +39,13 @@ from svc_runtime.audio import resample
 from svc_runtime.pitch.extract import NEURAL_METHODS, FrameGrid, PitchOptions, extract_f0
 from svc_runtime.signal.f0 import interpolate_unvoiced, resize_f0
 from svc_runtime.signal.volume import volume_envelope
+from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE, F0_MAX_HZ, F0_MIN_HZ
 from svc_train.config import SvcConfig
 from svc_train.mel import SpectrogramCache, spectrogram_torch
 
 FEATURE_SUFFIX = ".features.npz"
 FORMAT = "svc-train-features"
 VERSION = 1
-ENCODER_RATE = 16000
 SILENCE_PEAK = 10 ** (-80 / 20)  # a clip whose peak stays below -80 dBFS is silent
 
 
@@ -66,8 +66,8 @@ class FeatureSettings:
     f0_method: str
     f0_checkpoint: str | None = None
     f0_threshold: float | None = None
-    f0_min: float = 50.0
-    f0_max: float = 1100.0
+    f0_min: float = F0_MIN_HZ
+    f0_max: float = F0_MAX_HZ
 
     @classmethod
     def from_config(cls, config: SvcConfig, encoder_checkpoint: Path, f0_method: str, **pitch: Any) -> FeatureSettings:
@@ -150,7 +150,7 @@ class FeatureExtractor:
         """Raw F0 [n_frames] Hz on the (sampling_rate, hop) grid, 0 = unvoiced."""
         s = self.settings
         if self.neural_pitch is not None:
-            _, f0 = self.neural_pitch(resample(samples, s.sampling_rate, ENCODER_RATE))
+            _, f0 = self.neural_pitch(resample(samples, s.sampling_rate, ENCODER_SAMPLE_RATE))
             return resize_f0(f0, n_frames, "nearest").astype(np.float32)
         track = extract_f0(samples, s.sampling_rate, self.pitch_options, FrameGrid(s.sampling_rate, s.hop_length), n_frames)
         return track.f0_hz
@@ -160,7 +160,7 @@ class FeatureExtractor:
         if samples.size == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
             raise FeatureError("silent (peak below -80 dBFS)")
         n_frames = samples.shape[0] // s.hop_length
-        wav16k = resample(samples, s.sampling_rate, ENCODER_RATE)
+        wav16k = resample(samples, s.sampling_rate, ENCODER_SAMPLE_RATE)
         if n_frames < 2 or wav16k.shape[0] < self.min_encoder_samples:
             raise FeatureError(f"too short ({samples.shape[0] / s.sampling_rate:.3f} s) for the speech encoder")
         with torch.inference_mode():

@@ -9,11 +9,15 @@ the field's name in every message.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from svc_runtime.atomic import atomic_output
+from svc_runtime.schema import read_dataclass, to_mapping
+from svc_runtime.vocabulary import ENCODER_HOP, ENCODER_SAMPLE_RATE, UnitInterpolateMode
 
 SAMPLERS = ("ddim", "pndm", "dpm-solver", "dpm-solver++", "unipc")
 """Fast samplers (so-vits-svc's names)."""
@@ -26,23 +30,23 @@ class DiffusionConfigError(ValueError):
 
 
 @dataclass
-class DataConfig:
+class DiffusionDataConfig:
     sampling_rate: int = 44100
     block_size: int = 512  # hop of the mel frames (= the generator's hop_length)
     duration: float = 2.0  # seconds per training crop
     encoder: str = "vec768l12"
     cnhubertsoft_gate: int = 10
-    encoder_sample_rate: int = 16000
-    encoder_hop_size: int = 320
+    encoder_sample_rate: int = ENCODER_SAMPLE_RATE
+    encoder_hop_size: int = ENCODER_HOP
     encoder_out_channels: int = 768
     training_files: str = "filelists/train.txt"
     validation_files: str = "filelists/val.txt"
     extensions: list[str] = field(default_factory=lambda: ["wav"])
-    unit_interpolate_mode: str = "nearest"
+    unit_interpolate_mode: UnitInterpolateMode = "nearest"
 
 
 @dataclass
-class ModelConfig:
+class DiffusionModelConfig:
     type: str = "Diffusion"
     n_layers: int = 20
     n_chans: int = 512
@@ -54,25 +58,25 @@ class ModelConfig:
 
 
 @dataclass
-class VocoderConfig:
+class DiffusionVocoderConfig:
     type: str = "nsf-hifigan"
     ckpt: str = "pretrain/nsf_hifigan/model"
 
 
 @dataclass
-class InferConfig:
+class DiffusionInferConfig:
     speedup: int = 10
     method: str = "dpm-solver++"
 
 
 @dataclass
-class EnvConfig:
+class DiffusionEnvConfig:
     expdir: str = "logs/44k/diffusion"
     gpu_id: int = 0
 
 
 @dataclass
-class TrainConfig:
+class DiffusionTrainConfig:
     num_workers: int = 4
     amp_dtype: str = "fp32"
     batch_size: int = 48
@@ -93,12 +97,12 @@ class TrainConfig:
 
 @dataclass
 class DiffusionConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
-    infer: InferConfig = field(default_factory=InferConfig)
-    env: EnvConfig = field(default_factory=EnvConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DiffusionDataConfig = field(default_factory=DiffusionDataConfig)
+    model: DiffusionModelConfig = field(default_factory=DiffusionModelConfig)
+    vocoder: DiffusionVocoderConfig = field(default_factory=DiffusionVocoderConfig)
+    infer: DiffusionInferConfig = field(default_factory=DiffusionInferConfig)
+    env: DiffusionEnvConfig = field(default_factory=DiffusionEnvConfig)
+    train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
     device: str = "cpu"
     spk: dict[str, int] = field(default_factory=lambda: {"speaker0": 0})
 
@@ -124,16 +128,16 @@ class DiffusionConfig:
         if not isinstance(raw, dict):
             raise DiffusionConfigError(f"{source}: top level must be a mapping of sections, got {type(raw).__name__}")
         sections = {
-            "data": DataConfig,
-            "model": ModelConfig,
-            "vocoder": VocoderConfig,
-            "infer": InferConfig,
-            "env": EnvConfig,
-            "train": TrainConfig,
+            "data": DiffusionDataConfig,
+            "model": DiffusionModelConfig,
+            "vocoder": DiffusionVocoderConfig,
+            "infer": DiffusionInferConfig,
+            "env": DiffusionEnvConfig,
+            "train": DiffusionTrainConfig,
         }
         built: dict[str, Any] = {}
         for name, kind in sections.items():
-            built[name] = _section(kind, raw.get(name) or {}, f"{source}: {name}")
+            built[name] = read_dataclass(kind, raw.get(name) or {}, source, name, DiffusionConfigError)
         spk = raw.get("spk") or {"speaker0": 0}
         if not isinstance(spk, dict) or not all(isinstance(v, int) for v in spk.values()):
             raise DiffusionConfigError(f"{source}: spk must map speaker names to integer ids, got {spk!r}")
@@ -151,7 +155,6 @@ class DiffusionConfig:
         need(d.block_size > 0, f"data.block_size must be positive, got {d.block_size}")
         need(d.duration > 0, f"data.duration must be positive seconds, got {d.duration}")
         need(d.encoder_out_channels > 0, f"data.encoder_out_channels must be positive, got {d.encoder_out_channels}")
-        need(d.unit_interpolate_mode in ("nearest", "left"), f"data.unit_interpolate_mode must be nearest or left, got {d.unit_interpolate_mode!r}")
         need(m.n_layers > 0 and m.n_chans > 0 and m.n_hidden > 0, "model.n_layers, n_chans and n_hidden must be positive")
         need(m.timesteps > 1, f"model.timesteps must be > 1, got {m.timesteps}")
         need(0 <= m.k_step_max <= m.timesteps, f"model.k_step_max must be in [0, timesteps={m.timesteps}], got {m.k_step_max}")
@@ -167,56 +170,21 @@ class DiffusionConfig:
         need(not bad or m.n_spk == 1, f"spk ids must be in [0, model.n_spk={m.n_spk}), got {bad}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_mapping(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
-
-
-def _section(kind: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise DiffusionConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
-    values: dict[str, Any] = {}
-    for f in fields(kind):
-        if f.name not in raw:
-            continue
-        value = raw[f.name]
-        default = getattr(kind(), f.name)
-        values[f.name] = _coerce(value, default, f"{where}.{f.name}")
-    return kind(**values)
-
-
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    """Coerce a yaml value to the type of the field's default (int/float/bool/str/list)."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise DiffusionConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise DiffusionConfigError(f"{where} must be an integer, got {value!r}")
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DiffusionConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, list):
-        if not isinstance(value, list):
-            raise DiffusionConfigError(f"{where} must be a list, got {value!r}")
-        return [str(v) for v in value]
-    if value is None:
-        raise DiffusionConfigError(f"{where} must be set, got null")
-    return str(value)
+        with atomic_output(Path(path), text=True) as handle:
+            handle.write(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 __all__ = [
     "SAMPLERS",
-    "DataConfig",
+    "DiffusionDataConfig",
     "DiffusionConfig",
     "DiffusionConfigError",
-    "EnvConfig",
-    "InferConfig",
-    "ModelConfig",
-    "TrainConfig",
-    "VocoderConfig",
+    "DiffusionEnvConfig",
+    "DiffusionInferConfig",
+    "DiffusionModelConfig",
+    "DiffusionTrainConfig",
+    "DiffusionVocoderConfig",
 ]

@@ -6,11 +6,11 @@ import math
 
 import torch
 
-F0_BIN = 256
-F0_MIN = 50.0
-F0_MAX = 1100.0
-F0_MEL_MIN = 1127 * math.log(1 + F0_MIN / 700)
-F0_MEL_MAX = 1127 * math.log(1 + F0_MAX / 700)
+from svc_runtime.signal.f0 import F0_BIN
+from svc_runtime.vocabulary import F0_MAX_HZ, F0_MIN_HZ
+
+F0_MEL_MIN = 1127 * math.log(1 + F0_MIN_HZ / 700)
+F0_MEL_MAX = 1127 * math.log(1 + F0_MAX_HZ / 700)
 
 
 def f0_to_coarse(f0: torch.Tensor) -> torch.Tensor:
