@@ -14,20 +14,21 @@ import numpy as np
 import soundfile
 
 from svc_runtime.audio.dsp import limit_peak
+from svc_runtime.errors import InputAudioError, OutOfMemoryError, short_cause
 
 MIN_DURATION_S = 0.1
 """Shortest input the pipeline accepts: a few content-encoder frames (20 ms each) and F0 frames."""
+MAX_DURATION_S = 3 * 3600.0
+"""Default longest input (seconds), checked from the header before decoding."""
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 384000
+"""Input sample rates accepted (Hz): telephone audio up to 384 kHz studio files."""
+MAX_CHANNELS = 256
 
 SUPPORTED = "WAV, FLAC, OGG/Vorbis, MP3 and other formats libsndfile reads"
 
-
-class AudioInputError(ValueError):
-    """An input file cannot be converted; `reason` says why in one sentence."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+AudioInputError = InputAudioError
+"""The name this module has always raised; one class with `svc_runtime.errors.InputAudioError`."""
 
 
 @dataclass
@@ -59,20 +60,40 @@ MAX_PREALLOCATED_FRAMES = 1 << 32
 """Cap on the header's frame count trusted for preallocation (a lying header cannot ask for more)."""
 
 
-def _read_mono(f: soundfile.SoundFile, declared: int) -> tuple[np.ndarray, int]:
+def check_header(path: str | os.PathLike, sample_rate: int, channels: int, frames: int,
+                 max_duration_s: float = MAX_DURATION_S) -> None:
+    """Refuse, before decoding, a header whose rate, channel count or implied duration is out of range."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioInputError(
+            path, f"sample rate {sample_rate} Hz in the header is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; "
+            "the header is damaged or the file must be resampled first")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioInputError(path, f"{channels} channels in the header (at most {MAX_CHANNELS}); "
+                                    "the header is damaged or the file must be mixed down first")
+    if frames > 0 and frames / sample_rate > max_duration_s:
+        raise AudioInputError(
+            path, f"too long: the header declares {frames / sample_rate / 60:.1f} min, the limit is "
+            f"{max_duration_s / 60:.1f} min; split the file or raise the duration limit")
+
+
+def _read_mono(f: soundfile.SoundFile, declared: int, max_frames: int | None = None) -> tuple[np.ndarray, int]:
     """Every frame of an open file mixed to mono, read in blocks -> ([N] float32, non-finite sample count).
 
     The mono signal is filled in place (sized by the header, grown if the file holds more), so
     the whole multichannel data never exists at once. Each block is mixed by `mix_to_mono`, whose
-    per-frame mean does not depend on the block.
+    per-frame mean does not depend on the block. Reading stops with ValueError past `max_frames`
+    (a header that understated the length).
     """
     out = np.empty(min(max(declared, 0), MAX_PREALLOCATED_FRAMES), np.float32)
     extra: list[np.ndarray] = []
     filled = bad = 0
+    block_frames = max(4096, READ_BLOCK // max(1, f.channels))
     while True:
-        block = f.read(READ_BLOCK, dtype="float32", always_2d=True)
+        block = f.read(block_frames, dtype="float32", always_2d=True)
         if block.shape[0] == 0:
             break
+        if max_frames is not None and filled + sum(e.shape[0] for e in extra) + block.shape[0] > max_frames:
+            raise _TooLong()
         bad += int(block.size - np.count_nonzero(np.isfinite(block)))
         mono = mix_to_mono(block)
         take = min(mono.shape[0], out.shape[0] - filled)
@@ -87,14 +108,21 @@ def _read_mono(f: soundfile.SoundFile, declared: int) -> tuple[np.ndarray, int]:
     return out, bad
 
 
+class _TooLong(Exception):
+    """The decoded signal passed the duration limit (the header did not say so)."""
+
+
 def decode_audio(
     path: str | os.PathLike,
     min_duration_s: float = MIN_DURATION_S,
     peak_limit: float = 1.0,
+    max_duration_s: float = MAX_DURATION_S,
 ) -> DecodedAudio:
     """Read `path`, mix to mono, check it, and bring peaks above `peak_limit` down (noted).
 
-    Raises AudioInputError for a missing, empty, unreadable, non-finite or too-short file.
+    Raises AudioInputError for a missing, empty, unreadable, non-finite, too-short or too-long
+    file, or one whose header claims a sample rate outside 8..384 kHz (checked before decoding);
+    OutOfMemoryError when its samples do not fit in memory.
     """
     p = Path(path)
     if not p.exists():
@@ -108,7 +136,13 @@ def decode_audio(
             sample_rate = int(f.samplerate)
             channels = int(f.channels)
             declared = int(f.frames)
-            samples, bad = _read_mono(f, declared)
+            check_header(p, sample_rate, channels, declared, max_duration_s)
+            samples, bad = _read_mono(f, declared, int(max_duration_s * sample_rate))
+    except _TooLong:
+        raise AudioInputError(p, f"too long: more than the limit of {max_duration_s / 60:.1f} min; split the file "
+                                 "or raise the duration limit") from None
+    except MemoryError as e:
+        raise OutOfMemoryError("decoding", short_cause(e) if str(e) else "the samples do not fit") from None
     except soundfile.LibsndfileError as e:
         detail = str(e).split(":")[-1].strip() or "unknown decoder error"
         raise AudioInputError(
