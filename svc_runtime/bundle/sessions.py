@@ -17,6 +17,8 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
+from svc_runtime.errors import graph_run, loading_graph
+
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 _ORT_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -150,7 +152,8 @@ class OrtSession:
             options.add_session_config_entry(key, value)
         options.log_severity_level = 3
         self.name = name
-        self._session = ort.InferenceSession(str(path), sess_options=options, providers=config.ort_providers())
+        with loading_graph(name, path):
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=config.ort_providers())
         self.provider = self._session.get_providers()[0]
         self.input_names = tuple(i.name for i in self._session.get_inputs())
         self.output_names = tuple(o.name for o in self._session.get_outputs())
@@ -172,6 +175,7 @@ class OrtSession:
             out[name] = np.ascontiguousarray(value, dtype=dtype) if dtype is not None else value
         return out
 
+    @graph_run
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = self._checked(feeds)
         if not self._use_binding:
@@ -229,6 +233,7 @@ class TensorRTEngineSession:
         self.output_names = tuple(n for n in names if mode(n) == trt.TensorIOMode.OUTPUT)
         log.info("graph %s (%s) runs on %s", name, Path(path).name, self.provider)
 
+    @graph_run
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         trt = self._trt
         keep: list[ort.OrtValue] = []
