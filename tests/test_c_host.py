@@ -1,0 +1,380 @@
+"""The C host (hosts/c): built with CMake once per session, then compared with the Python runtime.
+
+Its signal functions (resampling, DC filter, slicer, chunk plan, crossfade, noise) against the
+svc_runtime functions they transcribe, on the same inputs through ctypes; the C ABI's error paths;
+and, on a tiny bundle with a converter graph, whole-file conversion (`svc-host convert` against
+`svc-run convert`), the block API against `StreamingConverter`, and a valgrind leak check.
+Skips (with the reason) only where a build tool or library is missing; CI installs them (.ci/run).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HOST_SRC = REPO / "hosts" / "c"
+MASK64 = (1 << 64) - 1
+
+# --------------------------------------------------------------------------- build
+
+
+def _missing_tools() -> str | None:
+    for tool in ("cmake", "cc", "pkg-config"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (CI installs it: see .ci/run)"
+    for lib in ("libcjson", "sndfile", "soxr"):
+        if subprocess.run(["pkg-config", "--exists", lib]).returncode != 0:
+            return f"the {lib} development package is not installed (apt-get install libcjson-dev libsndfile1-dev libsoxr-dev)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def c_host(tmp_path_factory) -> Path:
+    """Build folder holding libsvchost.so and svc-host (Release build of hosts/c)."""
+    reason = _missing_tools()
+    if reason:
+        pytest.skip(reason)
+    build = tmp_path_factory.mktemp("c_host_build")
+    for cmd in (["cmake", "-S", str(HOST_SRC), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"],
+                ["cmake", "--build", str(build), "-j", "2"]):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return build
+
+
+class Seg(ctypes.Structure):
+    _fields_ = [("start", ctypes.c_int64), ("end", ctypes.c_int64), ("silent", ctypes.c_int)]
+
+
+class Chk(ctypes.Structure):
+    _fields_ = [(k, ctypes.c_int64) for k in ("win_start", "win_end", "keep_start", "keep_end")]
+
+
+F32 = np.ctypeslib.ndpointer(np.float32, flags="C")
+I64 = np.ctypeslib.ndpointer(np.int64, flags="C")
+
+
+@pytest.fixture(scope="session")
+def lib(c_host):
+    """libsvchost through ctypes, with the prototypes of the ABI and of the internal signal functions."""
+    so = ctypes.CDLL(str(c_host / "libsvchost.so"))
+    i64, c_int, u64, dbl = ctypes.c_int64, ctypes.c_int, ctypes.c_uint64, ctypes.c_double
+    protos = {
+        "svc_splitmix64": (u64, [u64]),
+        "svc_noise_base": (u64, [u64, u64, u64]),
+        "svc_noise_prior": (None, [u64, u64, i64, i64, c_int, F32]),
+        "svc_noise_sine": (None, [u64, u64, i64, i64, c_int, c_int, F32]),
+        "svc_noise_initial_phase": (None, [u64, u64, c_int, I64]),
+        "svc_resample": (c_int, [F32, i64, c_int, c_int, F32]),
+        "svc_remove_dc": (c_int, [F32, i64, c_int, dbl, F32]),
+        "svc_slice_on_silence": (i64, [F32, i64, c_int, dbl, ctypes.POINTER(Seg), i64]),
+        "svc_plan_chunks": (i64, [i64, i64, i64, ctypes.POINTER(Chk), i64]),
+        "svc_place": (c_int, [F32, i64, i64, i64, i64, i64, F32, i64, i64, i64, i64, i64]),
+        "svc_host_abi_version": (c_int, []),
+        "svc_host_open": (c_int, [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]),
+        "svc_host_close": (None, [ctypes.c_void_p]),
+        "svc_host_last_error": (ctypes.c_char_p, [ctypes.c_void_p]),
+        "svc_host_sample_rate": (c_int, [ctypes.c_void_p]),
+        "svc_host_speaker_count": (c_int, [ctypes.c_void_p]),
+        "svc_host_speaker_name": (ctypes.c_char_p, [ctypes.c_void_p, c_int]),
+        "svc_host_output_length": (i64, [ctypes.c_void_p, i64, c_int]),
+        "svc_host_convert": (c_int, [ctypes.c_void_p, F32, i64, c_int, F32]),
+        "svc_host_block_size": (c_int, [ctypes.c_void_p]),
+        "svc_host_process_block": (c_int, [ctypes.c_void_p, F32, F32, i64]),
+        "svc_host_reset": (c_int, [ctypes.c_void_p]),
+        "svc_host_latency_samples": (i64, [ctypes.c_void_p]),
+    }
+    for name, (res, args) in protos.items():
+        fn = getattr(so, name)
+        fn.restype, fn.argtypes = res, args
+    return so
+
+
+SVC_OK, SVC_ERR_ARGUMENT, SVC_ERR_OPTIONS, SVC_ERR_BUNDLE, SVC_ERR_INPUT = 0, 1, 2, 3, 4
+
+
+def open_host(lib, bundle: Path | str, options: dict | str | None = None):
+    """(status, handle or None, error text)."""
+    handle = ctypes.c_void_p()
+    text = options if isinstance(options, str) or options is None else json.dumps(options)
+    status = lib.svc_host_open(str(bundle).encode(), None if text is None else text.encode(), ctypes.byref(handle))
+    error = lib.svc_host_last_error(None).decode()
+    return status, (handle if status == SVC_OK else None), error
+
+
+# --------------------------------------------------------------------------- noise
+
+
+def _splitmix64(x: int) -> int:
+    z = (x + 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def _base(seed: int, stream: int, kind: int) -> int:
+    return _splitmix64(_splitmix64(_splitmix64(seed) ^ stream) ^ kind)
+
+
+def _normal(base: int, i: int) -> np.float32:
+    """The contract's formula, transcribed literally (Python ints and floats)."""
+    p = i >> 1
+    u1 = ((_splitmix64((base + 2 * p) & MASK64) >> 11) + 1) * 2.0**-53
+    u2 = (_splitmix64((base + 2 * p + 1) & MASK64) >> 11) * 2.0**-53
+    r = math.sqrt(-2.0 * math.log(u1))
+    return np.float32(r * math.cos(2 * math.pi * u2) if i % 2 == 0 else r * math.sin(2 * math.pi * u2))
+
+
+def test_splitmix64_reference_values(lib):
+    # splitmix64's published first outputs for state 0 (x = 0, then x += golden gamma each step)
+    assert lib.svc_splitmix64(0) == 0xE220A8397B1DCDAF
+    assert lib.svc_splitmix64(0x9E3779B97F4A7C15) == 0x6E789E6AA1B965F4
+    for x in (1, 52468, MASK64, 1 << 63):
+        assert lib.svc_splitmix64(x) == _splitmix64(x)
+    assert lib.svc_noise_base(52468, 3, 2) == _base(52468, 3, 2)
+
+
+@pytest.mark.parametrize("seed,stream", [(52468, 0), (7, 5), (MASK64, 1)])
+def test_noise_matches_the_contract_formula(lib, seed, stream):
+    C, hop, H, a, b = 6, 8, 3, 5, 9  # odd element offsets start mid-pair (sine: (a*hop)*H odd when H odd... )
+    prior = np.zeros((C, b - a), np.float32)
+    lib.svc_noise_prior(seed, stream, a, b, C, prior)
+    base = _base(seed, stream, 1)
+    ref = np.array([[_normal(base, (a + t) * C + c) for t in range(b - a)] for c in range(C)], np.float32)
+    np.testing.assert_array_equal(prior, ref)
+    sine = np.zeros(((b - a) * hop, H), np.float32)
+    lib.svc_noise_sine(seed, stream, a, b, hop, H, sine)
+    base = _base(seed, stream, 2)
+    ref = np.array([[_normal(base, (a * hop + s) * H + h) for h in range(H)] for s in range((b - a) * hop)], np.float32)
+    np.testing.assert_array_equal(sine, ref)
+    phase = np.zeros(9, np.int64)
+    lib.svc_noise_initial_phase(seed, stream, 9, phase)
+    base = _base(seed, stream, 0)
+    assert phase[0] == 0
+    assert [int(v) for v in phase[1:]] == [_splitmix64((base + h) & MASK64) >> 24 for h in range(1, 9)]
+    assert all(0 <= v < 1 << 40 for v in phase)
+    # a normal field: mean ~0, std ~1 over a larger draw
+    big = np.zeros((1, 20000), np.float32)
+    lib.svc_noise_prior(seed, stream, 0, 20000, 1, big)
+    assert abs(big.mean()) < 0.03 and abs(big.std() - 1.0) < 0.03
+
+
+def test_noise_windows_agree_with_the_whole_stream(lib):
+    """Overlapping windows of a stream draw the same numbers for the same frames."""
+    C, hop, H = 4, 16, 9
+    whole_p, part_p = np.zeros((C, 40), np.float32), np.zeros((C, 15), np.float32)
+    lib.svc_noise_prior(1, 2, 0, 40, C, whole_p)
+    lib.svc_noise_prior(1, 2, 17, 32, C, part_p)
+    np.testing.assert_array_equal(whole_p[:, 17:32], part_p)
+    whole_s, part_s = np.zeros((40 * hop, H), np.float32), np.zeros((15 * hop, H), np.float32)
+    lib.svc_noise_sine(1, 2, 0, 40, hop, H, whole_s)
+    lib.svc_noise_sine(1, 2, 17, 32, hop, H, part_s)
+    np.testing.assert_array_equal(whole_s[17 * hop : 32 * hop], part_s)
+
+
+def test_noise_matches_the_python_runtime(lib):
+    """svc_runtime's counter-based noise (docs/bundle.md) draws the same numbers as the C host."""
+    from svc_runtime.pipeline import noise
+
+    if not hasattr(noise, "NoiseStream"):
+        pytest.skip("svc_runtime.pipeline.noise has no counter-based NoiseStream yet")
+    field = noise.NoiseStream(52468, 3, 192, 512, 9)
+    prior = np.zeros((192, 70), np.float32)
+    lib.svc_noise_prior(52468, 3, 11, 81, 192, prior)
+    np.testing.assert_array_equal(field.prior(11, 81), prior)
+    sine = np.zeros((7 * 512, 9), np.float32)
+    lib.svc_noise_sine(52468, 3, 11, 18, 512, 9, sine)
+    np.testing.assert_array_equal(field.sine(11, 18), sine)
+    phase = np.zeros(9, np.int64)
+    lib.svc_noise_initial_phase(52468, 3, 9, phase)
+    np.testing.assert_array_equal(field.initial_phase(), phase)
+
+
+# --------------------------------------------------------------------------- signal functions
+
+
+@pytest.mark.parametrize("n,rate_in,rate_out", [(44100 * 3 + 17, 44100, 16000), (48000 * 2 + 5, 48000, 44100),
+                                                (22050, 22050, 44100), (999, 32000, 16000)])
+def test_resample_matches_python(lib, n, rate_in, rate_out):
+    from svc_runtime.audio.resample import resample
+
+    x = (np.random.default_rng(n).standard_normal(n) * 0.3).astype(np.float32)
+    ref = resample(x, rate_in, rate_out)
+    out = np.full(ref.shape[0], np.nan, np.float32)
+    assert lib.svc_resample(x, n, rate_in, rate_out, out) == 0
+    np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("sr,n", [(44100, 44100 * 3 + 5), (16000, 40000), (44100, 1000)])
+def test_remove_dc_matches_python(lib, sr, n):
+    from svc_runtime.audio.dsp import remove_dc
+
+    x = (np.random.default_rng(sr).standard_normal(n) * 0.3 + 0.2).astype(np.float32)
+    out = np.zeros_like(x)
+    assert lib.svc_remove_dc(x, n, sr, 25.0, out) == 0
+    np.testing.assert_allclose(out, remove_dc(x, sr), rtol=0, atol=1e-7 if n < 1765 else 0)
+
+
+def _c_slices(lib, x: np.ndarray, sr: int, db: float = -40.0):
+    k = lib.svc_slice_on_silence(x, x.size, sr, db, None, 0)
+    arr = (Seg * k)()
+    lib.svc_slice_on_silence(x, x.size, sr, db, arr, k)
+    return [(s.start, s.end, bool(s.silent)) for s in arr]
+
+
+def test_slicer_matches_python_on_random_recordings(lib):
+    from svc_runtime.signal.slicer import slice_on_silence
+
+    rng = np.random.default_rng(0)
+    multi = 0
+    for trial in range(24):
+        sr = (44100, 32000, 48000, 22050)[trial % 4]
+        parts = []
+        for _ in range(int(rng.integers(1, 8))):
+            length = int(rng.integers(1, 12) * sr * rng.uniform(0.1, 1.0))
+            amp = 0.3 if rng.random() < 0.5 else 10 ** rng.uniform(-5, -2)
+            parts.append((rng.standard_normal(length) * amp).astype(np.float32))
+        x = np.concatenate(parts)
+        ref = [(s.start, s.end, s.silent) for s in slice_on_silence(x, sr)]
+        assert _c_slices(lib, x, sr) == ref, trial
+        multi += len(ref) > 2
+    assert multi >= 5  # 6 of 24 here: the inputs exercise the slicer's branches, not only "one voiced slice"
+
+
+def test_plan_chunks_matches_python(lib):
+    from svc_runtime.signal.slicer import plan_chunks
+
+    for n in (1, 5, 100, 3000, 3001, 10000):
+        for window, context in ((2758, 87), (100, 10), (50, 24), (30, 5)):
+            ref = [(c.win_start, c.win_end, c.keep_start, c.keep_end) for c in plan_chunks(n, window, context)]
+            k = lib.svc_plan_chunks(n, window, context, None, 0)
+            arr = (Chk * k)()
+            lib.svc_plan_chunks(n, window, context, arr, k)
+            assert [(c.win_start, c.win_end, c.keep_start, c.keep_end) for c in arr] == ref
+    assert lib.svc_plan_chunks(100, 20, 10, None, 0) == -1  # window must exceed twice the context
+
+
+def test_crossfade_placement_matches_python(lib):
+    from svc_runtime.pipeline.convert import Converter
+    from svc_runtime.signal.slicer import plan_chunks
+
+    rng = np.random.default_rng(1)
+    hop, fade = 8, 10
+    for n_frames, start, pad, n_out in ((60, 30, 16, 400), (60, 0, 16, 200), (25, 100, 4, 150)):
+        end = start + n_frames * hop - 2 * pad
+        seg = types.SimpleNamespace(n_frames=n_frames, pad=pad, start=start, end=end)
+        conv = types.SimpleNamespace(hop=hop, fade=fade)
+        ref = np.zeros(n_out, np.float32)
+        got = np.zeros(n_out, np.float32)
+        for ch in plan_chunks(n_frames, 20, 3):
+            piece = rng.standard_normal(ch.length * hop).astype(np.float32)
+            Converter._place(conv, ref, seg, ch, piece)
+            assert lib.svc_place(got, n_out, start, end, pad, n_frames * hop, piece, ch.win_start * hop, piece.size,
+                                 ch.keep_start * hop, ch.keep_end * hop, fade) == 0
+        np.testing.assert_array_equal(got, ref)
+
+
+# --------------------------------------------------------------------------- C ABI: errors without a model
+
+
+def _fake_bundle(tmp_path: Path, **model_overrides) -> Path:
+    """A manifest-only bundle (schema 2) whose converter.onnx is not a model: enough for option errors,
+    which are checked before ONNX Runtime loads the graph."""
+    bundle = tmp_path / "fake_bundle"
+    bundle.mkdir()
+    model = dict(sampling_rate=44100, hop_length=512, ssl_dim=64, inter_channels=8, gin_channels=8, n_harmonics=9,
+                 nsf_source_sampling_rate=44100, n_speakers=3, speakers={"alto": 0, "tenor": 2, "bass": 1},
+                 vol_embedding=False, use_automatic_f0_prediction=False, unit_interpolate_mode="nearest",
+                 speech_encoder="vec768l12")
+    model.update(model_overrides)
+    manifest = {"format": "svc-bundle", "schema_version": 2, "model": model,
+                "speech_encoder": {"name": "contentvec", "sampling_rate": 16000, "hop_length": 320, "dim": 64},
+                "graphs": {"converter": {"role": "converter", "file": "converter.onnx", "sha256": "0" * 64,
+                                         "precision": "fp32", "opset": 17, "inputs": [], "outputs": []}}}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (bundle / "converter.onnx").write_bytes(b"not an onnx model")
+    return bundle
+
+
+def test_abi_open_errors_name_the_problem(lib, tmp_path):
+    assert lib.svc_host_abi_version() == 1
+    status, handle, error = open_host(lib, tmp_path / "nowhere")
+    assert (status, handle) == (SVC_ERR_BUNDLE, None)
+    assert error == f"{tmp_path / 'nowhere'}: bundle folder not found (svc-export writes one)"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status, _, error = open_host(lib, empty)
+    assert status == SVC_ERR_BUNDLE and "manifest.json: not found; a bundle folder holds a manifest.json" in error
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "manifest.json").write_text('{"format": "svc-bundle", "schema_version": 2, "model": {')
+    status, _, error = open_host(lib, corrupt)
+    assert status == SVC_ERR_BUNDLE and "manifest.json: not valid JSON" in error
+
+    bundle = _fake_bundle(tmp_path)
+    data = json.loads((bundle / "manifest.json").read_text())
+    del data["model"]["hop_length"]
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    status, _, error = open_host(lib, bundle, {"speaker": "alto"})
+    assert status == SVC_ERR_BUNDLE and error.endswith("manifest.json: model.hop_length: required field is missing")
+    data["model"]["hop_length"] = 512
+    data["schema_version"] = 1
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    status, _, error = open_host(lib, bundle, {"speaker": "alto"})
+    assert status == SVC_ERR_BUNDLE and "the bundle has 1; re-export the bundle" in error
+    data["schema_version"] = 2
+    data["graphs"]["converter"]["role"] = "generator"
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    status, _, error = open_host(lib, bundle, {"speaker": "alto"})
+    assert status == SVC_ERR_BUNDLE and "the bundle has no converter graph" in error
+    data["graphs"]["converter"]["role"] = "converter"
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    (bundle / "converter.onnx").unlink()
+    status, _, error = open_host(lib, bundle, {"speaker": "alto"})
+    assert status == SVC_ERR_BUNDLE and "converter.onnx: graph converter listed in manifest.json is missing" in error
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"speaker": "soprano"}, "unknown speaker 'soprano'; the bundle has ['alto', 'bass', 'tenor']"),
+    ({}, "choose a speaker: the bundle has ['alto', 'bass', 'tenor']"),
+    ({"speaker": 7}, "speaker id 7 out of range: the model has 3 speakers"),
+    ('{"speaker": "alto", ', "options: not valid JSON"),
+    ("[1, 2]", "options: expected a JSON object"),
+    ({"speaker": "alto", "transpos": 2}, "options: unknown key 'transpos'; known keys: speaker, transpose"),
+    ({"speaker": "alto", "transpose": 60}, "options: transpose must be within +-48 semitones"),
+    ({"speaker": "alto", "noise_scale": "loud"}, "options: noise_scale must be a number"),
+    ({"speaker": "alto", "seed": 1.5}, "options: seed, threads and block_size must be whole numbers"),
+    ({"speaker": "alto", "remove_dc": 1}, "options: remove_dc must be true or false"),
+])
+def test_abi_option_errors_are_as_specific_as_python(lib, tmp_path, options, message):
+    status, handle, error = open_host(lib, _fake_bundle(tmp_path), options)
+    assert (status, handle) == (SVC_ERR_OPTIONS, None)
+    assert error.startswith(message), error
+
+
+def test_abi_graph_ort_cannot_load_is_a_runtime_error(lib, tmp_path):
+    status, handle, error = open_host(lib, _fake_bundle(tmp_path), {"speaker": "tenor"})
+    assert handle is None and status == 5
+    assert "converter.onnx: load:" in error
+
+
+def test_abi_null_arguments_are_errors(lib):
+    assert lib.svc_host_open(b"x", None, None) == SVC_ERR_ARGUMENT
+    assert lib.svc_host_convert(None, np.zeros(4, np.float32), 4, 44100, np.zeros(4, np.float32)) == SVC_ERR_ARGUMENT
+    assert lib.svc_host_process_block(None, np.zeros(4, np.float32), np.zeros(4, np.float32), 4) == SVC_ERR_ARGUMENT
+    assert lib.svc_host_reset(None) == SVC_ERR_ARGUMENT
+    assert lib.svc_host_sample_rate(None) == 0 and lib.svc_host_speaker_name(None, 0) is None
+    lib.svc_host_close(None)
