@@ -204,8 +204,8 @@ def test_unknown_name_lists_supported(cv_dir):
         load_content_encoder("vec999", cv_dir / "hf")
 
 
-def test_whisper_is_reported_unsupported(cv_dir):
-    with pytest.raises(ValueError, match="Whisper-PPG"):
+def test_checkpoint_of_another_encoder_is_named(cv_dir):
+    with pytest.raises(CheckpointLayoutError, match="hf: config.json model_type='hubert': expected 'whisper'"):
         load_content_encoder("whisper-ppg", cv_dir / "hf")
 
 
