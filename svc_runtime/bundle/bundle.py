@@ -16,6 +16,7 @@ import numpy as np
 
 from svc_runtime.bundle.manifest import PRECISIONS, GraphEntry, Manifest, ManifestError
 from svc_runtime.bundle.sessions import GraphSession, ProviderConfig, open_session
+from svc_runtime.bundle.validate import validate_graphs
 from svc_runtime.signal.nsf_phase import frame_start_phases
 
 DEFAULT_SEED = 52468
@@ -127,6 +128,7 @@ class Bundle:
         manifest = Manifest.read(bundle_dir)
         if verify:
             verify_files(bundle_dir, manifest)
+        validate_graphs(bundle_dir, manifest)  # graph files vs manifest entries and model sizes
         if precision is None:
             precision = "fp16" if config.on_gpu else "fp32"
         if precision not in PRECISIONS:

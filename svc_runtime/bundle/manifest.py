@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from svc_runtime.bundle.validate import load_json_object
+from svc_runtime.errors import BundleError
+
 FORMAT = "svc-bundle"
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -33,7 +36,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _AXIS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class ManifestError(ValueError):
+class ManifestError(BundleError):
     """`manifest.json` is missing, malformed or does not match the schema."""
 
 
@@ -478,10 +481,7 @@ class Manifest:
         path = Path(bundle_dir) / MANIFEST_NAME
         if not path.is_file():
             raise ManifestError(f"{path}: not found; a bundle folder holds a manifest.json written by svc-export")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+        data = load_json_object(path, ManifestError)  # an object, not too deep, else ManifestError
         try:
             return cls.from_dict(data)
         except ManifestError as exc:

@@ -67,6 +67,11 @@ SVC_API int64_t svc_host_output_length(const svc_host *host, int64_t n, int in_r
  * svc_host_output_length(host, n, in_rate) samples. */
 SVC_API svc_status svc_host_convert(svc_host *host, const float *in, int64_t n, int in_rate, float *out);
 
+/* Resample n samples from in_rate to out_rate as the host does internally (soxr HQ, linear phase); `out`
+ * holds round(n * out_rate / in_rate) samples (svc_host_output_length's rule). For a stream at another rate:
+ * resample whole recordings, or run a streaming resampler of your own around the block API. */
+SVC_API svc_status svc_host_resample(const float *in, int64_t n, int in_rate, int out_rate, float *out);
+
 /* Streaming (needs "block_size" in the options): block_size samples at the model rate in, as many out (the
  * converted stream, delayed by svc_host_latency_samples - block_size). Non-finite input samples are
  * converted as 0 and reported with SVC_ERR_INPUT (the output is still written and the stream goes on). */

@@ -603,9 +603,10 @@ svc_status svc_host_convert(svc_host *h, const float *in, int64_t n, int in_rate
     svc_segment *segs = n_seg > 0 ? malloc((size_t)n_seg * sizeof *segs) : NULL;
     if (!rc && (n_seg < 0 || (n_seg > 0 && !segs))) rc = svc_fail(h, SVC_ERR_MEMORY, "out of memory in the slicer");
     if (!rc) svc_slice_on_silence(x, n_x, sr, h->opt.slice_db, segs, n_seg);
+    uint64_t stream = 0; /* noise stream: the slice's index among the converted (voiced) slices */
     for (int64_t i = 0; i < n_seg && !rc; i++) {
         if (segs[i].silent || segs[i].end == segs[i].start) continue;
-        rc = convert_slice(h, x, segs[i].start, segs[i].end, n_x, (uint64_t)i, out);
+        rc = convert_slice(h, x, segs[i].start, segs[i].end, n_x, stream++, out);
     }
     if (!rc)
         for (int64_t i = 0; i < n_x; i++)
@@ -616,6 +617,14 @@ svc_status svc_host_convert(svc_host *h, const float *in, int64_t n, int in_rate
     free(segs);
     free(x);
     return rc;
+}
+
+svc_status svc_host_resample(const float *in, int64_t n, int in_rate, int out_rate, float *out) {
+    if (!in || !out || n < 0 || in_rate <= 0 || out_rate <= 0)
+        return svc_fail(NULL, SVC_ERR_ARGUMENT, "svc_host_resample: need samples, n >= 0 and positive rates");
+    if (svc_resample(in, n, in_rate, out_rate, out))
+        return svc_fail(NULL, SVC_ERR_RUNTIME, "soxr could not resample %d Hz -> %d Hz", in_rate, out_rate);
+    return SVC_OK;
 }
 
 /* ------------------------------------------------------------------ streaming entry points */

@@ -1,7 +1,8 @@
 /* svc-host: convert a file with a bundle through libsvchost (no Python).
  *
  *   svc-host convert IN OUT --bundle DIR [--speaker NAME] [--transpose K] [--seed N] [--noise-scale X]
- *                    [--threads N] [--block-ms MS] [--subtype pcm16|float]
+ *                    [--threads N] [--max-window S] [--context-seconds S] [--block-ms MS]
+ *                    [--subtype pcm16|float]
  *   svc-host info --bundle DIR
  *
  * Decoding mirrors svc_runtime/audio/decode.py (mono mix, non-finite and length checks, peaks above full
@@ -23,7 +24,8 @@
 static int usage(void) {
     fprintf(stderr,
             "usage: svc-host convert IN OUT --bundle DIR [--speaker NAME] [--transpose K] [--seed N]\n"
-            "                [--noise-scale X] [--threads N] [--block-ms MS] [--subtype pcm16|float]\n"
+            "                [--noise-scale X] [--threads N] [--max-window S] [--context-seconds S]\n"
+            "                [--block-ms MS] [--subtype pcm16|float]\n"
             "       svc-host info --bundle DIR\n");
     return 2;
 }
@@ -118,15 +120,17 @@ static int write_wav(const char *path, const float *x, int64_t n, int rate, int 
 static int stream_file(svc_host *h, const float *in, int64_t n, int rate, float *out, int64_t n_x) {
     int sr = svc_host_sample_rate(h);
     int64_t block = svc_host_block_size(h), delay = svc_host_latency_samples(h) - block;
-    /* svc_host_convert resamples inside; for the stream the host does it: a converter-free helper would be
-     * another ABI entry, so the block API is fed the model-rate signal produced by converting rates here. */
-    float *x = NULL;
-    if (rate != sr) {
-        fprintf(stderr, "--block-ms needs input at the model rate %d Hz (got %d Hz); resample it first\n", sr, rate);
-        return 1;
+    float *x = (float *)in;
+    if (rate != sr) { /* the whole recording to the model rate first, as svc_host_convert does */
+        x = malloc((size_t)(n_x > 0 ? n_x : 1) * sizeof(float));
+        if (!x || svc_host_resample(in, n, rate, sr, x) != SVC_OK) {
+            fprintf(stderr, "svc-host: %s\n", x ? svc_host_last_error(NULL) : "out of memory");
+            free(x);
+            return 1;
+        }
+        n = n_x;
     }
-    x = (float *)in;
-    int64_t total = n_x + delay, done = 0;
+    int64_t total = n_x + delay;
     float *buf_in = calloc((size_t)block, sizeof(float)), *buf_out = malloc((size_t)block * sizeof(float));
     int rc = 0;
     for (int64_t pos = 0; pos < total && !rc; pos += block) {
@@ -138,18 +142,19 @@ static int stream_file(svc_host *h, const float *in, int64_t n, int rate, float 
         }
         for (int64_t j = 0; j < block; j++) {
             int64_t t = pos + j - delay;
-            if (t >= 0 && t < n_x) out[t] = buf_out[j], done++;
+            if (t >= 0 && t < n_x) out[t] = buf_out[j];
         }
     }
     free(buf_in);
     free(buf_out);
+    if (x != in) free(x);
     return rc;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) return usage();
     const char *cmd = argv[1], *in_path = NULL, *out_path = NULL, *bundle = NULL, *speaker = NULL;
-    double transpose = 0, noise_scale = 0.4, block_ms = 0;
+    double transpose = 0, noise_scale = 0.4, block_ms = 0, max_window = 30, context = 1.0;
     long long seed = 52468, threads = 0;
     int pcm16 = 1;
     int positional = 0;
@@ -163,6 +168,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--noise-scale")) noise_scale = v ? atof(v) : 0, i++;
         else if (!strcmp(a, "--threads")) threads = v ? atoll(v) : 0, i++;
         else if (!strcmp(a, "--block-ms")) block_ms = v ? atof(v) : 0, i++;
+        else if (!strcmp(a, "--max-window")) max_window = v ? atof(v) : 0, i++;
+        else if (!strcmp(a, "--context-seconds")) context = v ? atof(v) : 0, i++;
         else if (!strcmp(a, "--subtype")) {
             if (!v || (strcmp(v, "pcm16") && strcmp(v, "float"))) return usage();
             pcm16 = !strcmp(v, "pcm16"), i++;
@@ -220,8 +227,9 @@ int main(int argc, char **argv) {
     }
     long long block = block_ms > 0 ? (long long)floor(block_ms * model_rate / 1000.0 + 0.5) : 0;
     snprintf(options, sizeof options,
-             "{%s\"transpose\": %.17g, \"seed\": %lld, \"noise_scale\": %.17g, \"threads\": %lld, \"block_size\": %lld}",
-             speaker_json, transpose, seed, noise_scale, threads, block);
+             "{%s\"transpose\": %.17g, \"seed\": %lld, \"noise_scale\": %.17g, \"threads\": %lld, \"block_size\": %lld, "
+             "\"max_window_seconds\": %.17g, \"context_seconds\": %.17g}",
+             speaker_json, transpose, seed, noise_scale, threads, block, max_window, context);
     svc_host *h = NULL;
     if (svc_host_open(bundle, options, &h) != SVC_OK) {
         fprintf(stderr, "svc-host: %s\n", svc_host_last_error(NULL));
