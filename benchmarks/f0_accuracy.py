@@ -38,7 +38,6 @@ from rich.table import Table
 from svc_runtime.audio.decode import decode_audio
 from svc_runtime.pitch.classic import ClassicPitchUnavailable
 from svc_runtime.pitch.extract import (
-    UNSUPPORTED_METHODS,
     FrameGrid,
     PitchExtractionError,
     PitchOptions,
@@ -115,8 +114,6 @@ def group_of(path: Path) -> str:
 
 def method_options(method: str, args: argparse.Namespace) -> tuple[PitchOptions | None, str]:
     """Options for a method, or None with the reason it is skipped."""
-    if method in UNSUPPORTED_METHODS:
-        return None, UNSUPPORTED_METHODS[method]
     if method == "rmvpe":
         if args.rmvpe_checkpoint is None:
             return None, (

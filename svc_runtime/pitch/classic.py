@@ -21,14 +21,12 @@ from typing import Literal
 
 import numpy as np
 
-from svc_runtime.signal.f0 import F0_MAX_HZ, F0_MIN_HZ
+from svc_runtime.pitch.methods import CLASSIC_METHODS, PM_VOICING_THRESHOLD
+from svc_runtime.vocabulary import F0_MAX_HZ, F0_MIN_HZ
 
 ClassicMethod = Literal["harvest", "dio", "pm"]
-CLASSIC_METHODS: tuple[str, ...] = ("harvest", "dio", "pm")
 DEFAULT_FRAME_PERIOD_S = 0.01
 """The classic methods' own grid in this toolkit: 10 ms (WORLD frame i at i * 10 ms)."""
-PM_VOICING_THRESHOLD = 0.6
-"""so-vits-svc's voicing threshold for Praat's autocorrelation tracker (Praat's default is 0.45)."""
 
 PM_PERIODS_PER_WINDOW = 3.0
 """Praat's autocorrelation window spans 3 periods of the pitch floor."""

@@ -8,21 +8,30 @@ Cents are relative to 10 Hz: ``f0 = 10 * 2 ** (cents / 1200)``.
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from svc_runtime.pitch.methods import (
+    CREPE_DECODERS,
+    CREPE_THRESHOLD,
+    FCPE_DECODERS,
+    FCPE_THRESHOLD,
+    RMVPE_THRESHOLD,
+    CrepeDecoder,
+    FcpeDecoder,
+    pitch_method,
+)
+from svc_runtime.vocabulary import F0_MAX_HZ, F0_MIN_HZ, PITCH_HOP, PITCH_SAMPLE_RATE
+
 RMVPE_CENTS_OFFSET = 1997.3794084376191  # cents of RMVPE's bin 0
 RMVPE_CENTS_PER_BIN = 20.0
-RMVPE_THRESHOLD = 0.05  # so-vits-svc's RMVPE F0 predictor default
 
 FCPE_F0_RANGE = (32.7, 1975.5)  # Hz of FCPE's first and last bin (torchfcpe config)
-FCPE_THRESHOLD = 0.05  # so-vits-svc's FCPE F0 predictor default (torchfcpe's own is 0.006)
-FCPE_POST_RANGE = (50.0, 1100.0)  # Hz kept by so-vits-svc's F0 predictors
+FCPE_POST_RANGE = (F0_MIN_HZ, F0_MAX_HZ)  # Hz kept by so-vits-svc's F0 predictors
 
 LOCAL_RADIUS = 4  # both decoders average 9 bins around the argmax
-
-FcpeDecoder = Literal["local_argmax", "argmax"]
 
 
 def cents_to_hz(cents: np.ndarray) -> np.ndarray:
@@ -105,7 +114,7 @@ def decode_fcpe(
         weights = salience
         bin_cents = cents_table
     else:
-        raise ValueError(f"FCPE decoder must be 'local_argmax' or 'argmax', got {decoder!r}")
+        raise ValueError(f"FCPE decoder must be one of {FCPE_DECODERS}, got {decoder!r}")
     with np.errstate(invalid="ignore", divide="ignore"):
         cents = (weights * bin_cents).sum(axis=-1) / weights.sum(axis=-1)
     f0 = np.where(voiced, cents_to_hz(np.where(voiced, cents, 0.0)), 0.0)
@@ -117,14 +126,10 @@ def decode_fcpe(
 
 # --- CREPE (torchcrepe 0.0.24 decoding, so-vits-svc 4.1's CrepePitchExtractor post-processing) ---
 
-CREPE_THRESHOLD = 0.05  # so-vits-svc's cr_threshold
-CREPE_F0_RANGE = (50.0, 1100.0)  # Hz, so-vits-svc's CrepePitchExtractor f0_min / f0_max
+CREPE_F0_RANGE = (F0_MIN_HZ, F0_MAX_HZ)  # Hz, so-vits-svc's CrepePitchExtractor f0_min / f0_max
 CREPE_SILENCE_DB = -60.0  # torchcrepe.threshold.Silence(-60) as so-vits-svc applies it
 CREPE_WINDOW = 1024  # samples at 16 kHz, also the loudness STFT size
 CREPE_TRANSITION_WIDTH = 12  # viterbi: transitions of up to 11 bins, triangular weights
-
-CrepeDecoder = Literal["viterbi", "weighted_argmax", "argmax"]
-CREPE_DECODERS: tuple[str, ...] = ("viterbi", "weighted_argmax", "argmax")
 
 
 def crepe_bin_range(f0_range: tuple[float, float] = CREPE_F0_RANGE) -> tuple[int, int]:
@@ -220,7 +225,7 @@ def decode_crepe_bins(
     return cents_to_hz(cents), periodicity
 
 
-def a_weighted_loudness(wav16k: np.ndarray, hop_length: int = 160) -> np.ndarray:
+def a_weighted_loudness(wav16k: np.ndarray, hop_length: int = PITCH_HOP) -> np.ndarray:
     """torchcrepe's ``loudness.a_weighted`` at 16 kHz: mean A-weighted dB per frame, [N // hop + 1].
 
     Centred 1024-point STFT (zero padding, periodic Hann), ``amplitude_to_db`` (amin 1e-5,
@@ -238,7 +243,7 @@ def a_weighted_loudness(wav16k: np.ndarray, hop_length: int = 160) -> np.ndarray
     db = 10.0 * np.log10(np.maximum(magnitude * magnitude, 1e-10))
     if db.size:
         db = np.maximum(db, db.max() - 80.0)
-    freq_sq = (np.arange(CREPE_WINDOW // 2 + 1) * 16000.0 / CREPE_WINDOW) ** 2
+    freq_sq = (np.arange(CREPE_WINDOW // 2 + 1) * float(PITCH_SAMPLE_RATE) / CREPE_WINDOW) ** 2
     const = np.array([12194.217, 20.598997, 107.65265, 737.86223]) ** 2
     with np.errstate(divide="ignore"):
         a_weight = 2.0 + 20.0 * (
@@ -308,3 +313,64 @@ def decode_crepe(
             f"{np.asarray(wav16k).size} samples; expected N // 160 + 1 frames"
         )
     return crepe_postprocess(f0, periodicity, threshold, loudness)
+
+
+@dataclass(frozen=True)
+class SalienceDecoder:
+    """The one salience -> F0 decoder of every neural method, set up once, called per salience.
+
+    ``method``: rmvpe, fcpe or crepe (see :mod:`svc_runtime.pitch.methods`). ``threshold`` /
+    ``decoder``: None = the method's default. ``post_range``: Hz kept after decoding (FCPE:
+    lower unvoiced, higher clamped; CREPE: the allowed bins); RMVPE keeps its raw values.
+    ``bins_range``: the Hz span of FCPE's bins (its checkpoint's f0_min / f0_max; None:
+    torchfcpe's). Call: ``salience [T, bins]`` or ``[B, T, bins]`` (+ the 16 kHz audio
+    ``[N]`` / ``[B, N]`` CREPE's silence gate reads; None skips the gate) -> ``f0 [T]`` /
+    ``[B, T]`` float32 Hz, 0 = unvoiced.
+    """
+
+    method: str
+    threshold: float | None = None
+    decoder: str | None = None
+    post_range: tuple[float, float] = (F0_MIN_HZ, F0_MAX_HZ)
+    bins_range: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        spec = pitch_method(self.method, neural=True)
+        object.__setattr__(self, "decoder", spec.check_decoder(self.decoder))
+        if self.threshold is None:
+            object.__setattr__(self, "threshold", spec.threshold)
+        if not 0.0 <= float(self.threshold) < 1.0:  # type: ignore[arg-type]
+            raise ValueError(f"{self.method}: threshold must be in [0, 1), got {self.threshold}")
+        if not 0.0 <= self.post_range[0] < self.post_range[1]:
+            raise ValueError(f"{self.method}: needs 0 <= f0_min < f0_max, got {self.post_range}")
+
+    @classmethod
+    def from_pitch_info(cls, info: Any) -> SalienceDecoder:
+        """From a manifest's pitch section (``method``, ``threshold``, ``decoder``, ``f0_min`` /
+        ``f0_max``, ``bins_f0_min`` / ``bins_f0_max``; missing bins: the method's default)."""
+        bins = (getattr(info, "bins_f0_min", None), getattr(info, "bins_f0_max", None))
+        return cls(
+            method=info.method.lower(),
+            threshold=info.threshold,
+            decoder=getattr(info, "decoder", None),
+            post_range=(info.f0_min, info.f0_max),
+            bins_range=None if None in bins else (float(bins[0]), float(bins[1])),  # type: ignore[arg-type]
+        )
+
+    def __call__(self, salience: np.ndarray, wav16k: np.ndarray | None = None) -> np.ndarray:
+        salience = np.asarray(salience)
+        threshold = float(self.threshold)  # type: ignore[arg-type]
+        if self.method == "rmvpe":
+            return decode_rmvpe(salience, threshold)
+        if self.method == "fcpe":
+            bins = self.bins_range or FCPE_F0_RANGE
+            return decode_fcpe(salience, self.decoder, threshold, bins, self.post_range)  # type: ignore[arg-type]
+        if salience.ndim == 2:
+            return decode_crepe(salience, wav16k, self.decoder, threshold, self.post_range)  # type: ignore[arg-type]
+        if salience.ndim != 3:
+            raise ValueError(f"crepe: salience must be [frames, bins] or [batch, frames, bins], got {salience.shape}")
+        audio = [None] * salience.shape[0] if wav16k is None else np.atleast_2d(wav16k)
+        if len(audio) != salience.shape[0]:
+            raise ValueError(f"crepe: {salience.shape[0]} salience rows but {len(audio)} audio rows")
+        return np.stack([self(s, a) for s, a in zip(salience, audio)])
+

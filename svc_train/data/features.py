@@ -36,8 +36,9 @@ import torch
 
 from svc_runtime.atomic import atomic_output
 from svc_runtime.audio import resample
-from svc_runtime.pitch.extract import NEURAL_METHODS, FrameGrid, PitchOptions, extract_f0
-from svc_runtime.signal.f0 import interpolate_unvoiced, resize_f0
+from svc_runtime.pitch.extract import FrameGrid, PitchOptions, extract_f0
+from svc_runtime.pitch.methods import NEURAL_METHODS
+from svc_runtime.signal.f0 import interpolate_unvoiced
 from svc_runtime.signal.volume import volume_envelope
 from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE, F0_MAX_HZ, F0_MIN_HZ
 from svc_train.config import SvcConfig
@@ -136,11 +137,11 @@ class FeatureExtractor:
         self.device = torch.device(device)
         self.encoder = load_content_encoder(settings.speech_encoder, settings.encoder_checkpoint).to(self.device)
         self.pitch_options = settings.pitch_options()
-        self.neural_pitch = None
+        self.pitch_estimator = None  # the torch network of a neural method, loaded once
         if settings.f0_method in NEURAL_METHODS:
             from svc_train.pitch.extract import NeuralPitchExtractor
 
-            self.neural_pitch = NeuralPitchExtractor(
+            self.pitch_estimator = NeuralPitchExtractor(
                 settings.f0_method, self.pitch_options.checkpoint, self.pitch_options.threshold, device=self.device
             )
         self.spectrogram_cache = SpectrogramCache()
@@ -149,11 +150,8 @@ class FeatureExtractor:
     def raw_f0(self, samples: np.ndarray, n_frames: int) -> np.ndarray:
         """Raw F0 [n_frames] Hz on the (sampling_rate, hop) grid, 0 = unvoiced."""
         s = self.settings
-        if self.neural_pitch is not None:
-            _, f0 = self.neural_pitch(resample(samples, s.sampling_rate, ENCODER_SAMPLE_RATE))
-            return resize_f0(f0, n_frames, "nearest").astype(np.float32)
-        track = extract_f0(samples, s.sampling_rate, self.pitch_options, FrameGrid(s.sampling_rate, s.hop_length), n_frames)
-        return track.f0_hz
+        grid = FrameGrid(s.sampling_rate, s.hop_length)
+        return extract_f0(samples, s.sampling_rate, self.pitch_options, grid, n_frames, self.pitch_estimator).f0_hz
 
     def extract(self, samples: np.ndarray) -> FileFeatures:
         s = self.settings

@@ -23,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from svc_runtime.vocabulary import PITCH_HOP
 from svc_train.pitch._checkpoint import bundled_weights, read_checkpoint, require_checkpoint_file
 
 CrepeCapacity = Literal["full", "tiny"]
 
-SAMPLE_RATE = 16000
-HOP_LENGTH = 160
 WINDOW_SIZE = 1024
 PITCH_BINS = 360
 BN_EPS = 0.0010000000474974513  # torchcrepe's (MMdnn-converted Keras) batch-norm epsilon
@@ -100,7 +99,7 @@ class Crepe(nn.Module):
         return torch.sigmoid(self.classifier(x))
 
 
-def normalised_frames(audio: torch.Tensor, hop_length: int = HOP_LENGTH) -> torch.Tensor:
+def normalised_frames(audio: torch.Tensor, hop_length: int = PITCH_HOP) -> torch.Tensor:
     """``audio [B, N]`` -> ``frames [B, N // hop + 1, 1024]``, zero-padded, mean 0 and unit (unbiased) std.
 
     Gathers frames by index so that the graph traces with a dynamic ``N``.

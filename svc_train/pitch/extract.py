@@ -3,7 +3,9 @@
 ``extract_f0("rmvpe" | "fcpe" | "crepe", wav16k)`` -> ``(times_s [T], f0_hz [T])`` with
 ``T = len(wav16k) // 160 + 1``, frame ``i`` at ``i * 0.01`` s, raw F0 (0 =
 unvoiced, no interpolation). The network runs in torch; the salience is decoded
-by the same numpy decoders the runtime uses on ONNX outputs.
+by the same :class:`~svc_runtime.pitch.decode.SalienceDecoder` the runtime uses on ONNX
+outputs. :func:`torch_pitch_estimator` is the runtime's torch backend (entry point
+``svc_toolkit.pitch_estimators: torch``), which ``svc-run pitch`` uses without an ONNX graph.
 """
 
 from __future__ import annotations
@@ -15,28 +17,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from svc_runtime.pitch.decode import (
-    CREPE_DECODERS,
-    CREPE_THRESHOLD,
-    FCPE_F0_RANGE,
-    FCPE_POST_RANGE,
-    FCPE_THRESHOLD,
-    RMVPE_THRESHOLD,
-    CrepeDecoder,
-    FcpeDecoder,
-    decode_crepe,
-    decode_fcpe,
-    decode_rmvpe,
-)
+from svc_runtime.pitch.decode import SalienceDecoder
+from svc_runtime.pitch.extract import NATIVE_GRID, PitchOptions
+from svc_runtime.pitch.methods import CrepeDecoder, FcpeDecoder, pitch_method
+from svc_runtime.vocabulary import PITCH_HOP, PITCH_SAMPLE_RATE
 from svc_train.pitch.crepe import CrepeFromAudio, load_crepe
 from svc_train.pitch.fcpe import FcpeFromAudio, load_fcpe
 from svc_train.pitch.mel import RMVPE_MEL, MelConfig, check_audio_length
 from svc_train.pitch.rmvpe import CHECKPOINT_HINT, RmvpeFromAudio, load_rmvpe
 
 NeuralPitchMethod = Literal["rmvpe", "fcpe", "crepe"]
-NEURAL_PITCH_METHODS: tuple[str, ...] = ("rmvpe", "fcpe", "crepe")
-SAMPLE_RATE = 16000
-HOP_LENGTH = 160
 
 
 class NeuralPitchExtractor:
@@ -56,15 +46,12 @@ class NeuralPitchExtractor:
         device: str | torch.device = "cpu",
         crepe_decoder: CrepeDecoder = "viterbi",
     ) -> None:
-        if method not in NEURAL_PITCH_METHODS:
-            raise ValueError(f"unknown neural pitch method {method!r}; choose one of {NEURAL_PITCH_METHODS}")
-        if decoder not in ("local_argmax", "argmax"):
-            raise ValueError(f"FCPE decoder must be 'local_argmax' or 'argmax', got {decoder!r}")
+        pitch_method(method, neural=True)
+        pitch_method("fcpe").check_decoder(decoder)
+        pitch_method("crepe").check_decoder(crepe_decoder)
         self.method = method
         self.decoder = decoder
         self.device = torch.device(device)
-        if crepe_decoder not in CREPE_DECODERS:
-            raise ValueError(f"CREPE decoder must be one of {CREPE_DECODERS}, got {crepe_decoder!r}")
         self.crepe_decoder = crepe_decoder
         self.network: nn.Module
         self.mel_config: MelConfig | None = None  # None: CREPE, which frames the raw audio
@@ -74,26 +61,27 @@ class NeuralPitchExtractor:
                 raise FileNotFoundError(f"RMVPE: no checkpoint given. {CHECKPOINT_HINT}")
             self.network = RmvpeFromAudio(load_rmvpe(checkpoint))
             self.mel_config = RMVPE_MEL
-            self.threshold = RMVPE_THRESHOLD if threshold is None else float(threshold)
         elif method == "crepe":
             self.network = CrepeFromAudio(load_crepe(checkpoint))
-            self.threshold = CREPE_THRESHOLD if threshold is None else float(threshold)
         else:
             fcpe = load_fcpe(checkpoint)
             self.network = FcpeFromAudio(fcpe)
             self.mel_config = fcpe.config.mel
             self.fcpe_f0_range = (fcpe.config.f0_min, fcpe.config.f0_max)
-            self.threshold = FCPE_THRESHOLD if threshold is None else float(threshold)
         if self.mel_config is not None and (
-            self.mel_config.sample_rate != SAMPLE_RATE or self.mel_config.hop_length != HOP_LENGTH
+            self.mel_config.sample_rate != PITCH_SAMPLE_RATE or self.mel_config.hop_length != PITCH_HOP
         ):
             raise ValueError(
                 f"{method}: checkpoint expects {self.mel_config.sample_rate} Hz / hop "
-                f"{self.mel_config.hop_length}; only {SAMPLE_RATE} Hz / hop {HOP_LENGTH} is supported"
+                f"{self.mel_config.hop_length}; only {PITCH_SAMPLE_RATE} Hz / hop {PITCH_HOP} is supported"
             )
-        if not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"{method}: threshold must be in [0, 1), got {self.threshold}")
+        self.decode = self._decoder(threshold)
+        self.threshold = float(self.decode.threshold)  # type: ignore[arg-type]
         self.network.eval().to(self.device)
+
+    def _decoder(self, threshold: float | None) -> SalienceDecoder:
+        decoder = {"fcpe": self.decoder, "crepe": self.crepe_decoder}.get(self.method)
+        return SalienceDecoder(self.method, threshold, decoder, bins_range=self.fcpe_f0_range)
 
     def salience(self, wav16k: np.ndarray) -> np.ndarray:
         """``wav16k [N]`` float -> salience [N // 160 + 1, 360] float32."""
@@ -111,18 +99,20 @@ class NeuralPitchExtractor:
             batch = torch.from_numpy(audio.astype(np.float32, copy=False)).to(self.device)[None]
             return run(batch)[0].float().cpu().numpy()
 
-    def __call__(self, wav16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``wav16k [N]`` -> ``(times_s [T] float64, f0_hz [T] float32)``, T = N // 160 + 1."""
-        salience = self.salience(wav16k)
-        if self.method == "rmvpe":
-            f0 = decode_rmvpe(salience, self.threshold)
-        elif self.method == "crepe":
-            f0 = decode_crepe(salience, wav16k, self.crepe_decoder, self.threshold)
-        else:
-            f0_range = self.fcpe_f0_range or FCPE_F0_RANGE
-            f0 = decode_fcpe(salience, self.decoder, self.threshold, f0_range, FCPE_POST_RANGE)
-        times = np.arange(f0.shape[0], dtype=np.float64) * HOP_LENGTH / SAMPLE_RATE
-        return times, f0
+    def __call__(self, wav16k: np.ndarray, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``wav16k [N]`` -> ``(times_s [T] float64, f0_hz [T] float32)``, T = N // 160 + 1.
+
+        ``threshold``: None = the one given at construction (this is also the runtime's
+        ``PitchEstimator`` call)."""
+        decode = self.decode if threshold is None or threshold == self.threshold else self._decoder(threshold)
+        f0 = decode(self.salience(wav16k), wav16k)
+        return NATIVE_GRID.times(f0.shape[0]), f0
+
+
+def torch_pitch_estimator(options: PitchOptions) -> NeuralPitchExtractor:
+    """The runtime's torch backend (``svc_toolkit.pitch_estimators: torch``): the network of
+    ``options.method`` with ``options.checkpoint`` (None: the wheel's weights for FCPE / CREPE)."""
+    return NeuralPitchExtractor(options.method, options.checkpoint, options.threshold)  # type: ignore[arg-type]
 
 
 def extract_f0(

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from svc_runtime.vocabulary import PITCH_HOP, PITCH_SAMPLE_RATE
 from svc_train.pitch._checkpoint import bundled_weights, read_checkpoint, require_checkpoint_file
 from svc_train.pitch.mel import LogMelSpectrogram, MelConfig
 
@@ -44,9 +45,9 @@ class FcpeConfig:
     n_layers: int = 6
     f0_min: float = 32.7
     f0_max: float = 1975.5
-    sample_rate: int = 16000
+    sample_rate: int = PITCH_SAMPLE_RATE
     n_fft: int = 1024
-    hop_length: int = 160
+    hop_length: int = PITCH_HOP
     mel_fmin: float = 0.0
     mel_fmax: float = 8000.0
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from svc_runtime.vocabulary import PITCH_HOP, PITCH_SAMPLE_RATE
+
 Framing = Literal["center", "fcpe"]
 
 
@@ -78,7 +80,7 @@ class MelConfig:
 
 
 RMVPE_MEL = MelConfig(
-    sample_rate=16000, n_fft=1024, hop_length=160, n_mels=128, fmin=30.0, fmax=8000.0,
+    sample_rate=PITCH_SAMPLE_RATE, n_fft=1024, hop_length=PITCH_HOP, n_mels=128, fmin=30.0, fmax=8000.0,
     htk=True, framing="center",
 )
 
