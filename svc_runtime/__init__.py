@@ -1,12 +1,26 @@
-"""svc_runtime: the lean conversion runtime (numpy + ONNX Runtime; never torch or librosa)."""
+"""svc_runtime: the lean conversion runtime (numpy + ONNX Runtime; never torch or librosa).
 
-__all__: list[str] = []
+The public names load on first use (PEP 562), so that `svc-run --help` and the light
+modules (signal, audio, cli) import without ONNX Runtime.
+"""
 
-from svc_runtime.bundle import Bundle  # noqa: E402
+from __future__ import annotations
 
-__all__.append("Bundle")
+import importlib
+from typing import Any
 
-from svc_runtime.pipeline import ConvertOptions, Converter  # noqa: E402
-from svc_runtime.streaming import StreamingConverter, StreamingOptions  # noqa: E402
+_EXPORTS = {
+    "Bundle": "svc_runtime.bundle",
+    "ConvertOptions": "svc_runtime.pipeline.options",
+    "Converter": "svc_runtime.pipeline.convert",
+    "StreamingConverter": "svc_runtime.streaming",
+    "StreamingOptions": "svc_runtime.streaming",
+}
 
-__all__ += ["ConvertOptions", "Converter", "StreamingConverter", "StreamingOptions"]
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'svc_runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

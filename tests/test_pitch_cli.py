@@ -66,7 +66,7 @@ def test_default_grid_csv_is_accurate(tone_wav, tmp_path, method):
 def test_requested_grid(tone_wav, tmp_path):
     wav, n_samples, f0_at = tone_wav
     out = tmp_path / "grid.csv"
-    result = run_pitch(wav, "-m", "harvest", "--sr", 44100, "--hop", 512, "-o", out)
+    result = run_pitch(wav, "--method", "harvest", "--sr", 44100, "--hop", 512, "-o", out)
     assert result.exit_code == 0, result.output
     times, f0 = read_f0_csv(out)
     n = resampled_length(n_samples, 22050, 44100) // 512
@@ -80,7 +80,7 @@ def test_stereo_input_is_mixed_to_mono(tmp_path):
     wav = tmp_path / "stereo.flac"
     soundfile.write(wav, np.stack([audio, 0.5 * audio], axis=1), 16000)
     out = tmp_path / "stereo.csv"
-    result = run_pitch(wav, "-m", "dio", "-o", out)
+    result = run_pitch(wav, "--method", "dio", "-o", out)
     assert result.exit_code == 0, result.output
     times, f0 = read_f0_csv(out)
     assert np.median(cents_error(f0, f0_at(times))) < 5.0
@@ -90,22 +90,22 @@ def test_bad_audio_fails_with_the_file_named(tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_text("this is not audio")
     out = tmp_path / "never.csv"
-    result = run_pitch(bad, "-m", "harvest", "-o", out)
+    result = run_pitch(bad, "--method", "harvest", "-o", out)
     assert result.exit_code == 1
     assert "notes.wav" in result.output and "not a readable audio file" in result.output
     assert not out.exists()
-    result = run_pitch(tmp_path / "missing.wav", "-m", "harvest", "-o", out)
+    result = run_pitch(tmp_path / "missing.wav", "--method", "harvest", "-o", out)
     assert result.exit_code == 1 and "does not exist" in result.output
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-m", "yin"], "unknown pitch method"),
-        (["-m", "crepe", "--checkpoint", "nowhere/crepe.onnx"], "not found"),
-        (["-m", "harvest", "--sr", "44100"], "--sr and --hop together"),
-        (["-m", "harvest", "--threshold", "0.3"], "no voicing threshold"),
-        (["-m", "rmvpe", "--checkpoint", "nowhere/rmvpe.onnx"], "not found"),
+        (["--method", "yin"], "unknown pitch method"),
+        (["--method", "crepe", "--checkpoint", "nowhere/crepe.onnx"], "not found"),
+        (["--method", "harvest", "--sr", "44100"], "--sr and --hop together"),
+        (["--method", "harvest", "--threshold", "0.3"], "no voicing threshold"),
+        (["--method", "rmvpe", "--checkpoint", "nowhere/rmvpe.onnx"], "not found"),
     ],
 )
 def test_bad_options_exit_2(tone_wav, tmp_path, args, message):
@@ -133,7 +133,7 @@ def test_rmvpe_onnx_graph_matches_the_torch_side(tmp_path, fixtures_dir, one_tor
     outputs = {}
     for name, ckpt in (("onnx", onnx_path), ("torch", checkpoint)):
         out = tmp_path / f"{name}.csv"
-        result = run_pitch(wav, "-m", "rmvpe", "--checkpoint", ckpt, "--threshold", 0.03, "-o", out)
+        result = run_pitch(wav, "--method", "rmvpe", "--checkpoint", ckpt, "--threshold", 0.03, "-o", out)
         assert result.exit_code == 0, result.output
         outputs[name] = read_f0_csv(out)
     (t_onnx, f_onnx), (t_torch, f_torch) = outputs["onnx"], outputs["torch"]
@@ -146,7 +146,7 @@ def test_rmvpe_onnx_graph_matches_the_torch_side(tmp_path, fixtures_dir, one_tor
 def test_fcpe_real_weights_through_the_torch_side(tone_wav, tmp_path, one_torch_thread):
     wav, _, f0_at = tone_wav
     out = tmp_path / "fcpe.csv"
-    result = run_pitch(wav, "-m", "fcpe", "--sr", 44100, "--hop", 512, "-o", out)
+    result = run_pitch(wav, "--method", "fcpe", "--sr", 44100, "--hop", 512, "-o", out)
     assert result.exit_code == 0, result.output
     times, f0 = read_f0_csv(out)
     truth = f0_at(times)

@@ -1,10 +1,5 @@
-"""`svc-run`: the runtime command line (numpy + ONNX Runtime, never torch at import)."""
+"""`svc-run`: the runtime command line (numpy + ONNX Runtime, never torch; nothing heavy at import)."""
 
-from svc_runtime.cli.app import app
-
-
-def main() -> None:
-    app()
-
+from svc_runtime.cli.app import app, main
 
 __all__ = ["app", "main"]

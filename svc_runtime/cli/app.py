@@ -1,14 +1,18 @@
-"""The `svc-run` typer application; each sub-command lives in its own module."""
+"""The `svc-run` application: every sub-command registered here, explicitly."""
 
-import typer
+from __future__ import annotations
 
-app = typer.Typer(
-    name="svc-run",
-    help="Convert singing or speech with an exported bundle (ONNX Runtime / TensorRT, no PyTorch).",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    pretty_exceptions_show_locals=False,
+from svc_runtime.cli import convert_cmd, info_cmd, pitch_cmd
+from svc_runtime.cli.base import new_app, register, run
+
+app = new_app(
+    "svc-run",
+    "Convert singing or speech with an exported bundle (ONNX Runtime / TensorRT, no PyTorch).",
 )
+register(app, convert_cmd.convert, "convert")
+register(app, pitch_cmd.pitch, "pitch", help=pitch_cmd.PITCH_HELP, no_args_is_help=True)
+register(app, info_cmd.info, "info")
 
-# Sub-commands register themselves on `app` when imported.
-from svc_runtime.cli import commands  # noqa: E402,F401
+
+def main() -> None:
+    run(app)

@@ -5,20 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from svc_runtime.bundle.bundle import verify_files
-from svc_runtime.bundle.manifest import Manifest, ManifestError
-from svc_runtime.cli.app import app
+from svc_runtime.cli.base import ExitCode, console as make_console, fail
 
 
 def _shape(shape) -> str:
     return escape("[" + ", ".join(str(d) for d in shape) + "]")
 
 
-def _summary(manifest: Manifest, bundle: Path) -> list[Table]:
+def _summary(manifest, bundle: Path) -> list[Table]:
     model = manifest.model
     about = Table(title="model", show_header=False, title_justify="left")
     rows = [
@@ -36,7 +33,7 @@ def _summary(manifest: Manifest, bundle: Path) -> list[Table]:
                               f"{p.f0_min:g}-{p.f0_max:g} Hz"))
     rows.append(("exported with", ", ".join(f"{k} {v}" for k, v in manifest.exporter.items())))
     for key, value in rows:
-        about.add_row(key, value)
+        about.add_row(key, escape(value))
 
     graphs = Table(title="graphs", title_justify="left")
     for column in ("name", "precision", "file", "MB", "max parity error"):
@@ -49,7 +46,7 @@ def _summary(manifest: Manifest, bundle: Path) -> list[Table]:
         size = (bundle / g.file).stat().st_size / 1e6 if (bundle / g.file).is_file() else float("nan")
         worst = max(g.parity, key=lambda r: r.max_abs_error, default=None)
         parity = f"{worst.max_abs_error:.2e} vs {worst.reference}" if worst else "-"
-        graphs.add_row(name, g.precision, g.file, f"{size:.1f}", parity)
+        graphs.add_row(escape(name), g.precision, escape(g.file), f"{size:.1f}", parity)
         if g.role not in seen_roles:
             seen_roles.add(g.role)
             for kind, specs in (("in", g.inputs), ("out", g.outputs)):
@@ -72,26 +69,27 @@ def _summary(manifest: Manifest, bundle: Path) -> list[Table]:
         for column in ("kind", "file", "format", "speaker"):
             aux.add_column(column)
         for a in manifest.aux_files:
-            aux.add_row(a.kind, a.file, a.format, a.speaker or "-")
+            aux.add_row(a.kind, escape(a.file), a.format, escape(a.speaker or "-"))
         tables.append(aux)
     return tables
 
 
-@app.command("info")
 def info(
     bundle: Path = typer.Argument(..., help="Bundle folder written by svc-export."),
-    verify: bool = typer.Option(True, help="Check every file's sha256 against the manifest."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Check every file's sha256 against the manifest."),
 ) -> None:
     """Print the summary of a bundle's manifest.json (and verify its files)."""
-    console = Console()
+    from svc_runtime.bundle.bundle import verify_files
+    from svc_runtime.bundle.manifest import Manifest, ManifestError
+
+    console = make_console(stderr=False)
     try:
         manifest = Manifest.read(bundle)
         if verify:
             verify_files(bundle, manifest)
     except ManifestError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
-    console.print(f"[bold]{bundle}[/]: svc bundle, schema version {manifest.schema_version}")
+        fail(str(exc), ExitCode.USAGE)
+    console.print(f"[bold]{escape(str(bundle))}[/]: svc bundle, schema version {manifest.schema_version}")
     for table in _summary(manifest, bundle):
         console.print(table)
     if verify:

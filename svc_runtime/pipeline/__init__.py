@@ -1,17 +1,28 @@
-"""Whole-file conversion with a bundle: slicing, features, generator, stitching (numpy + ONNX Runtime)."""
+"""Whole-file conversion with a bundle: slicing, features, generator, stitching (numpy + ONNX Runtime).
 
-from svc_runtime.pipeline.convert import Converter, PreparedFile
-from svc_runtime.pipeline.noise import NoiseField
-from svc_runtime.pipeline.options import ConvertOptions
-from svc_runtime.pipeline.spkmix import SpeakerMix, SpeakerMixError, load_speaker_mix, parse_speaker_mix
+Names load on first use (PEP 562): `svc_runtime.pipeline.options` imports without ONNX Runtime.
+"""
 
-__all__ = [
-    "ConvertOptions",
-    "Converter",
-    "NoiseField",
-    "PreparedFile",
-    "SpeakerMix",
-    "SpeakerMixError",
-    "load_speaker_mix",
-    "parse_speaker_mix",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ConvertOptions": "svc_runtime.pipeline.options",
+    "Converter": "svc_runtime.pipeline.convert",
+    "PreparedFile": "svc_runtime.pipeline.convert",
+    "NoiseField": "svc_runtime.pipeline.noise",
+    "SpeakerMix": "svc_runtime.pipeline.spkmix",
+    "SpeakerMixError": "svc_runtime.pipeline.spkmix",
+    "load_speaker_mix": "svc_runtime.pipeline.spkmix",
+    "parse_speaker_mix": "svc_runtime.pipeline.spkmix",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'svc_runtime.pipeline' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
