@@ -22,6 +22,7 @@ from svc_runtime.atomic import atomic_output
 from svc_train.config import SvcConfig
 from svc_train.models.modules import remove_weight_norm_everywhere
 from svc_train.models.synthesizer import SynthesizerTrn
+from svc_train.safe_pickle import read_weights_only
 
 CHECKPOINT_KEYS = ("model", "iteration", "optimizer", "learning_rate")
 _PARAM_G = ".parametrizations.weight.original0"
@@ -37,10 +38,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (expected a so-vits-svc G_*.pth / D_*.pth)")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe pickles
-        raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc})") from exc
+    data = read_weights_only(path, "a so-vits-svc checkpoint", CheckpointError)
     if not isinstance(data, Mapping) or "model" not in data:
         keys = sorted(data) if isinstance(data, Mapping) else type(data).__name__
         raise CheckpointError(f"{path}: not a so-vits-svc checkpoint (needs a 'model' state dict; found {keys})")

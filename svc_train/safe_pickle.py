@@ -25,6 +25,7 @@ import collections
 import io
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -270,6 +271,27 @@ class _Plainer:
             if isinstance(inner, (str, int, float, bool)):
                 return inner
         return value
+
+
+WEIGHTS_ONLY_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError)
+"""What ``torch.load(weights_only=True)`` raises for unsafe, truncated, foreign or missing files."""
+
+
+def read_weights_only(
+    path: str | os.PathLike, what: str, error: Callable[[str], Exception] = ValueError, hint: str = ""
+) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain data, never code.
+
+    The one checkpoint reader of the training side. A file torch cannot read that way raises
+    ``error(message)`` naming the file, ``what`` it should be ("an RMVPE checkpoint"), torch's
+    reason (first line) and ``hint`` (what to do).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except WEIGHTS_ONLY_ERRORS as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        message = f"{path}: cannot read it as {what} of tensors and plain data (weights-only torch load: {reason})"
+        raise error(f"{message}. {hint}" if hint else message) from exc
 
 
 def load_checkpoint(path: str | os.PathLike) -> Any:

@@ -31,6 +31,7 @@ from svc_runtime.signal.units import align_units
 from svc_runtime.signal.volume import volume_envelope
 from svc_train.diffusion.config import DiffusionConfig
 from svc_train.diffusion.vocoder_mel import VocoderMel
+from svc_train.safe_pickle import read_weights_only
 
 MAX_KEYSHIFT = 5.0  # semitones, so-vits-svc's augmentation range
 
@@ -134,7 +135,10 @@ def read_units_f0(wav: Path) -> tuple[torch.Tensor, np.ndarray]:
     units_path = feature_path(wav, ".soft.pt")
     if not units_path.is_file():
         raise DiffusionDataError(f"{units_path} and {npz} are missing; extract features for {wav} first (`svc-train features`)")
-    units = torch.load(units_path, map_location="cpu", weights_only=True).float()
+    units = read_weights_only(units_path, "a units tensor", DiffusionDataError, "re-run `svc-train features`")
+    if not isinstance(units, torch.Tensor):
+        raise DiffusionDataError(f"{units_path}: expected a units tensor, found {type(units).__name__}")
+    units = units.float()
     return (units[0] if units.dim() == 3 else units), f0
 
 

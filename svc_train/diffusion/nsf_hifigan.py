@@ -26,7 +26,13 @@ from torch import nn
 
 from svc_runtime.diffusion.mel import MelSpec
 from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
-from svc_train.models.nsf_source import SINE_AMP, VOICED_NOISE_STD, phase_increments, sample_phases
+from svc_train.models.nsf_source import (
+    SINE_AMP,
+    VOICED_NOISE_STD,
+    phase_increments,
+    sample_phases,
+)
+from svc_train.safe_pickle import read_weights_only
 
 LRELU_SLOPE = 0.1
 
@@ -285,10 +291,7 @@ def load_vocoder(model_path: str | Path, config_path: str | Path | None = None, 
     except json.JSONDecodeError as exc:
         raise VocoderLoadError(f"{config_path} is not valid JSON: {exc}") from exc
     config = VocoderConfig.from_dict(raw, source=str(config_path))
-    try:
-        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign or corrupt pickles
-        raise VocoderLoadError(f"{model_path} is not a loadable torch checkpoint of tensors ({exc})") from exc
+    checkpoint = read_weights_only(model_path, "an NSF-HiFiGAN vocoder checkpoint", VocoderLoadError)
     state = checkpoint.get("generator", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
         raise VocoderLoadError(f"{model_path} holds no 'generator' state dict")

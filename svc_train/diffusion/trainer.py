@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from svc_train.diffusion.config import DiffusionConfig
 from svc_train.diffusion.data import DiffusionDataset
 from svc_train.diffusion.unit2mel import Unit2Mel
+from svc_train.safe_pickle import read_weights_only
 
 CHECKPOINT_PATTERN = re.compile(r"^model_(\d+)\.pt$")
 VALIDATION_SEED = 1234
@@ -55,11 +56,9 @@ def latest_checkpoint(expdir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def read_checkpoint(path: Path) -> dict:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign or corrupt pickles
-        raise DiffusionCheckpointError(f"{path} is not a loadable checkpoint of tensors ({exc})") from exc
+def read_diffusion_checkpoint(path: Path) -> dict:
+    """A so-vits-svc diffusion ``model_*.pt`` (a dict with a 'model' state dict), read weights-only."""
+    checkpoint = read_weights_only(path, "a diffusion checkpoint", DiffusionCheckpointError)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise DiffusionCheckpointError(f"{path} has no 'model' state dict; is it a so-vits-svc diffusion model_*.pt?")
     return checkpoint
@@ -75,7 +74,7 @@ def out_dims_of(state: dict[str, torch.Tensor]) -> int:
 def load_diffusion(checkpoint: str | Path, config: str | Path | DiffusionConfig) -> tuple[Unit2Mel, DiffusionConfig]:
     """Unit2Mel in eval mode from a ``model_*.pt`` and its diffusion.yaml (mel count read from the weights)."""
     config = config if isinstance(config, DiffusionConfig) else DiffusionConfig.load(config)
-    state = read_checkpoint(Path(checkpoint))["model"]
+    state = read_diffusion_checkpoint(Path(checkpoint))["model"]
     model = Unit2Mel.from_config(config, out_dims_of(state))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -188,7 +187,7 @@ def _train(config, out_dims, max_steps, resume, log, process: _Process) -> Train
     step = 0
     previous = latest_checkpoint(expdir) if resume and expdir.is_dir() else None
     if previous is not None:
-        checkpoint = read_checkpoint(previous)
+        checkpoint = read_diffusion_checkpoint(previous)
         if out_dims_of(checkpoint["model"]) != out_dims:
             raise DiffusionCheckpointError(f"{previous} renders {out_dims_of(checkpoint['model'])} mels, the vocoder {out_dims}")
         model.load_state_dict(checkpoint["model"])
@@ -282,7 +281,7 @@ __all__ = [
     "TrainReport",
     "latest_checkpoint",
     "load_diffusion",
-    "read_checkpoint",
+    "read_diffusion_checkpoint",
     "train",
     "validation_loss",
 ]

@@ -13,7 +13,7 @@ import torch
 from svc_train.encoders import layouts
 from svc_train.encoders.hubert import HubertConfig, HubertEncoder
 from svc_train.encoders.layouts import CheckpointLayoutError
-from svc_train.safe_pickle import load_checkpoint
+from svc_train.safe_pickle import load_checkpoint, read_weights_only
 
 __all__ = [
     "HF_WEIGHT_FILES",
@@ -131,7 +131,7 @@ def read_hf_folder(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
 
         state = load_file(str(weights), device="cpu")
     else:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = read_weights_only(weights, "Hugging Face weights", CheckpointLayoutError)
     if not isinstance(state, Mapping):
         raise CheckpointLayoutError(f"{weights}: expected a state dict, found {type(state).__name__}")
     return config, dict(state)

