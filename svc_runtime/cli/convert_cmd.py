@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from svc_runtime.cli.base import ExitCode, console as make_console, fail, warn
 from svc_runtime.cli.dataclass_options import Flag, with_options
@@ -82,12 +78,17 @@ def convert(
         None, "--precision", help="fp32, fp16 or int8 graphs (default: fp16 on a GPU when the bundle has them, "
         "else fp32; int8: CPU only, a bundle exported with svc-export --int8)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose output exists (resume)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace outputs that were converted with other settings (refused otherwise)."),
+    max_duration_minutes: float = typer.Option(
+        180.0, "--max-duration", min=0.01, help="Longest input in minutes (checked from the header before decoding)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: convert only every n-th file from i (0-based)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log which provider runs each graph."),
 ) -> None:
     """Convert audio files with an exported bundle."""
     from svc_runtime.bundle.bundle import Bundle
     from svc_runtime.bundle.sessions import ProviderConfig
+    from svc_runtime.cli.batch_report import run_batch
     from svc_runtime.pipeline.batch import BatchRunner, PlanError, parse_shard, plan_jobs
     from svc_runtime.pipeline.convert import Converter
 
@@ -118,38 +119,6 @@ def convert(
                       f"speedup {options.diffusion_speedup or spec.speedup}[/dim]")
     if converter.enhancer is not None:
         console.print(f"[dim]enhancer: NSF-HiFiGAN, adaptive key {options.enhancer_adaptive_key:g}[/dim]")
-    runner = BatchRunner(converter, skip_existing=skip_existing)
-    results = []
-    t0 = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("converting", total=len(jobs))
-        for result in runner.run(jobs):
-            results.append(result)
-            name = result.job.source.name
-            if result.status == "failed":
-                progress.console.print(f"[red]failed[/red] {escape(f'{result.job.source}: {result.reason}')}")
-            for note in result.notes:
-                progress.console.print(f"[yellow]note[/yellow] {escape(f'{result.job.source}: {note}')}")
-            progress.update(task, advance=1, description=f"converting [dim]{escape(name)}[/dim]")
-    wall = time.perf_counter() - t0
-    console.print(summary_table(results, wall))
-    if any(r.status == "failed" for r in results):
-        raise typer.Exit(int(ExitCode.FAILED))
-
-
-def summary_table(results, wall_seconds: float) -> Table:
-    """Files, audio seconds, wall seconds, real-time factor and failures of one run."""
-    converted = [r for r in results if r.status == "converted"]
-    failed = [r for r in results if r.status == "failed"]
-    skipped = [r for r in results if r.status == "skipped"]
-    audio = sum(r.audio_seconds for r in converted)
-    table = Table(title="svc-run convert")
-    for column in ("files", "converted", "skipped", "failed", "audio s", "wall s", "RTF"):
-        table.add_column(column, justify="right")
-    rtf = f"{wall_seconds / audio:.3f}" if audio > 0 else "-"
-    table.add_row(str(len(results)), str(len(converted)), str(len(skipped)), str(len(failed)),
-                  f"{audio:.1f}", f"{wall_seconds:.1f}", rtf)
-    if failed:
-        table.caption = escape("failed: " + "; ".join(f"{r.job.source.name} ({r.reason})" for r in failed))
-    return table
+    runner = BatchRunner(converter, skip_existing=skip_existing, overwrite=overwrite,
+                         max_duration_s=max_duration_minutes * 60.0)
+    raise typer.Exit(run_batch(runner, jobs, out_dir, console))

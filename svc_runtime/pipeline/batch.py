@@ -3,22 +3,43 @@
 Decoding, resampling and feature extraction of the next files run in a worker thread
 while the generator renders the current ones; prepared files that are ready together
 are rendered together, so equal-length chunks of different files share a batch.
+
+Failure isolation: whatever goes wrong with one file becomes that file's `FileResult`
+(``file: what is wrong; what to do``) and the batch goes on. Out of memory is retried
+once with a smaller window and batch (`smaller_options`); a full disk stops the batch
+(`BatchRunner.stopped`), since every later file would fail the same way. Only an error
+that is not a known failure (a bug) carries a traceback. Workers sharing an output
+folder claim each file first (`outputs.try_claim`), and an output converted with other
+settings is never replaced unless `overwrite`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
 import time
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from svc_runtime.audio.decode import AudioInputError, decode_audio
+from svc_runtime.audio.decode import MAX_DURATION_S, decode_audio
 from svc_runtime.audio.write import write_audio_atomic
+from svc_runtime.errors import (
+    REPORT_HINT,
+    DiskFullError,
+    InputAudioError,
+    OutOfMemoryError,
+    OutputWriteError,
+    SvcError,
+    output_write_error,
+    short_cause,
+)
+from svc_runtime.pipeline import outputs
 from svc_runtime.pipeline.convert import Converter, PreparedFile
-from svc_runtime.signal.f0 import NoVoiceError
+from svc_runtime.pipeline.interrupt import NoGuard
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 
@@ -37,13 +58,17 @@ class FileJob:
 
 @dataclass
 class FileResult:
-    """What happened to one file. status: converted, skipped or failed."""
+    """What happened to one file. status: converted, skipped or failed.
+
+    reason: one line, ``what is wrong; what to do``; traceback: only for a bug (please report).
+    """
 
     job: FileJob
     status: str
     reason: str = ""
     audio_seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    traceback: str = ""
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -107,55 +132,157 @@ def plan_jobs(inputs: list[Path], out_dir: Path, fmt: str, shard: tuple[int, int
     return jobs[i::n]
 
 
-class BatchRunner:
-    """Runs a list of jobs through one `Converter`, yielding a `FileResult` per file in order."""
+def smaller_options(options):
+    """The options of the out-of-memory retry: half the window (at least 2 s), one window per run."""
+    window = max(2.0, options.max_window_seconds / 2)
+    return dataclasses.replace(options, max_window_seconds=window, batch_size=1,
+                               batch_seconds=min(options.batch_seconds, window))
 
-    def __init__(self, converter: Converter, skip_existing: bool = False, prefetch: int = 2, group: int = 4):
+
+def failure(job: FileJob, exc: BaseException) -> FileResult:
+    """The failed `FileResult` of `exc`: its one-line reason, and a traceback when it is a bug."""
+    if isinstance(exc, InputAudioError):
+        return FileResult(job, "failed", exc.reason)
+    if isinstance(exc, SvcError):
+        return FileResult(job, "failed", str(exc))
+    if isinstance(exc, MemoryError):
+        return FileResult(job, "failed", str(OutOfMemoryError("the pipeline", short_cause(exc) or "MemoryError")))
+    if isinstance(exc, FloatingPointError):
+        return FileResult(job, "failed", f"{exc}; check the bundle with svc-run info, or try another --seed")
+    if isinstance(exc, (ValueError, OSError)):
+        return FileResult(job, "failed", str(exc) or type(exc).__name__)
+    trace = "".join(traceback.format_exception(exc))
+    return FileResult(job, "failed", f"internal error ({type(exc).__name__}: {short_cause(exc)}); {REPORT_HINT}",
+                      traceback=trace)
+
+
+def _is_oom(exc: BaseException | None) -> bool:
+    return isinstance(exc, MemoryError)  # OutOfMemoryError is a MemoryError
+
+
+class _Decided(Exception):
+    """A file's result was decided while retrying it (e.g. it failed to decode the second time)."""
+
+    def __init__(self, result: FileResult) -> None:
+        self.result = result
+
+
+@dataclass
+class _Item:
+    """One job on its way through the runner."""
+
+    job: FileJob
+    prepared: PreparedFile | None = None
+    result: FileResult | None = None  # decided before rendering (skipped, failed)
+    error: BaseException | None = None  # a failure that may be retried (out of memory)
+    claim: outputs.Claim | None = None
+
+
+class BatchRunner:
+    """Runs a list of jobs through one `Converter`, yielding a `FileResult` per file in order.
+
+    skip_existing: leave existing outputs alone (resume). overwrite: replace an existing output even
+    when it was converted with other settings (recorded next to it). max_duration_s: longest input
+    accepted (from its header, before decoding). guard: `interrupt.catch_signals()`'s guard, so a
+    signal waits until an output being written is complete. After `run`, `stopped` holds the reason
+    when the batch stopped early (disk full), None otherwise.
+    """
+
+    def __init__(self, converter: Converter, skip_existing: bool = False, prefetch: int = 2, group: int = 4,
+                 *, overwrite: bool = False, max_duration_s: float = MAX_DURATION_S, guard=None):
         self.converter = converter
         self.skip_existing = skip_existing
+        self.overwrite = overwrite
+        self.max_duration_s = max_duration_s
         self.prefetch = prefetch
         self.group = group
+        self.guard = guard or NoGuard()
+        self.stopped: str | None = None
+        self.settings = outputs.conversion_settings(converter.options, converter.bundle)
+        self._small: Converter | None = None
 
-    def _prepare(self, job: FileJob) -> tuple[FileJob, PreparedFile | None, FileResult | None]:
+    # ----------------------------------------------------------------- admission
+
+    def _admit(self, job: FileJob) -> _Item:
+        """Skip, refuse or claim `job` before any work is spent on it."""
+        item = _Item(job)
+        if self.skip_existing and job.target.is_file():
+            item.result = FileResult(job, "skipped", "output exists", notes=self._mismatch_note(job))
+            return item
+        claim = outputs.try_claim(job.target)
+        if isinstance(claim, str):
+            item.result = FileResult(job, "skipped", claim)
+            return item
+        item.claim = claim
+        if job.target.is_file():
+            if self.skip_existing:  # finished by another worker meanwhile
+                item.result = FileResult(job, "skipped", "output exists")
+            elif not self.overwrite:
+                old = outputs.read_settings(job.target)
+                if old is not None and old["fingerprint"] != self.settings["fingerprint"]:
+                    changed = ", ".join(outputs.settings_difference(old, self.settings))
+                    item.result = FileResult(
+                        job, "failed", f"{job.target} exists, converted with other settings ({changed}); pass "
+                        "--overwrite to replace it, --skip-existing to keep it, or choose another --out-dir")
+        if item.result is not None:
+            claim.release()
+            item.claim = None
+        return item
+
+    def _mismatch_note(self, job: FileJob) -> tuple[str, ...]:
+        old = outputs.read_settings(job.target)
+        if old is None or old["fingerprint"] == self.settings["fingerprint"]:
+            return ()
+        return (f"kept; it was converted with other settings ({', '.join(outputs.settings_difference(old, self.settings))})",)
+
+    def _prepare(self, item: _Item, converter: Converter | None = None) -> None:
+        """Decode and prepare `item` (in the prefetch thread); a failure lands in `item`."""
+        converter = converter or self.converter
         try:
-            decoded = decode_audio(job.source)
-            return job, self.converter.prepare(decoded), None
-        except (AudioInputError, NoVoiceError) as e:
-            reason = e.reason if isinstance(e, AudioInputError) else str(e)
-            return job, None, FileResult(job, "failed", reason)
-        except (ValueError, RuntimeError, FloatingPointError, OSError, MemoryError) as e:
-            return job, None, FileResult(job, "failed", f"{type(e).__name__}: {e}")
-        except Exception as e:  # noqa: BLE001 - one file's unexpected failure must not stop the batch
-            return job, None, FileResult(job, "failed", f"internal error, please report: {type(e).__name__}: {e}")
+            decoded = decode_audio(item.job.source, max_duration_s=self.max_duration_s)
+            item.prepared = converter.prepare(decoded)
+        except MemoryError as e:
+            item.error = e
+        except Exception as e:  # noqa: BLE001 - one file's failure must not stop the batch
+            item.result = failure(item.job, e)
+
+    # ----------------------------------------------------------------- the loop
 
     def run(self, jobs: list[FileJob]) -> Iterator[FileResult]:
-        todo = []
-        for job in jobs:
-            if self.skip_existing and job.target.is_file():
-                yield FileResult(job, "skipped", "output exists")
-            else:
-                todo.append(job)
+        self.stopped = None
         ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
         def worker() -> None:
             try:
-                for job in todo:
+                for job in jobs:
                     if stop.is_set():
                         break
-                    ready.put(self._prepare(job))
+                    item = self._admit(job)
+                    if item.result is None:
+                        self._prepare(item)
+                    if stop.is_set() and item.claim is not None:
+                        item.claim.release()
+                        break
+                    ready.put(item)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
+                ready.put(e)
             finally:
                 ready.put(None)
 
         thread = threading.Thread(target=worker, name="svc-prepare", daemon=True)
         thread.start()
+        pending: list[_Item] = []
         try:
             done = False
-            while not done:
+            while not done and self.stopped is None:
                 item = ready.get()
-                batch = []
+                batch: list[_Item] = []
                 while item is not None:
+                    if isinstance(item, BaseException):
+                        raise item
                     batch.append(item)
+                    pending.append(item)
                     if len(batch) >= self.group:
                         break
                     try:
@@ -164,52 +291,116 @@ class BatchRunner:
                         break
                 if item is None:
                     done = True
-                yield from self._render(batch)
+                for result in self._render(batch):
+                    yield result
+                    if self.stopped is not None:
+                        break
+                pending = [i for i in pending if i.claim is not None]
         finally:
             stop.set()
-            while thread.is_alive():
-                try:
-                    ready.get(timeout=0.1)
-                except queue.Empty:
-                    pass
-            thread.join()
+            for item in pending:
+                if item.claim is not None:
+                    item.claim.release()
+            self._drain(ready, thread)
 
-    def _render(self, batch) -> Iterator[FileResult]:
-        prepared = [(job, p) for job, p, failed in batch if p is not None]
-        outputs: dict[Path, object] = {}
-        if len(prepared) > 1:
+    def _drain(self, ready: queue.Queue, thread: threading.Thread) -> None:
+        """Release the claims of prepared files nobody will render and let the worker end (bounded wait)."""
+        deadline = time.monotonic() + 2.0
+        while thread.is_alive() and time.monotonic() < deadline:
             try:
-                audios = self.converter.render_each([p for _, p in prepared])
-                outputs = {job.source: a for (job, _), a in zip(prepared, audios)}
-            except (ValueError, RuntimeError, FloatingPointError, MemoryError):
-                outputs = {}  # render one by one below, so the failure is pinned on its file
-        for job, p in prepared:
-            if job.source not in outputs:
-                if p.released:  # the failed group render consumed some of its slices: prepare it again
-                    _, p, failed = self._prepare(job)
-                    if failed is not None:
-                        outputs[job.source] = ValueError(failed.reason)
-                        continue
-                try:
-                    outputs[job.source] = self.converter.render([p])[0]
-                except (ValueError, RuntimeError, FloatingPointError, MemoryError) as e:
-                    outputs[job.source] = e
+                item = ready.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, _Item) and item.claim is not None:
+                item.claim.release()
+        while True:
+            try:
+                item = ready.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Item) and item.claim is not None:
+                item.claim.release()
+
+    def _render(self, batch: list[_Item]) -> Iterator[FileResult]:
+        todo = [i for i in batch if i.prepared is not None]
+        audio: dict[int, object] = {}
+        if len(todo) > 1:
+            try:
+                rendered = self.converter.render_each([i.prepared for i in todo])
+                audio = {id(i): a for i, a in zip(todo, rendered)}
+            except MemoryError:
+                audio = {}  # one by one below: a smaller group may fit
+            except Exception:  # noqa: BLE001 - render one by one below, so the failure is pinned on its file
+                audio = {}
+        for item in batch:
+            if self.stopped is not None:
+                break
+            if item.result is None:
+                if item.prepared is not None and id(item) not in audio:
+                    audio[id(item)] = self._render_one(item, self.converter)
+                out = audio.get(id(item), item.error)
+                if _is_oom(out):
+                    out = self._retry_smaller(item, out)
+                if isinstance(out, _Decided):
+                    item.result = out.result
+                elif isinstance(out, BaseException):
+                    item.result = failure(item.job, out)
+                else:
+                    item.result = self._write(item, out)
+            if item.claim is not None:
+                item.claim.release()
+                item.claim = None
+            item.prepared = None
+            yield item.result
+
+    def _render_one(self, item: _Item, converter: Converter):
+        """Audio of one prepared file, or the exception that stopped it (`_Decided`: a failed re-prepare)."""
+        if item.prepared.released:  # a failed group render consumed some of its slices: prepare again
+            self._prepare(item, converter)
+            if item.prepared is None:
+                return item.error if item.error is not None else _Decided(item.result)
+        try:
+            return converter.render_each([item.prepared])[0]
+        except Exception as e:  # noqa: BLE001 - pinned on this file by the caller
+            return e
+
+    def _retry_smaller(self, item: _Item, first: BaseException):
+        """Out of memory: prepare and render `item` again, once, with `smaller_options`."""
+        item.prepared = item.error = item.result = None
+        del first  # let the failed attempt's memory go before trying again
+        if self._small is None:
+            self._small = Converter(self.converter.bundle, smaller_options(self.converter.options))
+        self._prepare(item, self._small)
+        if item.result is not None:
+            return _Decided(item.result)
+        out = item.error if item.error is not None else self._render_one(item, self._small)
+        if not _is_oom(out):
+            return out
+        o = self._small.options
+        where = out.graph if isinstance(out, OutOfMemoryError) else "the pipeline"
+        cause = out.cause if isinstance(out, OutOfMemoryError) else (short_cause(out) or "MemoryError")
+        return OutOfMemoryError(where, f"{cause}; also with a {o.max_window_seconds:g} s window and batch 1")
+
+    def _write(self, item: _Item, audio) -> FileResult:
+        job = item.job
         sr = self.converter.sr
-        fmt = self.converter.options.output_format
-        for job, p, failed in batch:
-            if failed is not None:
-                yield failed
-                continue
-            audio = outputs[job.source]
-            if isinstance(audio, Exception):
-                yield FileResult(job, "failed", f"{type(audio).__name__}: {audio}")
-                continue
-            try:
-                write_audio_atomic(job.target, audio, sr, fmt=fmt)
-            except (OSError, ValueError) as e:
-                yield FileResult(job, "failed", f"cannot write {job.target}: {e}")
-                continue
-            yield FileResult(job, "converted", audio_seconds=len(audio) / sr, notes=tuple(p.notes))
+        notes = tuple(item.prepared.notes) if item.prepared is not None else ()
+        try:
+            with self.guard.deferred():
+                write_audio_atomic(job.target, audio, sr, fmt=self.converter.options.output_format)
+                try:
+                    outputs.write_settings(job.target, self.settings)
+                except OSError as e:  # an output whose settings are unknown is not finished: remove it
+                    job.target.unlink(missing_ok=True)
+                    raise output_write_error(outputs.settings_path(job.target), e) from e
+        except DiskFullError as e:
+            self.stopped = str(e)
+            return FileResult(job, "failed", str(e))
+        except OutputWriteError as e:
+            return FileResult(job, "failed", str(e))
+        except (OSError, ValueError) as e:
+            return failure(job, OutputWriteError(job.target, short_cause(e)))
+        return FileResult(job, "converted", audio_seconds=len(audio) / sr, notes=notes)
 
 
 def elapsed(t0: float) -> float:
