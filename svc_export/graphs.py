@@ -10,21 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from svc_train.models.modules import has_weight_norm
 from svc_train.models.pitch import f0_to_coarse, f0_to_lf0, lf0_to_f0, normalize_lf0
-
-
-def strip_weight_norm(module: nn.Module) -> nn.Module:
-    """Fold every weight norm (classic hooks and parametrizations) into plain weights, in place."""
-    from torch.nn.utils import parametrize  # noqa: PLC0415
-
-    for sub in module.modules():
-        if has_weight_norm(sub):
-            torch.nn.utils.remove_weight_norm(sub, name="weight")
-        if parametrize.is_parametrized(sub):
-            for name in list(sub.parametrizations.keys()):
-                parametrize.remove_parametrizations(sub, name, leave_parametrized=True)
-    return module
+from svc_train.weight_norm import fold_module as strip_weight_norm  # noqa: F401 - svc_train's one fold, used by exporter
 
 
 def speaker_conditioning(speaker: torch.Tensor, emb_g: nn.Embedding) -> torch.Tensor:

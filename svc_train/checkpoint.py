@@ -20,9 +20,11 @@ from torch import nn
 
 from svc_runtime.atomic import atomic_output
 from svc_train.config import SvcConfig
-from svc_train.models.modules import remove_weight_norm_everywhere
 from svc_train.models.synthesizer import SynthesizerTrn
 from svc_train.safe_pickle import read_weights_only
+from svc_train.weight_norm import (
+    fold_module as remove_weight_norm,  # the public name of svc_train's fold
+)
 
 CHECKPOINT_KEYS = ("model", "iteration", "optimizer", "learning_rate")
 _PARAM_G = ".parametrizations.weight.original0"
@@ -162,11 +164,6 @@ def load_generator(checkpoint_path: str | Path, config_path: str | Path | SvcCon
     load_state_dict_checked(model, {k: v.float() for k, v in data["model"].items()}, str(checkpoint_path),
                             ignore_missing=("enc_q.",))
     return model.eval()
-
-
-def remove_weight_norm(model: nn.Module) -> nn.Module:
-    """Fold every weight norm into plain weights, in place (inference/export; training needs it kept)."""
-    return remove_weight_norm_everywhere(model)
 
 
 def compress(in_path: str | Path, out_path: str | Path, half: bool = False) -> None:

@@ -33,6 +33,7 @@ from svc_train.models.nsf_source import (
     sample_phases,
 )
 from svc_train.safe_pickle import read_weights_only
+from svc_train.weight_norm import WeightNormError, fold_state
 
 LRELU_SLOPE = 0.1
 
@@ -253,28 +254,6 @@ class NsfHifiGan(nn.Module):
         return self.generator(mel, f0, phase, noise)
 
 
-def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Replace ``weight_g``/``weight_v`` (or parametrizations ``original0/1``) pairs by ``weight``.
-
-    weight = g * v / ||v||, the norm taken over every dim but 0 (weight_norm's default).
-    """
-    out: dict[str, torch.Tensor] = {}
-    pairs = {".weight_g": ".weight_v", ".parametrizations.weight.original0": ".parametrizations.weight.original1"}
-    for key, value in state.items():
-        for g_suffix, v_suffix in pairs.items():
-            if key.endswith(g_suffix):
-                base = key[: -len(g_suffix)]
-                v = state[base + v_suffix].float()
-                norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))
-                out[base + ".weight"] = value.float() * v / norm
-                break
-            if key.endswith(v_suffix):
-                break
-        else:
-            out[key] = value
-    return out
-
-
 def load_vocoder(model_path: str | Path, config_path: str | Path | None = None, log10_mel: bool = False) -> NsfHifiGan:
     """Load the community ``nsf_hifigan/model`` (+ ``config.json`` beside it) in eval mode."""
     model_path = Path(model_path)
@@ -296,7 +275,10 @@ def load_vocoder(model_path: str | Path, config_path: str | Path | None = None, 
     if not isinstance(state, dict) or not state:
         raise VocoderLoadError(f"{model_path} holds no 'generator' state dict")
     vocoder = NsfHifiGan(config, log10_mel=log10_mel)
-    folded = fold_weight_norm(state)
+    try:
+        folded = fold_state(state)
+    except WeightNormError as exc:
+        raise VocoderLoadError(f"{model_path}: {exc}") from exc
     try:
         missing, unexpected = vocoder.generator.load_state_dict(folded, strict=False)
     except RuntimeError as exc:  # shape mismatches
@@ -340,7 +322,6 @@ __all__ = [
     "NsfHifiGanGenerator",
     "VocoderConfig",
     "VocoderLoadError",
-    "fold_weight_norm",
     "load_vocoder",
     "save_vocoder",
     "unfold_weight_norm",

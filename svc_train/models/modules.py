@@ -13,7 +13,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.weight_norm import WeightNorm
 
 LRELU_SLOPE = 0.1
 
@@ -29,19 +28,6 @@ def apply_weight_norm(module: nn.Module) -> nn.Module:
         # whose state-dict keys so-vits-svc checkpoints use.
         warnings.simplefilter("ignore", FutureWarning)
         return torch.nn.utils.weight_norm(module, name="weight", dim=0)
-
-
-def has_weight_norm(module: nn.Module) -> bool:
-    """Whether `module` carries a classic (`weight_g`/`weight_v`) weight norm on `weight`."""
-    return any(isinstance(hook, WeightNorm) and hook.name == "weight" for hook in module._forward_pre_hooks.values())
-
-
-def remove_weight_norm_everywhere(model: nn.Module) -> nn.Module:
-    """Fold every classic weight norm in `model` into a plain `weight` (for inference/export)."""
-    for module in model.modules():
-        if has_weight_norm(module):
-            torch.nn.utils.remove_weight_norm(module, name="weight")
-    return model
 
 
 class DepthwiseSeparableConv1d(nn.Module):

@@ -28,6 +28,7 @@ from svc_runtime.vocabulary import PITCH_HOP, PITCH_SAMPLE_RATE
 from svc_train.pitch._checkpoint import bundled_weights, require_checkpoint_file
 from svc_train.pitch.mel import LogMelSpectrogram, MelConfig
 from svc_train.safe_pickle import read_weights_only
+from svc_train.weight_norm import fold_state
 
 BUNDLED_WEIGHTS = "torchfcpe/assets/fcpe_c_v001.pt"
 BUNDLED_SHA256 = "b9aeaeb673436eeda50ceafd632aa681aa63417e52eae4207503d180c9b10015"
@@ -201,16 +202,6 @@ def bundled_fcpe_checkpoint(verify: bool = True) -> Path:
                            sha256=BUNDLED_SHA256 if verify else None, hint=INSTALL_HINT)
 
 
-def _fold_weight_norm(state: dict[str, torch.Tensor], prefix: str) -> None:
-    """Replace weight-norm pairs (old ``weight_g/weight_v`` or parametrization keys) by ``weight``."""
-    pairs = [(f"{prefix}.weight_g", f"{prefix}.weight_v"),
-             (f"{prefix}.parametrizations.weight.original0", f"{prefix}.parametrizations.weight.original1")]
-    for g_key, v_key in pairs:
-        if g_key in state and v_key in state:
-            g, v = state.pop(g_key), state.pop(v_key)
-            state[f"{prefix}.weight"] = torch._weight_norm(v, g, 0)
-
-
 def load_fcpe(path: str | Path | None = None) -> FCPE:
     """Load an FCPE checkpoint (torchfcpe layout: ``model`` + ``config_dict``); eval mode.
 
@@ -223,7 +214,7 @@ def load_fcpe(path: str | Path | None = None) -> FCPE:
         raise ValueError(f"{path}: expected a torchfcpe checkpoint with 'model' and 'config_dict' entries")
     config = FcpeConfig.from_config_dict(payload["config_dict"], str(path))
     state = {k: v for k, v in payload["model"].items() if k not in _UNUSED_BUFFERS}
-    _fold_weight_norm(state, "output_proj")
+    state = fold_state(state, "output_proj.")
     model = FCPE(config)
     try:
         model.load_state_dict(state, strict=True)
