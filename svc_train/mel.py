@@ -15,6 +15,7 @@ cache every call builds what it needs afresh.
 from __future__ import annotations
 
 import librosa
+import numpy as np
 import torch
 
 MAGNITUDE_EPS = 1e-6  # added to re^2 + im^2 before the square root
@@ -56,6 +57,17 @@ def hann_window(win_size: int, dtype: torch.dtype, device: torch.device) -> torc
     return torch.hann_window(win_size).to(dtype=dtype, device=device)
 
 
+def mel_basis(
+    sampling_rate: int, n_fft: int, num_mels: int, fmin: float, fmax: float | None, htk: bool = False
+) -> np.ndarray:
+    """librosa's mel filterbank (Slaney area normalisation; ``htk``: HTK mel scale), float32
+    [num_mels, n_fft // 2 + 1]: the one filterbank of the torch side (generator, vocoder and pitch
+    mels; `svc_runtime.diffusion.mel.slaney_mel_filterbank` is its numpy twin for the runtime)."""
+    return librosa.filters.mel(
+        sr=sampling_rate, n_fft=n_fft, n_mels=num_mels, fmin=fmin, fmax=fmax, htk=htk
+    ).astype(np.float32)
+
+
 def mel_filterbank(
     n_fft: int,
     num_mels: int,
@@ -65,8 +77,8 @@ def mel_filterbank(
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
-    basis = librosa.filters.mel(sr=sampling_rate, n_fft=n_fft, n_mels=num_mels, fmin=fmin, fmax=fmax)
-    return torch.from_numpy(basis).to(dtype=dtype, device=device)
+    """`mel_basis` as a tensor."""
+    return torch.from_numpy(mel_basis(sampling_rate, n_fft, num_mels, fmin, fmax)).to(dtype=dtype, device=device)
 
 
 def spectrogram_torch(

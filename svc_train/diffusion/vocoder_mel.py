@@ -7,12 +7,12 @@ numpy). Windows and filterbanks live on the instance, never in module globals.
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from svc_runtime.diffusion.mel import LOG_CLIP, MAGNITUDE_EPS, MelSpec
+from svc_train.mel import mel_basis
 
 
 class VocoderMel:
@@ -21,10 +21,8 @@ class VocoderMel:
     def __init__(self, spec: MelSpec) -> None:
         spec.validate()
         self.spec = spec
-        basis = librosa.filters.mel(
-            sr=spec.sampling_rate, n_fft=spec.n_fft, n_mels=spec.num_mels, fmin=spec.fmin, fmax=spec.fmax
-        )
-        self._basis = torch.from_numpy(basis).float()
+        basis = mel_basis(spec.sampling_rate, spec.n_fft, spec.num_mels, spec.fmin, spec.fmax)
+        self._basis = torch.from_numpy(basis)
         self._windows: dict[int, torch.Tensor] = {}
 
     def _window(self, win: int, device: torch.device) -> torch.Tensor:

@@ -20,13 +20,13 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from svc_runtime.vocabulary import PITCH_HOP, PITCH_SAMPLE_RATE
+from svc_train.mel import mel_basis
 
 Framing = Literal["center", "fcpe"]
 
@@ -87,10 +87,7 @@ RMVPE_MEL = MelConfig(
 
 def mel_filterbank(config: MelConfig) -> np.ndarray:
     """librosa's mel filterbank (Slaney area normalisation), float32 [n_mels, n_fft // 2 + 1]."""
-    return librosa.filters.mel(
-        sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
-        fmin=config.fmin, fmax=config.fmax, htk=config.htk,
-    ).astype(np.float32)
+    return mel_basis(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax, config.htk)
 
 
 def windowed_dft_basis(n_fft: int) -> np.ndarray:
