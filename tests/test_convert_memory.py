@@ -28,7 +28,7 @@ from svc_runtime.audio import dsp
 from svc_runtime.audio import write as write_module
 from svc_runtime.audio.decode import decode_audio
 from svc_runtime.audio.write import write_audio_atomic
-from svc_runtime.signal import slicer
+from svc_runtime.signal import slicer, volume
 from svc_runtime.signal.slicer import SlicerConfig, frame_rms, slice_on_silence
 
 
@@ -68,7 +68,7 @@ def speechlike(seconds: float, sr: int, seed: int, dc: float = 0.0) -> np.ndarra
 
 @pytest.mark.parametrize("block", [1, 7, 1000, 1 << 16])
 def test_blockwise_rms_equals_whole_array_rms(monkeypatch, block):
-    monkeypatch.setattr(slicer, "RMS_BLOCK", block)
+    monkeypatch.setattr(volume, "RMS_BLOCK", block)
     rng = np.random.default_rng(block)
     cases = [np.zeros(5000, np.float32), np.zeros(1, np.float32), np.ones(3, np.float32)]
     for _ in range(25 if block > 1 else 6):
@@ -208,7 +208,7 @@ def test_conversion_writes_the_same_bytes_with_any_block_size(tmp_path: Path, mo
     huge = 1 << 40  # one block: the whole-array form of every blockwise step
     digests = {}
     for name, block in (("whole", huge), ("tiny", 1237)):
-        for module, attr in ((slicer, "RMS_BLOCK"), (dsp, "DC_BLOCK"), (decode_module, "READ_BLOCK"),
+        for module, attr in ((volume, "RMS_BLOCK"), (dsp, "DC_BLOCK"), (decode_module, "READ_BLOCK"),
                              (write_module, "WRITE_BLOCK")):
             monkeypatch.setattr(module, attr, block)
         target = tmp_path / f"{name}.wav"

@@ -6,7 +6,7 @@ import pytest
 from svc_runtime.signal.volume import change_rms, rms_frames, volume_envelope
 
 
-def test_signal(n: int, sr: int, seed_hz: float = 110.0) -> np.ndarray:
+def swelling_tone(n: int, sr: int, seed_hz: float = 110.0) -> np.ndarray:
     """Deterministic float32 test audio: a swelling two-partial tone with a silent gap and a chirp."""
     t = np.arange(n) / sr
     tone = np.sin(2 * np.pi * seed_hz * t) + 0.4 * np.sin(2 * np.pi * 2.5 * seed_hz * t + 0.3)
@@ -17,9 +17,6 @@ def test_signal(n: int, sr: int, seed_hz: float = 110.0) -> np.ndarray:
     return y.astype(np.float32)
 
 
-test_signal.__test__ = False  # a helper, not a test
-
-
 @pytest.fixture(scope="module")
 def ref(fixtures_dir):
     return np.load(fixtures_dir / "f0" / "reference.npz")
@@ -27,7 +24,7 @@ def ref(fixtures_dir):
 
 @pytest.mark.parametrize("hop, n", [(512, 3001), (160, 3001), (7, 100)])
 def test_volume_matches_reference(ref, hop, n):
-    audio = test_signal(3001, 16000)[:n]
+    audio = swelling_tone(3001, 16000)[:n]
     expected = ref[f"volume_hop{hop}"]
     got = volume_envelope(audio, hop)
     assert got.dtype == np.float32
@@ -60,8 +57,8 @@ def test_volume_rejects_bad_input():
 
 @pytest.mark.parametrize("rate", [0.0, 0.25, 0.75])
 def test_change_rms_matches_reference(ref, rate):
-    src = test_signal(2600, 2000)
-    conv = test_signal(1950, 1500, seed_hz=173.0)
+    src = swelling_tone(2600, 2000)
+    conv = swelling_tone(1950, 1500, seed_hz=173.0)
     got = change_rms(src, 2000, conv, 1500, rate)
     expected = ref[f"rms_rate{rate}"]
     assert got.shape == conv.shape and got.dtype == np.float32
@@ -70,7 +67,7 @@ def test_change_rms_matches_reference(ref, rate):
 
 def test_change_rms_rate_one_is_identity_and_rate_zero_copies_loudness():
     sr = 8000
-    conv = test_signal(4 * sr, sr)
+    conv = swelling_tone(4 * sr, sr)
     src = 3.0 * conv
     np.testing.assert_array_equal(change_rms(src, sr, conv, sr, 1.0), conv)
     out = change_rms(src, sr, conv, sr, 0.0)

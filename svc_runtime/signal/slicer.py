@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from svc_runtime.signal.volume import frame_rms
+
 
 @dataclass(frozen=True)
 class SlicerConfig:
@@ -40,58 +42,6 @@ class Segment:
     @property
     def length(self) -> int:
         return self.end - self.start
-
-
-RMS_BLOCK = 1 << 16
-"""Samples squared and summed per step by `frame_rms` (its float64 scratch is a few blocks, not the input)."""
-
-
-def _prefix_sums_at(samples: np.ndarray, positions: list[np.ndarray], block: int = RMS_BLOCK) -> list[np.ndarray]:
-    """Sequential float64 sums of the first m squared samples, S(m), at each (sorted) array of m in `positions`.
-
-    Walks the input once in blocks, carrying the running sum into each block's first element, so every
-    S(m) is bit-identical to `np.cumsum(samples.astype(float64) ** 2)[m - 1]` (S(0) = 0) while the scratch
-    stays O(block) instead of several float64 copies of the input.
-    """
-    n = samples.shape[0]
-    out = [np.zeros(p.shape[0], np.float64) for p in positions]
-    cursors = [int(np.searchsorted(p, 0, side="right")) for p in positions]  # S(0) = 0 is already there
-    carry = 0.0
-    for b0 in range(0, n, block):
-        b1 = min(n, b0 + block)
-        part = samples[b0:b1].astype(np.float64)
-        sq = part * part
-        sq[0] += carry
-        sums = np.cumsum(sq)
-        carry = float(sums[-1])
-        for k, p in enumerate(positions):
-            end = int(np.searchsorted(p, b1, side="right"))
-            take = p[cursors[k] : end]
-            out[k][cursors[k] : end] = sums[take - b0 - 1]
-            cursors[k] = end
-    for k, p in enumerate(positions):  # positions past the end (clipped to n) already counted above
-        out[k][cursors[k] :] = carry
-    return out
-
-
-def frame_rms(samples: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
-    """RMS per frame, centred frames with zero padding (librosa.feature.rms defaults): [1 + N // hop].
-
-    Frame k covers zero-padded positions [k * hop, k * hop + frame_length), i.e. input samples
-    [k * hop - frame_length // 2, ...) clipped to [0, N); its power comes from running sums of the
-    squared input (zeros add nothing to them), taken blockwise so memory is O(frames).
-    """
-    half = frame_length // 2
-    n = samples.shape[0]
-    n_frames = 1 + (n + 2 * half - frame_length) // hop
-    if n_frames <= 0:
-        return np.zeros(0, np.float64)
-    starts = np.arange(n_frames, dtype=np.int64) * hop
-    lo = np.clip(starts - half, 0, n)
-    hi = np.clip(starts + frame_length - half, 0, n)
-    s_lo, s_hi = _prefix_sums_at(samples, [lo, hi])
-    power = (s_hi - s_lo) / frame_length
-    return np.sqrt(np.maximum(power, 0.0))
 
 
 def slice_on_silence(samples: np.ndarray, sample_rate: int, cfg: SlicerConfig = SlicerConfig()) -> list[Segment]:

@@ -41,28 +41,81 @@ def volume_envelope(audio: np.ndarray, hop: int) -> np.ndarray:
     return np.sqrt(frames.mean(axis=-1).astype(np.float32))
 
 
+RMS_BLOCK = 1 << 16
+"""Samples squared and summed per step by `frame_rms` (its float64 scratch is a few blocks, not the input)."""
+
+
+def _prefix_sums_at(samples: np.ndarray, positions: list[np.ndarray], block: int = RMS_BLOCK) -> list[np.ndarray]:
+    """Sequential float64 sums of the first m squared samples, S(m), at each (sorted) array of m in `positions`.
+
+    Walks the input once in blocks, carrying the running sum into each block's first element, so every
+    S(m) is bit-identical to `np.cumsum(samples.astype(float64) ** 2)[m - 1]` (S(0) = 0) while the scratch
+    stays O(block) instead of several float64 copies of the input.
+    """
+    n = samples.shape[0]
+    out = [np.zeros(p.shape[0], np.float64) for p in positions]
+    cursors = [int(np.searchsorted(p, 0, side="right")) for p in positions]  # S(0) = 0 is already there
+    carry = 0.0
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        part = samples[b0:b1].astype(np.float64)
+        sq = part * part
+        sq[0] += carry
+        sums = np.cumsum(sq)
+        carry = float(sums[-1])
+        for k, p in enumerate(positions):
+            end = int(np.searchsorted(p, b1, side="right"))
+            take = p[cursors[k] : end]
+            out[k][cursors[k] : end] = sums[take - b0 - 1]
+            cursors[k] = end
+    for k, p in enumerate(positions):  # positions past the end (clipped to n) already counted above
+        out[k][cursors[k] :] = carry
+    return out
+
+
+def frame_rms(
+    samples: np.ndarray, frame_length: int, hop: int, pad_mode: Literal["constant", "reflect"] = "constant"
+) -> np.ndarray:
+    """RMS per centred frame, as ``librosa.feature.rms(center=True)``: float64 [1 + N // hop] (frame_length <= 2 * hop).
+
+    Frame k covers padded positions [k * hop, k * hop + frame_length), i.e. input samples
+    [k * hop - frame_length // 2, ...). ``pad_mode`` "constant" pads with zeros (librosa >= 0.10,
+    the slicer): the frame is clipped to [0, N) and its power comes from running sums of the
+    squared input, taken blockwise, so memory is O(frames). "reflect" (librosa 0.9, so-vits-svc's
+    ``change_rms``) mirrors the edges first (a padded copy of the input).
+    """
+    half = frame_length // 2
+    if pad_mode == "reflect":
+        samples = np.pad(samples, half, mode="reflect")
+        half = 0
+    elif pad_mode != "constant":
+        raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
+    n = samples.shape[0]
+    n_frames = 1 + (n + 2 * half - frame_length) // hop
+    if n_frames <= 0:
+        return np.zeros(0, np.float64)
+    starts = np.arange(n_frames, dtype=np.int64) * hop
+    lo = np.clip(starts - half, 0, n)
+    hi = np.clip(starts + frame_length - half, 0, n)
+    s_lo, s_hi = _prefix_sums_at(samples, [lo, hi])
+    power = (s_hi - s_lo) / frame_length
+    return np.sqrt(np.maximum(power, 0.0))
+
+
 def rms_frames(
     audio: np.ndarray,
     frame_length: int,
     hop: int,
     pad_mode: Literal["reflect", "constant"] = "reflect",
 ) -> np.ndarray:
-    """Centred frame RMS of ``audio`` [N], as ``librosa.feature.rms(y, frame_length, hop, center=True)``.
-
-    Returns float32 [1 + N // hop] (for frame_length <= 2 * hop). ``pad_mode``:
-    "reflect" is librosa 0.9 (the version so-vits-svc pins); librosa >= 0.10
-    pads with zeros ("constant").
-    """
+    """`frame_rms` of 1-D, non-empty ``audio`` [N] as float32 [1 + N // hop]; ``pad_mode`` "reflect" by default
+    (librosa 0.9, the version so-vits-svc pins)."""
     y = np.asarray(audio, dtype=np.float64)
     if y.ndim != 1:
         raise ValueError(f"audio must be 1-D [N], got shape {y.shape}")
     if y.size == 0:
         raise ValueError("cannot compute an RMS envelope of empty audio")
-    padded = np.pad(y, frame_length // 2, mode=pad_mode)
-    n_frames = 1 + (padded.size - frame_length) // hop
-    starts = np.arange(n_frames) * hop
-    power = np.stack([np.mean(padded[s : s + frame_length] ** 2) for s in starts])
-    return np.sqrt(power).astype(np.float32)
+    return frame_rms(y, frame_length, hop, pad_mode).astype(np.float32)
 
 
 def _linear_resize_float32(values: np.ndarray, n_out: int) -> np.ndarray:
@@ -112,4 +165,4 @@ def change_rms(
     return out * gain
 
 
-__all__ = ["RMS_FLOOR", "change_rms", "rms_frames", "volume_envelope"]
+__all__ = ["RMS_BLOCK", "RMS_FLOOR", "change_rms", "frame_rms", "rms_frames", "volume_envelope"]
