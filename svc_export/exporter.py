@@ -24,6 +24,7 @@ import torch
 from svc_export.bundle_writer import BundleStaging, check_target
 from svc_export.conv_transpose import PASS_NAME as POLYPHASE_PASS
 from svc_export.conv_transpose import rewrite_file as conv_transposes_as_convs
+from svc_export.encoder_file import is_encoder_file, write_encoder_graph
 from svc_export.fp16 import convert_to_fp16
 from svc_export.onnx_export import (
     OPSET,
@@ -196,8 +197,10 @@ def _load_generator(request: ExportRequest):
 
 
 def _load_encoder(request: ExportRequest, config) -> tuple[torch.nn.Module | None, int, str, int]:
+    from svc_train.encoders import same_units  # noqa: PLC0415
+
     name = request.encoder or config.model.speech_encoder
-    if request.encoder is not None and request.encoder != config.model.speech_encoder:
+    if request.encoder is not None and not same_units(request.encoder, config.model.speech_encoder):
         raise ExportInputError(
             f"--encoder {request.encoder}: the model was trained with {config.model.speech_encoder!r} "
             f"(config model.speech_encoder); its units would not fit"
@@ -354,7 +357,7 @@ def export_bundle(
     plans: list[GraphPlan] = [generator_plan(nets.synthesizer, n_speakers)]
     if config.model.use_automatic_f0_prediction:
         plans.append(f0_predictor_plan(nets.synthesizer, n_speakers))
-    if nets.encoder is not None:
+    if nets.encoder is not None and not is_encoder_file(nets.encoder):
         plans.append(speech_encoder_plan(nets.encoder, nets.encoder_dim))
     if nets.pitch is not None:
         with torch.no_grad():
@@ -369,6 +372,9 @@ def export_bundle(
     with BundleStaging(request.output) as stage:
         for plan in plans:
             graphs.update(_export_plan(plan, stage, request, step, on_parity))
+        if is_encoder_file(nets.encoder):  # a user's ONNX encoder: rewritten to wav -> units and proved, not traced
+            step(f"speech_encoder: from {nets.encoder.path.name}")
+            graphs.update(write_encoder_graph(nets.encoder, stage.file, on_parity))
         if request.trt:
             engines = _build_engines(plans, graphs, stage, request, trt_info, step)
         aux = [_write_aux(payload, stage) for payload in nets.aux_files]

@@ -186,6 +186,11 @@ class OnnxContentEncoder(nn.Module):
         self._session = session
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            raise RuntimeError(
+                f"{self.name} runs the ONNX file {self.path.name} in ONNX Runtime and cannot be traced into a torch "
+                "graph; use the file itself as the speech-encoder graph (svc_export.encoder_file)"
+            )
         if wav.dim() != 2:
             raise ValueError(f"wav must be [batch, samples], got shape {tuple(wav.shape)}")
         if wav.shape[-1] < self.min_samples:

@@ -278,13 +278,18 @@ def whisper_config_from_hf(config: Mapping[str, Any]) -> WhisperConfig:
         raise CheckpointLayoutError(f"config.json: {error}") from error
 
 
-def whisper_config_from_dims(dims: Mapping[str, Any]) -> WhisperConfig:
-    """OpenAI ``ModelDimensions`` (a dict in the checkpoint) -> `WhisperConfig`."""
+def whisper_config_from_dims(dims: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> WhisperConfig:
+    """OpenAI ``ModelDimensions`` (a dict in the checkpoint) -> `WhisperConfig`.
+
+    The MLP width is 4 * n_audio_state in OpenAI's code; a checkpoint's own tensor wins.
+    """
     try:
         d_model = int(dims["n_audio_state"])
+        mlp = state.get("blocks.0.mlp.0.weight")
         return WhisperConfig(
             n_mels=int(dims["n_mels"]), n_ctx=int(dims["n_audio_ctx"]), d_model=d_model,
-            n_heads=int(dims["n_audio_head"]), n_layers=int(dims["n_audio_layer"]), ffn_dim=4 * d_model,
+            n_heads=int(dims["n_audio_head"]), n_layers=int(dims["n_audio_layer"]),
+            ffn_dim=int(mlp.shape[0]) if isinstance(mlp, torch.Tensor) and mlp.dim() == 2 else 4 * d_model,
         )
     except KeyError as error:
         raise CheckpointLayoutError(f"dims lacks {error.args[0]!r}") from error
@@ -333,11 +338,11 @@ def load_whisper_ppg(path: Path, name: str = "whisper-ppg") -> WhisperPPGEncoder
         raise CheckpointLayoutError(
             f"{path}: not an OpenAI Whisper checkpoint (expected {{'dims': dict, 'model_state_dict': state_dict}})"
         )
-    try:
-        config = whisper_config_from_dims(checkpoint["dims"])
-    except CheckpointLayoutError as error:
-        raise CheckpointLayoutError(f"{path}: {error}") from None
     state = _encoder_part(checkpoint["model_state_dict"], "encoder.")
     if not state:
         raise CheckpointLayoutError(f"{path}: model_state_dict has no encoder.* weights")
+    try:
+        config = whisper_config_from_dims(checkpoint["dims"], state)
+    except CheckpointLayoutError as error:
+        raise CheckpointLayoutError(f"{path}: {error}") from None
     return WhisperPPGEncoder(name, build_whisper_encoder(config, state, str(path))).eval()
