@@ -16,9 +16,9 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 EXIT_FAILED = 1
 """Some files (or the run) failed."""
@@ -160,7 +160,7 @@ def graph_run(method: F) -> F:
     def run(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - translated or re-raised unchanged below
+        except Exception as exc:
             translated = translate_run_error(getattr(self, "name", "?"), exc)
             if translated is exc:
                 raise
@@ -189,7 +189,7 @@ def loading_graph(graph: str, path: str | os.PathLike) -> Iterator[None]:
     """Around a backend's session creation: a file it cannot load becomes a BundleError (`graph_load_error`)."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - translated or re-raised unchanged below
+    except Exception as exc:
         translated = graph_load_error(graph, path, exc)
         if translated is exc:
             raise

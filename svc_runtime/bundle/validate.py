@@ -171,7 +171,7 @@ class _Reader:
         if self.f.tell() != self.end:
             raise _Corrupt("a field runs past the end of its message")
 
-    def sub(self, span: tuple[int, int]) -> "_Reader":
+    def sub(self, span: tuple[int, int]) -> _Reader:
         self.f.seek(span[0])
         return _Reader(self.f, span[0] + span[1])
 
@@ -283,7 +283,7 @@ def _fmt(shape) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def compare_graph(graph_name: str, entry: "GraphEntry", header: GraphHeader, path: Path) -> list[str]:
+def compare_graph(graph_name: str, entry: GraphEntry, header: GraphHeader, path: Path) -> list[str]:
     """Differences between a manifest entry's inputs / outputs and the graph file's, one line each."""
     problems: list[str] = []
     for kind, specs, declared in (("input", entry.inputs, header.inputs), ("output", entry.outputs, header.outputs)):
@@ -313,7 +313,7 @@ def compare_graph(graph_name: str, entry: "GraphEntry", header: GraphHeader, pat
     return [f"{path} (graph {graph_name}): {p}" for p in problems]
 
 
-def compare_model(graph_name: str, entry: "GraphEntry", model: Any) -> list[str]:
+def compare_model(graph_name: str, entry: GraphEntry, model: Any) -> list[str]:
     """Fixed sizes of the entry's tensors (MODEL_AXES) that disagree with the `model` section."""
     problems = []
     for spec in entry.inputs + entry.outputs:
@@ -329,10 +329,10 @@ def compare_model(graph_name: str, entry: "GraphEntry", model: Any) -> list[str]
     return problems
 
 
-def validate_graphs(bundle_dir: str | os.PathLike, manifest: "Manifest") -> None:
+def validate_graphs(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:
     """Compare every graph file of `manifest` with its entry and the model section; one BundleError
     listing every difference (the first few), or nothing when they agree."""
-    from svc_runtime.bundle.bundle import DIFFUSION_ROLES  # noqa: PLC0415 - bundle.py imports this module
+    from svc_runtime.bundle.bundle import DIFFUSION_ROLES
 
     root = Path(bundle_dir)
     problems: list[str] = []

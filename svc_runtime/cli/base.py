@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import traceback
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, NoReturn
@@ -22,6 +23,8 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from svc_runtime.errors import REPORT_HINT, SvcError
 
 
 class ExitCode(IntEnum):
@@ -116,6 +119,8 @@ def register(app: typer.Typer, function: Callable[..., Any], name: str | None = 
             if hint is None:
                 raise
             fail(hint, ExitCode.MISSING_EXTRA)
+        except SvcError as error:  # a failure the user can act on: one line, its own exit code
+            fail(str(error), ExitCode(error.exit_code))
 
     settings.setdefault("epilog", EXIT_CODES_EPILOG)
     app.command(name, **settings)(command)
@@ -155,6 +160,10 @@ def run(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
         raise SystemExit(error.exit_code) from None
     except typer.Abort:
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+    except Exception:  # noqa: BLE001 - not a known failure: a bug, shown with its traceback
+        traceback.print_exc()
+        say(f"internal error; {REPORT_HINT}", style="bold red", label="error:")
+        raise SystemExit(int(ExitCode.FAILED)) from None
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

@@ -80,14 +80,17 @@ def info(
 ) -> None:
     """Print the summary of a bundle's manifest.json (and verify its files)."""
     from svc_runtime.bundle.bundle import verify_files
-    from svc_runtime.bundle.manifest import Manifest, ManifestError
+    from svc_runtime.bundle.manifest import Manifest
+    from svc_runtime.bundle.validate import validate_graphs
+    from svc_runtime.errors import BundleError
 
     console = make_console(stderr=False)
     try:
         manifest = Manifest.read(bundle)
         if verify:
             verify_files(bundle, manifest)
-    except ManifestError as exc:
+            validate_graphs(bundle, manifest)
+    except BundleError as exc:
         fail(str(exc), ExitCode.USAGE)
     console.print(f"[bold]{escape(str(bundle))}[/]: svc bundle, schema version {manifest.schema_version}")
     for table in _summary(manifest, bundle):

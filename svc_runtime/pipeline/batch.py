@@ -367,7 +367,6 @@ class BatchRunner:
     def _retry_smaller(self, item: _Item, first: BaseException):
         """Out of memory: prepare and render `item` again, once, with `smaller_options`."""
         item.prepared = item.error = item.result = None
-        del first  # let the failed attempt's memory go before trying again
         if self._small is None:
             self._small = Converter(self.converter.bundle, smaller_options(self.converter.options))
         self._prepare(item, self._small)
@@ -375,6 +374,9 @@ class BatchRunner:
             return _Decided(item.result)
         out = item.error if item.error is not None else self._render_one(item, self._small)
         if not _is_oom(out):
+            if item.prepared is not None and not isinstance(out, BaseException):
+                item.prepared.notes.append(f"ran out of memory ({short_cause(first)}); converted with a "
+                                           f"{self._small.options.max_window_seconds:g} s window and batch 1")
             return out
         o = self._small.options
         where = out.graph if isinstance(out, OutOfMemoryError) else "the pipeline"
