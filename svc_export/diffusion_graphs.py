@@ -46,7 +46,7 @@ from svc_runtime.diffusion.spec import (
 )
 from svc_runtime.signal.nsf_phase import NSF_HARMONICS
 from svc_train.diffusion.config import DiffusionConfig
-from svc_train.diffusion.nsf_hifigan import NsfHifiGan
+from svc_train.diffusion.nsf_hifigan import NsfHifiGanVocoder
 from svc_train.diffusion.unit2mel import Unit2Mel
 
 PARITY_FRAMES = (17, 40, 83)
@@ -80,7 +80,7 @@ class DenoiserGraph(nn.Module):
 
 
 class VocoderGraph(nn.Module):
-    def __init__(self, vocoder: NsfHifiGan) -> None:
+    def __init__(self, vocoder: NsfHifiGanVocoder) -> None:
         super().__init__()
         self.vocoder = vocoder
 
@@ -90,7 +90,7 @@ class VocoderGraph(nn.Module):
 
 def load_networks(
     vocoder_model: str | Path, diffusion_checkpoint: str | Path | None = None, diffusion_config: str | Path | None = None
-) -> tuple[NsfHifiGan, Unit2Mel | None, DiffusionConfig | None]:
+) -> tuple[NsfHifiGanVocoder, Unit2Mel | None, DiffusionConfig | None]:
     """Torch modules for :func:`diffusion_plans` / :func:`export_diffusion` from the user's files:
     the nsf_hifigan ``model`` (config.json beside it) and optionally a ``model_*.pt`` + diffusion.yaml
     (whose ``vocoder.type`` picks the natural-log or log10 mel convention)."""
@@ -152,7 +152,7 @@ def denoiser_plan(model: Unit2Mel, lengths: tuple[int, ...] = PARITY_FRAMES) -> 
     )
 
 
-def vocoder_plan(vocoder: NsfHifiGan, lengths: tuple[int, ...] = PARITY_FRAMES) -> GraphPlan:
+def vocoder_plan(vocoder: NsfHifiGanVocoder, lengths: tuple[int, ...] = PARITY_FRAMES) -> GraphPlan:
     from svc_runtime.signal.nsf_phase import frame_start_phases  # noqa: PLC0415
 
     mels, hop = vocoder.num_mels, vocoder.hop_size
@@ -179,7 +179,7 @@ def vocoder_plan(vocoder: NsfHifiGan, lengths: tuple[int, ...] = PARITY_FRAMES) 
     )
 
 
-def diffusion_plans(vocoder: NsfHifiGan, model: Unit2Mel | None = None, lengths: tuple[int, ...] = PARITY_FRAMES) -> list[GraphPlan]:
+def diffusion_plans(vocoder: NsfHifiGanVocoder, model: Unit2Mel | None = None, lengths: tuple[int, ...] = PARITY_FRAMES) -> list[GraphPlan]:
     """The plans for the bundle exporter: the vocoder (enough for --enhance) and, with a model, the
     condition and denoiser graphs. Graph names: nsf_hifigan, diffusion_condition, diffusion_denoiser."""
     plans = [vocoder_plan(vocoder.eval(), lengths)]
@@ -231,7 +231,7 @@ def export_plan(plan: GraphPlan, folder: Path) -> ExportedGraph:
     )
 
 
-def vocoder_spec(vocoder: NsfHifiGan) -> VocoderSpec:
+def vocoder_spec(vocoder: NsfHifiGanVocoder) -> VocoderSpec:
     c = vocoder.config
     return VocoderSpec(
         sampling_rate=c.sampling_rate, hop_size=c.hop_size, num_mels=c.num_mels, n_fft=c.n_fft,
@@ -239,7 +239,7 @@ def vocoder_spec(vocoder: NsfHifiGan) -> VocoderSpec:
     )
 
 
-def diffusion_spec(model: Unit2Mel, config: DiffusionConfig, vocoder: NsfHifiGan) -> DiffusionSpec:
+def diffusion_spec(model: Unit2Mel, config: DiffusionConfig, vocoder: NsfHifiGanVocoder) -> DiffusionSpec:
     decoder = model.decoder
     return DiffusionSpec(
         vocoder=vocoder_spec(vocoder),
@@ -254,7 +254,7 @@ def diffusion_spec(model: Unit2Mel, config: DiffusionConfig, vocoder: NsfHifiGan
 
 def export_diffusion(
     folder: str | Path,
-    vocoder: NsfHifiGan,
+    vocoder: NsfHifiGanVocoder,
     model: Unit2Mel | None = None,
     config: DiffusionConfig | None = None,
     lengths: tuple[int, ...] = PARITY_FRAMES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from svc_train.diffusion.config import DiffusionConfig
-from svc_train.diffusion.nsf_hifigan import NsfHifiGan, VocoderConfig
+from svc_train.diffusion.nsf_hifigan import NsfHifiGanVocoder, VocoderConfig
 from svc_train.diffusion.unit2mel import Unit2Mel
 
 SR, HOP, MELS, UNITS = 16000, 64, 32, 16
@@ -19,9 +19,9 @@ def tiny_vocoder_config() -> VocoderConfig:
     )
 
 
-def tiny_vocoder(seed: int = 0) -> NsfHifiGan:
+def tiny_vocoder(seed: int = 0) -> NsfHifiGanVocoder:
     torch.manual_seed(seed)
-    return NsfHifiGan(tiny_vocoder_config()).eval()
+    return NsfHifiGanVocoder(tiny_vocoder_config()).eval()
 
 
 def tiny_config(k_step_max: int = 0, n_spk: int = 2, **train) -> DiffusionConfig:

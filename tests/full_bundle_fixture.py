@@ -44,7 +44,7 @@ def full_bundle_dir() -> Path:
 
     from svc_export.exporter import ExportRequest, export_bundle
     from svc_train.checkpoint import build_generator, save_checkpoint
-    from svc_train.diffusion.nsf_hifigan import NsfHifiGan, VocoderConfig, save_vocoder
+    from svc_train.diffusion.nsf_hifigan import NsfHifiGanVocoder, VocoderConfig, save_vocoder
     from svc_train.diffusion.unit2mel import Unit2Mel
     from svc_train.pitch.crepe import bundled_crepe_checkpoint
 
@@ -57,7 +57,7 @@ def full_bundle_dir() -> Path:
     torch.manual_seed(1234)
     save_checkpoint(work / "G.pth", build_generator(work / "config.json"), 0, 1e-4)
     torch.manual_seed(5)
-    vocoder = NsfHifiGan(VocoderConfig(
+    vocoder = NsfHifiGanVocoder(VocoderConfig(
         sampling_rate=SR, num_mels=MELS, n_fft=2048, win_size=2048, hop_size=HOP, fmin=40.0, fmax=16000.0,
         upsample_rates=(8, 8, 8), upsample_kernel_sizes=(16, 16, 16), upsample_initial_channel=32,
         resblock_kernel_sizes=(3, 5), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5)),

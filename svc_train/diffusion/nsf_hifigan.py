@@ -208,7 +208,7 @@ class NsfHifiGanGenerator(nn.Module):
         return torch.tanh(x)
 
 
-class NsfHifiGan(nn.Module):
+class NsfHifiGanVocoder(nn.Module):
     """The vocoder with its mel convention: ``mel`` is natural-log (``log10=False``) or log10."""
 
     def __init__(self, config: VocoderConfig, log10_mel: bool = False) -> None:
@@ -254,7 +254,7 @@ class NsfHifiGan(nn.Module):
         return self.generator(mel, f0, phase, noise)
 
 
-def load_vocoder(model_path: str | Path, config_path: str | Path | None = None, log10_mel: bool = False) -> NsfHifiGan:
+def load_vocoder(model_path: str | Path, config_path: str | Path | None = None, log10_mel: bool = False) -> NsfHifiGanVocoder:
     """Load the community ``nsf_hifigan/model`` (+ ``config.json`` beside it) in eval mode."""
     model_path = Path(model_path)
     config_path = Path(config_path) if config_path is not None else model_path.parent / "config.json"
@@ -274,7 +274,7 @@ def load_vocoder(model_path: str | Path, config_path: str | Path | None = None, 
     state = checkpoint.get("generator", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
         raise VocoderLoadError(f"{model_path} holds no 'generator' state dict")
-    vocoder = NsfHifiGan(config, log10_mel=log10_mel)
+    vocoder = NsfHifiGanVocoder(config, log10_mel=log10_mel)
     try:
         folded = fold_state(state)
     except WeightNormError as exc:
@@ -307,7 +307,7 @@ def unfold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def save_vocoder(vocoder: NsfHifiGan, folder: str | Path) -> Path:
+def save_vocoder(vocoder: NsfHifiGanVocoder, folder: str | Path) -> Path:
     """Write ``folder/model`` and ``folder/config.json`` in the community layout (weight-normed keys),
     loadable by so-vits-svc's ``vdecoder/nsf_hifigan`` as well as by :func:`load_vocoder`."""
     folder = Path(folder)
@@ -318,7 +318,7 @@ def save_vocoder(vocoder: NsfHifiGan, folder: str | Path) -> Path:
 
 
 __all__ = [
-    "NsfHifiGan",
+    "NsfHifiGanVocoder",
     "NsfHifiGanGenerator",
     "VocoderConfig",
     "VocoderLoadError",

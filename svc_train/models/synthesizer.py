@@ -2,7 +2,7 @@
 
 State-dict keys, parameter order and numerics follow so-vits-svc 4.1, so its `G_*.pth`
 files load unchanged and ours load there. Inference takes its three random terms as
-explicit inputs (`GeneratorNoise`), so a conversion is reproducible and exportable.
+explicit inputs (`GeneratorNoiseTensors`), so a conversion is reproducible and exportable.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ NOISE_KEYS = ("prior", "rand_ini", "sine")
 
 
 @dataclass(frozen=True)
-class GeneratorNoise:
+class GeneratorNoiseTensors:
     """The random terms of one inference call.
 
     prior: [B, inter_channels, T] standard normal (scaled by exp(logs_p) * noise_scale);
@@ -39,8 +39,8 @@ class GeneratorNoise:
     sine: torch.Tensor
 
     @staticmethod
-    def zeros(batch: int, frames: int, inter_channels: int, hop: int, device=None) -> "GeneratorNoise":
-        return GeneratorNoise(
+    def zeros(batch: int, frames: int, inter_channels: int, hop: int, device=None) -> "GeneratorNoiseTensors":
+        return GeneratorNoiseTensors(
             prior=torch.zeros(batch, inter_channels, frames, device=device),
             rand_ini=torch.zeros(batch, NSF_HARMONICS, device=device),
             sine=torch.zeros(batch, frames * hop, NSF_HARMONICS, device=device),
@@ -48,11 +48,11 @@ class GeneratorNoise:
 
     @staticmethod
     def draw(batch: int, frames: int, inter_channels: int, hop: int, device=None,
-             generator: torch.Generator | None = None) -> "GeneratorNoise":
+             generator: torch.Generator | None = None) -> "GeneratorNoiseTensors":
         """Draw all three from the torch RNG (or `generator`), as the reference does."""
         rand_ini = torch.rand(batch, NSF_HARMONICS, device=device, generator=generator)
         rand_ini[:, 0] = 0
-        return GeneratorNoise(
+        return GeneratorNoiseTensors(
             prior=torch.randn(batch, inter_channels, frames, device=device, generator=generator),
             rand_ini=rand_ini,
             sine=torch.randn(batch, frames * hop, NSF_HARMONICS, device=device, generator=generator),
@@ -164,12 +164,12 @@ class SynthesizerTrn(nn.Module):
             x = x + self.emb_vol(vol[:, :, None]).transpose(1, 2)
         return x
 
-    def _resolve_noise(self, noise, deterministic: bool, batch: int, frames: int, device) -> GeneratorNoise:
+    def _resolve_noise(self, noise, deterministic: bool, batch: int, frames: int, device) -> GeneratorNoiseTensors:
         if deterministic:
-            return GeneratorNoise.zeros(batch, frames, self.inter_channels, self.hop, device)
+            return GeneratorNoiseTensors.zeros(batch, frames, self.inter_channels, self.hop, device)
         if noise is None:
-            return GeneratorNoise.draw(batch, frames, self.inter_channels, self.hop, device)
-        if isinstance(noise, GeneratorNoise):
+            return GeneratorNoiseTensors.draw(batch, frames, self.inter_channels, self.hop, device)
+        if isinstance(noise, GeneratorNoiseTensors):
             noise = {k: getattr(noise, k) for k in NOISE_KEYS}
         if not isinstance(noise, Mapping) or set(noise) != set(NOISE_KEYS):
             got = sorted(noise) if isinstance(noise, Mapping) else type(noise).__name__
@@ -185,20 +185,20 @@ class SynthesizerTrn(nn.Module):
             if tuple(value.shape) != shape:
                 raise ValueError(f"noise['{key}'] must have shape {list(shape)}, got {list(value.shape)}")
             tensors[key] = value
-        return GeneratorNoise(**tensors)
+        return GeneratorNoiseTensors(**tensors)
 
     # --------------------------------------------------------------- inference
     @torch.no_grad()
     def infer(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor,
               noise_scale: float = 0.35, predict_f0: bool = False, vol: torch.Tensor | None = None,
-              noise: Mapping[str, torch.Tensor] | GeneratorNoise | None = None, deterministic: bool = False,
+              noise: Mapping[str, torch.Tensor] | GeneratorNoiseTensors | None = None, deterministic: bool = False,
               phase: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Convert: (audio [B, 1, T*hop], f0 [B, T] Hz actually used).
 
         c: [B, ssl_dim, T] units, f0: [B, T] Hz (0 = unvoiced), uv: [B, T] voicing 0/1,
         g: speaker ids [B] (or [B, 1], or mix weights [B, n_speakers]), vol: [B, T] (used
         when the model has vol_embedding). noise: {"prior", "rand_ini", "sine"} (see
-        `GeneratorNoise`); None draws them; deterministic=True makes all three zero.
+        `GeneratorNoiseTensors`); None draws them; deterministic=True makes all three zero.
         phase: optional [B, T, 9] NSF frame-start phases (cycles, `svc_runtime.signal.
         nsf_phase`), replacing rand_ini, for chunked runs that carry phase.
         """
