@@ -1,0 +1,193 @@
+"""Faults that need a process of their own: SIGTERM / SIGINT mid-file, two workers on one output
+folder, out of memory under an address-space limit (ulimit -v), a full tmpfs, stale leftovers.
+
+`svc-run` runs through tests/faults_driver.py, which can slow every graph run down (so a signal
+lands mid-file and two workers overlap) and log each converted output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from svc_runtime.atomic import remove_stale_temp_files
+from svc_runtime.pipeline.outputs import claim_path, remove_stale_files, try_claim
+from tests.pipeline_fixture import SR, small_bundle_dir, vibrato_tone
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = ROOT / "tests" / "faults_driver.py"
+
+
+def make_set(folder: Path, names: list[str], seconds: float = 0.8) -> dict[str, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    audio, _ = vibrato_tone(seconds)
+    for name in names:
+        soundfile.write(folder / f"{name}.wav", audio, SR)
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def command(inputs: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(DRIVER), "convert", str(inputs), "-m", str(small_bundle_dir()), "-o", str(out),
+            "--speaker", "alice", "--f0-method", "pm", "--threads", "1", *extra]
+
+
+def start(cmd: list[str], faults: dict, **kwargs) -> subprocess.Popen:
+    env = dict(os.environ, SVC_FAULTS=json.dumps(faults), PYTHONPATH=str(ROOT))
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kwargs)
+
+
+def leftovers(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.name.endswith((".part", ".claim"))]
+
+
+def wait_for(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_mid_file_abandons_it_cleanly_and_resume_finishes(tmp_path: Path, signum, code):
+    inputs = tmp_path / "in"
+    before = make_set(inputs, ["a", "b", "c", "d"])
+    out = tmp_path / "out"
+    small_bundle_dir()  # exported before the clock starts
+    proc = start(command(inputs, out), {"slow_run_s": 0.4})
+    wait_for(lambda: (out / "a.wav").is_file() or proc.poll() is not None)
+    time.sleep(0.3)  # inside the next file's graph runs
+    proc.send_signal(signum)
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == code, text
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name}" in text and "--skip-existing" in text and "Traceback" not in text
+    done = sorted(p.name for p in out.glob("*.wav"))
+    assert "a.wav" in done and len(done) < 4
+    for wav in done:  # whatever was written is complete
+        audio, sr = soundfile.read(out / wav)
+        assert sr == SR and len(audio) == round(0.8 * SR)
+    assert not leftovers(out)
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
+    again = subprocess.run(command(inputs, out, "--skip-existing"), capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(p.name for p in out.glob("*.wav")) == ["a.wav", "b.wav", "c.wav", "d.wav"]
+
+
+def test_two_workers_never_convert_the_same_file(tmp_path: Path):
+    inputs = tmp_path / "in"
+    names = [f"f{i}" for i in range(6)]
+    make_set(inputs, names)
+    out = tmp_path / "out"
+    small_bundle_dir()
+    logs = [tmp_path / "w0.log", tmp_path / "w1.log"]
+    procs = [start(command(inputs, out, "--skip-existing"), {"slow_run_s": 0.15, "converted_log": str(log)})
+             for log in logs]
+    texts = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], texts
+    converted = [line for log in logs if log.exists() for line in log.read_text().splitlines()]
+    assert sorted(Path(c).name for c in converted) == sorted(f"{n}.wav" for n in names)  # each exactly once
+    assert all(log.exists() for log in logs), "both workers should have converted something"
+    assert not leftovers(out)
+
+
+def test_claims_of_dead_workers_are_taken_over(tmp_path: Path):
+    target = tmp_path / "out" / "x.wav"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path;"
+         "from svc_runtime.pipeline.outputs import try_claim;"
+         f"c = try_claim(Path({str(target)!r})); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert holder.stdout.readline().strip() == "held"
+    busy = try_claim(target)
+    assert isinstance(busy, str) and f"pid {holder.pid}" in busy
+    holder.kill()  # kill -9: no clean-up ran
+    holder.wait()
+    assert claim_path(target).exists()
+    claim = try_claim(target)
+    assert not isinstance(claim, str)
+    claim.release()
+    assert not claim_path(target).exists()
+
+
+def test_stale_temp_and_claim_files_are_removed_at_start(tmp_path: Path):
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    from svc_runtime.atomic import host_tag
+
+    stale = out / "sub" / f".x.wav.{dead.stdout.strip()}-{host_tag()}.abcd1234.part"
+    live = out / f".y.wav.{os.getpid()}-{host_tag()}.abcd1234.part"
+    claim = out / ".z.wav.claim"
+    user_file = out / ".notes.part.txt"
+    for p in (stale, live, claim, user_file):
+        p.write_bytes(b"x")
+    assert remove_stale_files(out) == 2
+    assert not stale.exists() and not claim.exists() and live.exists() and user_file.exists()
+    assert remove_stale_temp_files(out) == []
+
+
+def write_claiming_flac(path: Path, claimed_frames: int, present_frames: int) -> None:
+    """A 44.1 kHz FLAC whose STREAMINFO claims `claimed_frames` samples but that holds only `present_frames`."""
+    audio, _ = vibrato_tone(present_frames / SR)
+    soundfile.write(path, audio, SR, format="FLAC")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC"
+    # STREAMINFO starts at byte 8; bytes 18..25 hold 20 bits rate, 3 channels, 5 bps, 36 bits total samples
+    packed = int.from_bytes(data[18:26], "big")
+    packed = (packed & ~((1 << 36) - 1)) | claimed_frames
+    data[18:26] = packed.to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+
+
+def test_out_of_memory_under_an_address_space_limit_fails_only_that_file(tmp_path: Path):
+    inputs = tmp_path / "in"
+    make_set(inputs, ["a", "c"])
+    # needs 2 h x 44.1 kHz x 4 bytes = 1.3 GB for its samples: more than the limit leaves
+    write_claiming_flac(inputs / "b_huge.flac", claimed_frames=2 * 3600 * SR, present_frames=SR)
+    before = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    out = tmp_path / "out"
+    proc = start(command(inputs, out), {"address_space_headroom_mb": 900})
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, text
+    assert sorted(p.name for p in out.glob("*.wav")) == ["a.wav", "c.wav"]
+    flat = " ".join(text.split())
+    assert "b_huge.flac: out of memory in decoding (Unable to allocate" in flat and "Traceback" not in text
+    assert not leftovers(out)
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
+
+
+def test_a_really_full_disk_stops_the_batch(tmp_path: Path):
+    if shutil.which("unshare") is None or sys.platform != "linux":
+        pytest.skip("needs unshare (Linux) to mount a private tmpfs")
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {tmp_path}"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    inputs = tmp_path / "in"
+    before = make_set(inputs, ["a", "b", "c"])
+    out = tmp_path / "full"
+    out.mkdir()
+    # 0.8 s of 16-bit 44.1 kHz audio is ~70 kB: the first output fits in 100 kB, the second does not
+    cmd = " ".join(f"'{c}'" for c in command(inputs, out))
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=100k tmpfs {out} && {cmd}; "
+                           f"code=$?; ls -a {out}; exit $code"],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    flat = " ".join(text.split())
+    assert "no space left on device" in flat and "stopped" in flat and "not attempted" in flat, text
+    assert "Exception ignored" not in text and "Traceback" not in text
+    listing = proc.stdout.split()
+    assert not [n for n in listing if n.endswith((".part", ".claim"))], listing
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
