@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE
 from svc_train.encoders.hubert import (
     ConvFeatureExtractor,
     FeatureProjection,
@@ -163,7 +164,7 @@ class PrunedLayer(nn.Module):
 class DPHubertEncoder(nn.Module):
     """so-vits-svc's DPHuBERT. wav [B, N] float32 16 kHz -> units [B, embed_dim, frames] (frames ~ N / 320)."""
 
-    sample_rate = 16000
+    sample_rate = ENCODER_SAMPLE_RATE
 
     def __init__(self, name: str, config: DPHubertConfig) -> None:
         super().__init__()

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from svc_runtime.vocabulary import ENCODER_HOP, ENCODER_SAMPLE_RATE
 from svc_train.encoders.layouts import CheckpointLayoutError
 
 __all__ = ["OnnxContentEncoder", "OnnxEncoderLayout", "inspect_onnx_encoder", "load_onnx_encoder", "open_session"]
 
-SAMPLE_RATE = 16000
-HOP = 320
+SAMPLE_RATE = ENCODER_SAMPLE_RATE
+HOP = ENCODER_HOP
 PROBE_SAMPLES = (16000, 24000)
 """Probe lengths (1 s and 1.5 s): 50 and 75 frames at one frame per 320 samples."""
 FRAME_SLACK = 2

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from svc_runtime.vocabulary import ENCODER_HOP, ENCODER_SAMPLE_RATE
 from svc_train.encoders.layouts import CheckpointLayoutError, rename_keys, strip_prefix
 from svc_train.encoders.loading import HF_WEIGHT_FILES, read_hf_folder
 from svc_train.pitch.mel import MelConfig, mel_filterbank, windowed_dft_basis
@@ -46,9 +47,9 @@ __all__ = [
     "whisper_state_from_hf",
 ]
 
-SAMPLE_RATE = 16000
-MEL_HOP = 160
-UNIT_HOP = 2 * MEL_HOP  # conv2 has stride 2: one unit per 320 samples (20 ms)
+SAMPLE_RATE = ENCODER_SAMPLE_RATE
+UNIT_HOP = ENCODER_HOP  # one unit per 320 samples (20 ms)
+MEL_HOP = UNIT_HOP // 2  # Whisper's mel hop (10 ms); conv2 has stride 2
 LOG_FLOOR_DB = 8.0  # log10 units below the window's maximum that are kept
 
 
