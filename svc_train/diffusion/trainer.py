@@ -24,10 +24,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from svc_runtime.atomic import atomic_output
 from svc_train.diffusion.config import DiffusionConfig
 from svc_train.diffusion.data import DiffusionDataset
 from svc_train.diffusion.unit2mel import Unit2Mel
 from svc_train.safe_pickle import read_weights_only
+from svc_train.training.distributed import pick_device
 
 CHECKPOINT_PATTERN = re.compile(r"^model_(\d+)\.pt$")
 VALIDATION_SEED = 1234
@@ -135,12 +137,11 @@ class _Process:
     def join(cls, requested: str) -> _Process:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = requested.startswith("cuda") and torch.cuda.is_available()
-        device = torch.device("cuda", local_rank % torch.cuda.device_count()) if use_cuda and world_size > 1 else \
-            torch.device(requested if use_cuda else "cpu")
+        device = pick_device(requested, local_rank)  # CUDA asked for and missing is an error, as in svc-train train
         owns = False
         if world_size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://", world_size=world_size, rank=rank)
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, init_method="env://", world_size=world_size, rank=rank)
             owns = True
         return cls(rank, world_size, device, owns)
 
@@ -266,9 +267,8 @@ def _save(model, optimizer, expdir: Path, step: int, previous: Path | None, forc
     payload = {"global_step": step, "model": model.state_dict()}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
-    partial = path.with_suffix(".pt.partial")
-    torch.save(payload, partial)
-    partial.replace(path)
+    with atomic_output(path) as handle:
+        torch.save(payload, handle)
     if previous is not None and previous != path:
         match = CHECKPOINT_PATTERN.match(previous.name)
         if match and int(match.group(1)) % force_every != 0:
