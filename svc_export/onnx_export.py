@@ -29,8 +29,6 @@ OPSET = 17
 
 log = logging.getLogger(__name__)
 
-_TORCH_TO_ONNX_DTYPE = {torch.float32: "float32", torch.float16: "float16", torch.int64: "int64", torch.int32: "int32"}
-
 
 class ParityError(RuntimeError):
     """An exported graph's outputs differ from the PyTorch module's beyond the stated tolerance."""
@@ -262,7 +260,3 @@ def require_parity(results: list[ParityResult]) -> None:
             for r in failed
         )
         raise ParityError(f"graph {failed[0].graph} fails parity: {lines}")
-
-
-def onnx_dtype(tensor: torch.Tensor) -> str:
-    return _TORCH_TO_ONNX_DTYPE[tensor.dtype]

@@ -1,5 +1,6 @@
-"""Running one graph: ONNX Runtime sessions (CPU / CUDA / TensorRT execution providers)
-and prebuilt TensorRT engines, behind one `run(feeds) -> outputs` surface.
+"""Running one graph: ONNX Runtime sessions (CPU / CUDA / TensorRT execution providers),
+prebuilt TensorRT engines and OpenVINO's CPU plugin (`openvino_session`), behind one
+`run(feeds) -> outputs` surface.
 
 Provider choice is plain data (`ProviderConfig`); an unavailable provider is a
 clear error, never a silent fallback. On CUDA the inputs and outputs go through
@@ -19,7 +20,11 @@ import onnxruntime as ort
 
 from svc_runtime.errors import graph_run, loading_graph
 
-PROVIDERS = ("cpu", "cuda", "tensorrt")
+PROVIDERS = ("cpu", "cuda", "tensorrt", "openvino")
+GPU_PROVIDERS = ("cuda", "tensorrt")
+INFERENCE_PRECISIONS = ("fp32", "bf16")
+"""OpenVINO's compute precision for fp32 graphs (bf16 needs AVX512-BF16 or AMX)."""
+PERFORMANCE_HINTS = ("latency", "throughput")
 _ORT_NAMES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -44,10 +49,11 @@ class ProviderUnavailableError(RuntimeError):
 class ProviderConfig:
     """Where graphs run.
 
-    provider: "cpu", "cuda" (onnxruntime-gpu) or "tensorrt" (prebuilt engines from the
-        bundle when it has them, else ONNX Runtime's TensorRT execution provider).
+    provider: "cpu" (ONNX Runtime), "cuda" (onnxruntime-gpu), "tensorrt" (prebuilt engines from
+        the bundle when it has them, else ONNX Runtime's TensorRT execution provider) or
+        "openvino" (OpenVINO's CPU plugin, the optional `openvino` package).
     device_id: CUDA device index.
-    intra_op_threads: CPU threads per session (0: ONNX Runtime's default).
+    intra_op_threads: CPU threads per session (0: the backend's default, one per core).
     allow_spinning: let ONNX Runtime's idle intra-/inter-op threads spin-wait for work. None:
         off on the CPU (spinning threads steal time on a shared or busy CPU; one thread
         without spinning was as fast as two spinning ones on a loaded 2-core machine), ONNX
@@ -59,6 +65,10 @@ class ProviderConfig:
     trt_fp16: let ONNX Runtime's TensorRT provider build fp16 kernels.
     trt_cache_dir: engine and timing cache folder of ONNX Runtime's TensorRT provider.
     trt_workspace_bytes: TensorRT builder workspace.
+    inference_precision: OpenVINO only: "fp32" (default) or "bf16" compute for fp32 graphs.
+    performance_hint: OpenVINO only: "latency" (one stream, default) or "throughput".
+    ov_cache_dir: OpenVINO's compiled-model cache (None: `openvino_session.default_cache_dir()`,
+        "": no cache).
     """
 
     provider: str = "cpu"
@@ -69,16 +79,27 @@ class ProviderConfig:
     trt_fp16: bool = False
     trt_cache_dir: str | None = None
     trt_workspace_bytes: int = 2 << 30
+    inference_precision: str = "fp32"
+    performance_hint: str = "latency"
+    ov_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
             raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}; got {self.provider!r}")
         if self.device_id < 0 or self.intra_op_threads < 0:
             raise ValueError("device_id and intra_op_threads must be >= 0")
+        if self.inference_precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"inference_precision must be one of {', '.join(INFERENCE_PRECISIONS)}; "
+                             f"got {self.inference_precision!r}")
+        if self.inference_precision != "fp32" and self.provider != "openvino":
+            raise ValueError(f"inference_precision {self.inference_precision} needs provider 'openvino'")
+        if self.performance_hint not in PERFORMANCE_HINTS:
+            raise ValueError(f"performance_hint must be one of {', '.join(PERFORMANCE_HINTS)}; "
+                             f"got {self.performance_hint!r}")
 
     @property
     def on_gpu(self) -> bool:
-        return self.provider != "cpu"
+        return self.provider in GPU_PROVIDERS
 
     @property
     def spinning(self) -> bool:
@@ -94,6 +115,8 @@ class ProviderConfig:
     def ort_providers(self) -> list[str | tuple[str, dict[str, object]]]:
         """The provider list handed to `onnxruntime.InferenceSession`, most preferred first."""
         available = ort.get_available_providers()
+        if self.provider not in _ORT_NAMES:
+            raise ValueError(f"provider {self.provider!r} does not run on ONNX Runtime")
         wanted = _ORT_NAMES[self.provider]
         if wanted not in available:
             hint = {
@@ -135,6 +158,22 @@ class GraphSession(Protocol):
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
+def checked_feeds(
+    graph: str, input_names: tuple[str, ...], dtypes: dict[str, object], feeds: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """`feeds` with exactly the graph's inputs, each contiguous in its declared dtype (None: as given)."""
+    missing = [n for n in input_names if n not in feeds]
+    extra = [n for n in feeds if n not in input_names]
+    if missing or extra:
+        raise ValueError(f"graph {graph}: missing inputs {missing}, unexpected inputs {extra}")
+    out = {}
+    for name in input_names:
+        dtype = dtypes[name]
+        value = np.asarray(feeds[name])
+        out[name] = np.ascontiguousarray(value, dtype=dtype) if dtype is not None else value
+    return out
+
+
 class OrtSession:
     """An ONNX Runtime session for one graph file; I/O binding with reused device buffers on CUDA."""
 
@@ -163,21 +202,9 @@ class OrtSession:
         self._buffers: dict[str, ort.OrtValue] = {}
         log.info("graph %s (%s) runs on %s", name, Path(path).name, self.provider)
 
-    def _checked(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [n for n in self.input_names if n not in feeds]
-        extra = [n for n in feeds if n not in self.input_names]
-        if missing or extra:
-            raise ValueError(f"graph {self.name}: missing inputs {missing}, unexpected inputs {extra}")
-        out = {}
-        for name in self.input_names:
-            dtype = self._input_dtypes[name]
-            value = np.asarray(feeds[name])
-            out[name] = np.ascontiguousarray(value, dtype=dtype) if dtype is not None else value
-        return out
-
     @graph_run
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = self._checked(feeds)
+        feeds = checked_feeds(self.name, self.input_names, self._input_dtypes, feeds)
         if not self._use_binding:
             values = self._session.run(list(self.output_names), feeds)
             return dict(zip(self.output_names, values))
@@ -263,4 +290,8 @@ def open_session(
     is tensorrt and one is given."""
     if config.provider == "tensorrt" and engine is not None:
         return TensorRTEngineSession(name, engine, config)
+    if config.provider == "openvino":
+        from svc_runtime.bundle.openvino_session import OpenVinoSession  # noqa: PLC0415 - optional package
+
+        return OpenVinoSession(name, path, config)
     return OrtSession(name, path, config, half=half)

@@ -1,0 +1,146 @@
+"""Running one ONNX graph with OpenVINO's CPU plugin (the `openvino` package, optional extra).
+
+The same `run(feeds) -> outputs` surface as the ONNX Runtime sessions, on the same bundle
+graph files (OpenVINO reads ONNX itself; no second export). Dynamic axes stay dynamic:
+one compiled model serves every length and batch. The compiled model is stored in
+OpenVINO's model cache (`CACHE_DIR`), so a second start-up skips compilation.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from svc_runtime.bundle.sessions import ProviderConfig, ProviderUnavailableError, checked_feeds
+from svc_runtime.errors import graph_run, loading_graph
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = 'pip install "svc-toolkit[openvino]" (or pip install openvino)'
+_OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+_OV_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+_INT32 = np.iinfo(np.int32)
+
+
+def default_cache_dir() -> Path:
+    """Where compiled models are cached: `$XDG_CACHE_HOME/svc-toolkit/openvino` (~/.cache/... by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "svc-toolkit" / "openvino"
+
+
+@functools.cache
+def _core():
+    """One OpenVINO `Core` per process (it loads the device plugins)."""
+    try:
+        import openvino  # noqa: PLC0415 - optional dependency
+    except ImportError as exc:
+        raise ProviderUnavailableError(f"provider 'openvino' needs the openvino package: {INSTALL_HINT}") from exc
+    return openvino.Core()
+
+
+def openvino_available() -> bool:
+    """True when the openvino package imports."""
+    try:
+        _core()
+    except RuntimeError:
+        return False
+    return True
+
+
+def cpu_has_bf16() -> bool:
+    """True when OpenVINO's CPU plugin can compute in bf16 natively (AVX512-BF16 or AMX)."""
+    return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def onnx_io_names(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ONNX file's graph input and output names, in order (OpenVINO's compiled ports carry
+    extra merged tensor names, e.g. `f0` also as the name of a removed Cast's output)."""
+    from openvino.frontend import FrontEndManager  # noqa: PLC0415 - optional dependency
+
+    model = FrontEndManager().load_by_framework("onnx").load(str(path))
+    return tuple(p.get_names()[0] for p in model.get_inputs()), tuple(p.get_names()[0] for p in model.get_outputs())
+
+
+def _port_index(ports, name: str, graph: str) -> int:
+    """Index of the compiled port that carries tensor `name`."""
+    for index, port in enumerate(ports):
+        if name in port.get_names():
+            return index
+    raise RuntimeError(f"graph {graph}: OpenVINO's compiled model has no port named {name!r}")
+
+
+def compile_config(config: ProviderConfig) -> dict[str, str]:
+    """The `compile_model` properties for `config`. The precision is always set: OpenVINO's own
+    default on a CPU with bf16 is bf16, and fp32 must stay fp32."""
+    properties = {
+        "PERFORMANCE_HINT": _OV_HINTS[config.performance_hint],
+        "INFERENCE_PRECISION_HINT": _OV_PRECISIONS[config.inference_precision],
+    }
+    if config.intra_op_threads:
+        properties["INFERENCE_NUM_THREADS"] = str(config.intra_op_threads)
+    cache = default_cache_dir() if config.ov_cache_dir is None else config.ov_cache_dir
+    if str(cache):
+        properties["CACHE_DIR"] = str(cache)
+    return properties
+
+
+def check_int32_range(graph: str, feeds: dict[str, np.ndarray]) -> None:
+    """Refuse int64 inputs outside the int32 range: OpenVINO's CPU plugin computes int64 tensors
+    in int32 (int64 types pass through, values beyond +-2^31 wrap silently)."""
+    for name, value in feeds.items():
+        if value.dtype == np.int64 and value.size and (value.min() < _INT32.min or value.max() > _INT32.max):
+            raise ValueError(
+                f"graph {graph}: input {name} holds int64 values beyond the int32 range, which OpenVINO's "
+                "CPU plugin computes in int32 (they would wrap); run this graph with provider 'cpu'"
+            )
+
+
+class OpenVinoSession:
+    """One graph compiled by OpenVINO for the CPU; a single infer request, used under a lock.
+
+    Inputs are cast to the graph's declared dtypes (float32, int64, ...) as ONNX Runtime's
+    session does; outputs are fresh numpy arrays (the request's buffers are reused per run).
+    int64 tensors keep their type, but OpenVINO computes them in int32: inputs beyond the
+    int32 range are refused (`check_int32_range`), and a graph whose int64 arithmetic grows
+    past 2^31 inside gives wrong values here.
+    """
+
+    def __init__(self, name: str, path: Path, config: ProviderConfig) -> None:
+        core = _core()
+        if config.inference_precision == "bf16" and not cpu_has_bf16():
+            raise ProviderUnavailableError(
+                f"graph {name}: inference precision bf16 needs a CPU with AVX512-BF16 or AMX "
+                "(lscpu flags avx512_bf16 / amx_bf16); use fp32 on this CPU"
+            )
+        properties = compile_config(config)
+        if "CACHE_DIR" in properties:
+            Path(properties["CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+        with loading_graph(name, path):
+            self._compiled = core.compile_model(str(path), "CPU", properties)
+            self.input_names, self.output_names = onnx_io_names(path)
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()
+        self.name = name
+        precision = config.inference_precision
+        self.provider = f"OpenVINO CPU ({precision}, {self._compiled.get_property('INFERENCE_NUM_THREADS')} threads)"
+        inputs, outputs = self._compiled.inputs, self._compiled.outputs
+        self._input_ports = {n: _port_index(inputs, n, name) for n in self.input_names}
+        self._output_ports = {n: _port_index(outputs, n, name) for n in self.output_names}
+        self._input_dtypes = {
+            n: inputs[i].get_element_type().to_dtype() for n, i in self._input_ports.items()
+        }
+        log.info("graph %s (%s) runs on %s", name, Path(path).name, self.provider)
+
+    @graph_run
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = checked_feeds(self.name, self.input_names, self._input_dtypes, feeds)
+        check_int32_range(self.name, feeds)
+        by_port = {self._input_ports[n]: value for n, value in feeds.items()}
+        with self._lock:
+            self._request.infer(by_port)
+            return {n: np.array(self._request.get_output_tensor(i).data) for n, i in self._output_ports.items()}
