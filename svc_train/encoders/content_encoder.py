@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE
 from svc_train.encoders.hubert import HubertEncoder
 from svc_train.encoders.layouts import CheckpointLayoutError
 from svc_train.encoders.loading import (
@@ -29,7 +30,7 @@ __all__ = [
     "same_units",
 ]
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = ENCODER_SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,6 @@ def load_onnx_encoder(path: Path, name: str) -> OnnxContentEncoder:
 
     The units' size comes from the file (checked against ``ssl_dim`` where they are used).
     """
-    session = open_session(path)
+    session = open_session(path, threads=torch.get_num_threads())  # a feature worker's share of the cores
     layout = inspect_onnx_encoder(path, session)
     return OnnxContentEncoder(name, path, session, layout).eval()
