@@ -82,7 +82,7 @@ def apply_variant(converter, variant: str, threads: int) -> None:
 
 def conv2d_copy(graph: Path) -> Path:
     """The 2-D-convolution rewrite of `graph`, cached next to its bundle folder."""
-    from benchmarks.conv2d import rewrite_file
+    from svc_export.conv2d import rewrite_file
 
     target = graph.parent.parent / f"{graph.stem}.conv2d.onnx"
     if not target.is_file() or target.stat().st_mtime < graph.stat().st_mtime:

@@ -403,7 +403,3 @@ class BatchRunner:
         except (OSError, ValueError) as e:
             return failure(job, OutputWriteError(job.target, short_cause(e)))
         return FileResult(job, "converted", audio_seconds=len(audio) / sr, notes=notes)
-
-
-def elapsed(t0: float) -> float:
-    return time.perf_counter() - t0
