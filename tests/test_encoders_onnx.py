@@ -213,3 +213,30 @@ def test_round_trip_features_train_export_convert(tmp_path):
     path = export_sovits_onnx(tmp_path / "vec-768-layer-12.onnx")
     # so-vits-svc's config names the torch encoder; the user points it at the ONNX file
     check_round_trip(round_trip(tmp_path / "run", "vec768l12", path, DIM), "vec768l12", DIM)
+
+
+def test_malicious_onnx_files_are_refused(tmp_path):
+    """An ONNX file runs no Python, but it can point its weights at files outside its folder or name
+    operators from a library it wants loaded: both are refused before anything reads or runs."""
+    source = helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 1, "n"])
+    out = helper.make_tensor_value_info("o", TensorProto.FLOAT, [1, 1, "n"])
+    (tmp_path / "secret.bin").write_bytes(np.ones(4, np.float32).tobytes())
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for location in ("../secret.bin", str(tmp_path / "secret.bin")):
+        weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.0])
+        weight.ClearField("float_data")
+        weight.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", "0"), ("length", "4")):
+            entry = weight.external_data.add()
+            entry.key, entry.value = key, value
+        path = _graph_file(folder / "escape.onnx", [source], [out], [helper.make_node("Mul", ["source", "w"], ["o"])],
+                           [weight])
+        with pytest.raises(CheckpointLayoutError, match="escape.onnx: ONNX Runtime cannot load it"):
+            load_content_encoder("vec768l12-onnx", path)
+    custom = helper.make_model(
+        helper.make_graph([helper.make_node("Run", ["source"], ["o"], domain="com.evil")], "g", [source], [out]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.evil", 1)])
+    onnx.save(custom, str(folder / "custom.onnx"))
+    with pytest.raises(CheckpointLayoutError, match="custom.onnx: ONNX Runtime cannot load it.*com.evil:Run"):
+        load_content_encoder("vec768l12-onnx", folder / "custom.onnx")
