@@ -25,6 +25,7 @@ source file, and its arrays have the shapes above; anything else is recomputed.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ import torch
 
 from svc_runtime.atomic import atomic_output
 from svc_runtime.audio import resample
+from svc_runtime.errors import TrainingDataError
 from svc_runtime.pitch.extract import FrameGrid, PitchOptions, extract_f0
 from svc_runtime.pitch.methods import NEURAL_METHODS
 from svc_runtime.signal.f0 import interpolate_unvoiced
@@ -52,6 +54,10 @@ SILENCE_PEAK = 10 ** (-80 / 20)  # a clip whose peak stays below -80 dBFS is sil
 
 class FeatureError(ValueError):
     """A file cannot give training features (silent, too short, wrong rate, ...): excluded, not fatal."""
+
+
+class FeatureConfigError(TrainingDataError):
+    """The config and the loaded networks disagree (units width vs ssl_dim): nothing can be extracted."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,22 @@ class FeatureExtractor:
             )
         self.spectrogram_cache = SpectrogramCache()
         self.min_encoder_samples = int(getattr(self.encoder, "min_samples", 400))
+
+    @functools.cached_property
+    def units_dim(self) -> int:
+        """Width of the units the loaded encoder gives (one run on a second of silence at 16 kHz)."""
+        with torch.inference_mode():
+            silence = torch.zeros(1, ENCODER_SAMPLE_RATE, device=self.device)
+            return int(self.encoder(silence).shape[1])
+
+    def check_config(self, config: SvcConfig, config_path: Path | str) -> None:
+        """FeatureConfigError (one line, with the fix) when the encoder's units are not `model.ssl_dim` wide."""
+        if self.units_dim != config.model.ssl_dim:
+            raise FeatureConfigError(
+                f"{config_path}: model.ssl_dim is {config.model.ssl_dim} but the {self.settings.speech_encoder} "
+                f"checkpoint {self.settings.encoder_checkpoint} gives {self.units_dim}-wide units",
+                "use the encoder the config was made for, or rerun `svc-train config` with this checkpoint "
+                "(it reads the width)")
 
     def raw_f0(self, samples: np.ndarray, n_frames: int) -> np.ndarray:
         """Raw F0 [n_frames] Hz on the (sampling_rate, hop) grid, 0 = unvoiced."""
@@ -253,6 +275,7 @@ def cache_problem(wav_path: Path, settings: FeatureSettings) -> str | None:
 
 __all__ = [
     "FEATURE_SUFFIX",
+    "FeatureConfigError",
     "FeatureError",
     "FeatureExtractor",
     "FeatureSettings",

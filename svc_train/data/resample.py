@@ -8,12 +8,14 @@ Per file, in this order (so-vits-svc's ``resample.py`` with a real loudness matc
 2. trim leading and trailing silence with ``librosa.effects.trim(top_db=40)``;
 3. peak-normalise: a peak above full scale is brought to 0.98 (as so-vits-svc);
 4. resample to the model rate with soxr (high quality);
-5. loudness-match (unless ``skip_loudnorm``): scale to ``target_lufs`` integrated
+5. refuse a clip shorter than ``min_duration_s`` after trimming (``MIN_CLIP_S``, the length
+   `svc-train config` keeps): it is reported as skipped, never written into the dataset;
+6. loudness-match (unless ``skip_loudnorm``): scale to ``target_lufs`` integrated
    loudness, measured with ITU-R BS.1770-4 K-weighting and gating (pyloudnorm),
    then bring the peak down to ``peak_ceiling`` if the gain pushed it higher. Clips
    shorter than one 400 ms gating block cannot be measured and are peak-normalised
    to ``peak_ceiling`` instead (noted). so-vits-svc itself only peak-normalises here;
-6. write 16-bit PCM wav atomically.
+7. write 16-bit PCM wav atomically.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import numpy as np
 import pyloudnorm
 
 from svc_runtime.audio import AudioInputError, decode_audio, remove_dc, resample, write_audio_atomic
+from svc_runtime.errors import TrainingDataError
+from svc_train.data.config_builder import MIN_CLIP_S
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 TRIM_TOP_DB = 40.0
@@ -45,6 +49,7 @@ class ResampleSettings:
     target_lufs: float = -23.0
     peak_ceiling: float = 10 ** (-1.0 / 20)  # -1 dBFS
     top_db: float = TRIM_TOP_DB
+    min_duration_s: float = MIN_CLIP_S
 
     def __post_init__(self) -> None:
         if self.sampling_rate < 8000:
@@ -53,6 +58,12 @@ class ResampleSettings:
             raise ValueError(f"target loudness {self.target_lufs} LUFS is outside -70..-5 LUFS")
         if not 0.0 < self.peak_ceiling <= 1.0:
             raise ValueError(f"peak ceiling must be in (0, 1], got {self.peak_ceiling}")
+        if self.min_duration_s < 0.0:
+            raise ValueError(f"minimum clip duration must be >= 0 s, got {self.min_duration_s}")
+
+
+class ClipTooShortError(TrainingDataError):
+    """A clip is shorter than the minimum after trimming silence: not written into the dataset."""
 
 
 @dataclass
@@ -99,7 +110,8 @@ def prepare_samples(samples: np.ndarray, sample_rate: int, settings: ResampleSet
     """Steps 2-5 on mono float32 ``samples`` [N] at ``sample_rate``.
 
     Returns (samples [M] float32 at ``settings.sampling_rate``, measured loudness or None, notes).
-    Raises ValueError for audio that is silent.
+    Raises ValueError for audio that is silent, ClipTooShortError for a clip shorter than
+    ``settings.min_duration_s`` once trimmed.
     """
     notes: list[str] = []
     if not np.any(np.abs(samples) > 0):
@@ -114,6 +126,11 @@ def prepare_samples(samples: np.ndarray, sample_rate: int, settings: ResampleSet
     peak = float(np.max(np.abs(trimmed)))
     if peak > 1.0:
         trimmed = trimmed * (PEAK_TARGET / peak)
+    seconds = trimmed.shape[0] / sample_rate
+    if seconds < settings.min_duration_s:
+        raise ClipTooShortError(
+            f"too short: {seconds * 1000:.0f} ms after trimming silence, the minimum is "
+            f"{settings.min_duration_s * 1000:.0f} ms; not written (join it to a neighbour or drop it)")
     out = resample(trimmed.astype(np.float32), sample_rate, settings.sampling_rate)
     loudness = None
     if not settings.skip_loudnorm:
@@ -172,6 +189,7 @@ def default_workers() -> int:
 
 __all__ = [
     "AUDIO_SUFFIXES",
+    "ClipTooShortError",
     "FileResult",
     "ResampleSettings",
     "default_workers",
