@@ -13,9 +13,11 @@ A graph whose batch axis is the constant 1 keeps it: the manifest then says ``wa
 [1, samples]; the runtime feeds one window at a time. The rewritten graph is proved
 against the original file (parity on the usual encoder waveforms) before it goes in.
 
-Such a bundle has a separate speech-encoder graph only: it cannot be fused with the
-generator from torch modules (no torch form of the user's graph exists), so hosts run
-the encoder and the generator as two graphs.
+Such an encoder cannot be fused with the generator from torch modules (no torch form
+of the user's graph exists). `fuse_in_front` composes at the ONNX level instead: the
+staged encoder graph feeding a graph that takes ``units`` (e.g. the bundle's
+``synthesis`` graph, giving the equivalent of ``converter_f0``); otherwise hosts run the
+encoder and the synthesis graphs as two graphs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, compose, helper, version_converter
 
 from svc_export.onnx_export import GraphExportError, ParityResult, require_parity
 from svc_export.plans import UNITS_TOLERANCE, WAVEFORM_LENGTHS, waveform_plan
@@ -39,7 +41,14 @@ from svc_train.encoders.onnx_file import (
     open_session,
 )
 
-__all__ = ["GRAPH_NAME", "is_encoder_file", "load_encoder_file", "rewrite_encoder_graph", "write_encoder_graph"]
+__all__ = [
+    "GRAPH_NAME",
+    "fuse_in_front",
+    "is_encoder_file",
+    "load_encoder_file",
+    "rewrite_encoder_graph",
+    "write_encoder_graph",
+]
 
 GRAPH_NAME = "speech_encoder"
 INPUT_NAME = "wav"
@@ -187,3 +196,43 @@ def write_encoder_graph(
             inputs=inputs, outputs=outputs, parity=records,
         )
     }
+
+
+def _at_opset(model: onnx.ModelProto, opset: int, what: str) -> onnx.ModelProto:
+    if _opset(model) == opset:
+        return model
+    try:
+        return version_converter.convert_version(model, opset)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise GraphExportError(f"{what}: cannot move it from opset {_opset(model)} to {opset} ({first})") from None
+
+
+def fuse_in_front(encoder_graph: Path, consumer_graph: Path, target: Path, wav_name: str = "wav16k") -> None:
+    """Write ``target``: ``encoder_graph`` (``wav`` -> ``units``, as `rewrite_encoder_graph` writes it)
+    feeding the ``units`` input of ``consumer_graph``; the fused graph takes ``wav_name`` instead of
+    ``units`` and keeps every other input and output of the consumer.
+
+    Both graphs move to the higher of their opsets; the encoder's tensors get the prefix ``encoder/``.
+    """
+    encoder, consumer = onnx.load(str(encoder_graph)), onnx.load(str(consumer_graph))
+    if OUTPUT_NAME not in {i.name for i in consumer.graph.input}:
+        raise GraphExportError(f"{consumer_graph}: has no {OUTPUT_NAME!r} input to feed the speech encoder into")
+    if wav_name in {i.name for i in consumer.graph.input}:
+        raise GraphExportError(f"{consumer_graph}: already has an input named {wav_name!r}")
+    opset = max(_opset(encoder), _opset(consumer))
+    encoder = _at_opset(encoder, opset, str(encoder_graph))
+    consumer = _at_opset(consumer, opset, str(consumer_graph))
+    encoder.ir_version = consumer.ir_version = max(encoder.ir_version, consumer.ir_version)
+    encoder = compose.add_prefix(encoder, "encoder/")
+    fused = compose.merge_models(encoder, consumer, io_map=[(f"encoder/{OUTPUT_NAME}", OUTPUT_NAME)])
+    _rename_tensor(fused.graph, f"encoder/{INPUT_NAME}", wav_name)
+    for graph_input in fused.graph.input:
+        if graph_input.name == f"encoder/{INPUT_NAME}":
+            graph_input.name = wav_name
+    try:
+        onnx.checker.check_model(fused)
+    except onnx.checker.ValidationError as error:
+        first = str(error).strip().splitlines()[0]
+        raise GraphExportError(f"{target.name}: the fused graph does not check ({first})") from None
+    onnx.save(fused, str(target))

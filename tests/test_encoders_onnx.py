@@ -37,14 +37,14 @@ class _SoVitsLayout(torch.nn.Module):
         return units if self.channels_first else units.transpose(1, 2)
 
 
-def export_sovits_onnx(path: Path, channels_first: bool = False, batch_axis: bool = False) -> Path:
+def export_sovits_onnx(path: Path, channels_first: bool = False, batch_axis: bool = False, opset: int = 17) -> Path:
     """contentvec_small as a vec-768-layer-12.onnx-like file (fixed batch 1 unless ``batch_axis``)."""
     encoder = load_content_encoder("vec768l12", CONTENTVEC)
     axes = {"source": {2: "audio_length"}, "embed": {1 if not channels_first else 2: "frames"}}
     if batch_axis:
         axes["source"][0] = axes["embed"][0] = "batch"
     torch.onnx.export(_SoVitsLayout(encoder, channels_first).eval(), (0.1 * torch.randn(1, 1, 16000),), str(path),
-                      dynamo=False, input_names=["source"], output_names=["embed"], dynamic_axes=axes, opset_version=17)
+                      dynamo=False, input_names=["source"], output_names=["embed"], dynamic_axes=axes, opset_version=opset)
     return path
 
 
@@ -240,3 +240,32 @@ def test_malicious_onnx_files_are_refused(tmp_path):
     onnx.save(custom, str(folder / "custom.onnx"))
     with pytest.raises(CheckpointLayoutError, match="custom.onnx: ONNX Runtime cannot load it.*com.evil:Run"):
         load_content_encoder("vec768l12-onnx", folder / "custom.onnx")
+
+
+class _UnitsConsumer(torch.nn.Module):
+    """Stands in for the bundle's synthesis graph: (units [B, D, T], gain [1]) -> [B, T]."""
+
+    def forward(self, units, gain):
+        return torch.tanh(units).mean(dim=1) * gain
+
+
+def test_encoder_file_fuses_in_front_of_a_units_graph(tmp_path):
+    from svc_export.encoder_file import fuse_in_front, rewrite_encoder_graph
+    from svc_train.encoders.onnx_file import open_session
+
+    encoder = load_content_encoder("vec768l12-onnx", export_sovits_onnx(tmp_path / "vec.onnx", opset=13))
+    rewrite_encoder_graph(encoder, tmp_path / "speech_encoder.onnx")
+    torch.onnx.export(_UnitsConsumer(), (torch.randn(1, DIM, 30), torch.ones(1)), str(tmp_path / "synthesis.onnx"),
+                      dynamo=False, input_names=["units", "gain"], output_names=["out"],
+                      dynamic_axes={"units": {0: "batch", 2: "frames"}, "out": {0: "batch", 1: "frames"}},
+                      opset_version=17)
+    fuse_in_front(tmp_path / "speech_encoder.onnx", tmp_path / "synthesis.onnx", tmp_path / "converter_f0.onnx")
+    fused = open_session(tmp_path / "converter_f0.onnx")
+    assert [i.name for i in fused.get_inputs()] == ["wav16k", "gain"] and [o.name for o in fused.get_outputs()] == ["out"]
+    assert onnx.load(str(tmp_path / "converter_f0.onnx")).opset_import[0].version == 17
+    wav = _wave(1, 19000)
+    got = fused.run(["out"], {"wav16k": wav.numpy(), "gain": np.array([2.0], np.float32)})[0]
+    with torch.no_grad():
+        expected = _UnitsConsumer()(load_content_encoder("vec768l12", CONTENTVEC)(wav), torch.tensor([2.0])).numpy()
+    assert got.shape == expected.shape == (1, 59)
+    assert np.abs(got - expected).max() < 1e-4
