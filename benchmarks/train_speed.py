@@ -28,7 +28,7 @@ from rich.table import Table
 from typer.testing import CliRunner
 
 from svc_train.cli import app
-from svc_train.training import TrainOptions, Trainer
+from svc_train.training import Trainer, TrainOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "speech"

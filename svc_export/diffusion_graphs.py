@@ -94,8 +94,8 @@ def load_networks(
     """Torch modules for :func:`diffusion_plans` / :func:`export_diffusion` from the user's files:
     the nsf_hifigan ``model`` (config.json beside it) and optionally a ``model_*.pt`` + diffusion.yaml
     (whose ``vocoder.type`` picks the natural-log or log10 mel convention)."""
-    from svc_train.diffusion.nsf_hifigan import load_vocoder  # noqa: PLC0415
-    from svc_train.diffusion.trainer import load_diffusion  # noqa: PLC0415
+    from svc_train.diffusion.nsf_hifigan import load_vocoder
+    from svc_train.diffusion.trainer import load_diffusion
 
     if (diffusion_checkpoint is None) != (diffusion_config is None):
         raise ValueError("give both the diffusion checkpoint (model_*.pt) and its diffusion.yaml, or neither")
@@ -153,7 +153,7 @@ def denoiser_plan(model: Unit2Mel, lengths: tuple[int, ...] = PARITY_FRAMES) -> 
 
 
 def vocoder_plan(vocoder: NsfHifiGanVocoder, lengths: tuple[int, ...] = PARITY_FRAMES) -> GraphPlan:
-    from svc_runtime.signal.nsf_phase import frame_start_phases  # noqa: PLC0415
+    from svc_runtime.signal.nsf_phase import frame_start_phases
 
     mels, hop = vocoder.num_mels, vocoder.hop_size
 

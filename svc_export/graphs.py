@@ -93,7 +93,7 @@ class CrepeFraming(nn.Module):
     a frame's std can be far below fp16's range)."""
 
     def forward(self, audio):
-        from svc_train.pitch.crepe import normalised_frames  # noqa: PLC0415
+        from svc_train.pitch.crepe import normalised_frames
 
         return normalised_frames(audio)
 

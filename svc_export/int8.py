@@ -166,7 +166,7 @@ def calibration_audio(path: Path | None, sample_rate: int) -> tuple[list[np.ndar
 
 def _f0_on_frames(audio: np.ndarray, sample_rate: int, hop: int, n_frames: int) -> np.ndarray:
     """Praat (pm) F0 of `audio` on the generator's frame grid: [n_frames] Hz, 0 = unvoiced."""
-    from svc_runtime.pitch.classic import pm  # noqa: PLC0415 - parselmouth only when calibrating
+    from svc_runtime.pitch.classic import pm
 
     times, f0 = pm(audio, sample_rate, frame_period_s=hop / sample_rate)
     if f0.size == 0:
@@ -387,7 +387,7 @@ def quantize_generator(
     Raises `Int8QualityError` (and removes `dst`) when the audio SNR against `src` on the
     feeds is below `min_snr_db`.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # noqa: PLC0415
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     src, dst = Path(src), Path(dst)
     with tempfile.TemporaryDirectory(prefix="svc-int8-") as work:
@@ -428,7 +428,7 @@ def quantize_speech_encoder(
     wavs16k: [N] float32 clips at 16 kHz to compare units on. Raises `Int8QualityError`
     (and removes `dst`) when the mean per-frame cosine similarity is below `min_cosine`.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src), load_external_data=False)
@@ -516,8 +516,8 @@ def add_int8_to_bundle(bundle_dir: Path, calibration: Path | None = None) -> lis
     int8 files are written beside the target name and renamed in, then `manifest.json` is
     replaced atomically; a failed quality gate leaves the bundle as it was.
     """
-    from svc_runtime.atomic import atomic_output  # noqa: PLC0415
-    from svc_runtime.bundle.manifest import Manifest  # noqa: PLC0415
+    from svc_runtime.atomic import atomic_output
+    from svc_runtime.bundle.manifest import Manifest
 
     bundle_dir = Path(bundle_dir)
     manifest = Manifest.read(bundle_dir)

@@ -81,7 +81,7 @@ def _file_name(kind: str, speaker: str, sid: int, suffix: str) -> str:
 def _check_faiss(data: bytes, where: str, dim: int) -> None:
     """With faiss installed, deserialise the index and check its dimension."""
     try:
-        import faiss  # noqa: PLC0415 - optional
+        import faiss
     except ImportError:
         return
     try:

@@ -57,13 +57,13 @@ class ProfileOptions:
 def require_tensorrt() -> tuple[str, str, str]:
     """(tensorrt version, GPU name, compute capability), or a clear error before any work."""
     try:
-        import tensorrt  # noqa: PLC0415 - optional dependency
+        import tensorrt
     except ImportError as exc:
         raise TensorRTUnavailableError(
             "--trt needs the tensorrt Python package (pip install 'svc-toolkit[trt]') on a machine with an "
             "NVIDIA GPU; nothing was written"
         ) from exc
-    import torch  # noqa: PLC0415
+    import torch
 
     if not torch.cuda.is_available():
         raise TensorRTUnavailableError(
@@ -116,7 +116,7 @@ def build_engine(
     With fp16, layers whose name holds one of `fp32_scopes` (the NSF source, the coarse
     pitch mapping, the mel front end) and every normalisation layer are pinned to fp32.
     """
-    import tensorrt as trt  # noqa: PLC0415
+    import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("parselmouth", reason="the micro models use the classic pm tracker (extra 'classic')")
 
-from benchmarks import e2e  # noqa: E402
+from benchmarks import e2e
 
 
 @pytest.fixture()

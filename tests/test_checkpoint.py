@@ -25,7 +25,6 @@ from svc_train.config import SvcConfig
 from svc_train.models import SynthesizerTrn
 from svc_train.models.modules import apply_weight_norm
 
-
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 

@@ -23,7 +23,6 @@ from svc_export.conv_transpose import (  # noqa: E402
     rewrite_file,
 )
 
-
 # (k, s, p, output_padding, C_in, C_out, T): the generator's (16, 8, 4) and (4, 2, 1) first, then
 # kernels not divisible by the stride (zero taps), p >= s, p = 0, stride 1, output_padding.
 CASES = [

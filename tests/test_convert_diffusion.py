@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from svc_runtime.bundle import Bundle
 from svc_runtime.cli import app
 from svc_runtime.diffusion import ShallowDiffusion
-from svc_runtime.pipeline import ConvertOptions, Converter
+from svc_runtime.pipeline import Converter, ConvertOptions
 from tests.full_bundle_fixture import full_bundle_dir
 from tests.pipeline_fixture import HOP, SR, vibrato_tone
 

@@ -1,14 +1,13 @@
 """Dataset and collate: alignment, so-vits-svc's 800/790-frame cut, volume augmentation, padding, errors."""
 
-import numpy as np
 import pytest
 import torch
+from test_training_ddp import HOP, UNITS, prepared_dataset
 
 from svc_train.config import SvcConfig
 from svc_train.data.dataset import SvcDataset, collate
 from svc_train.data.features import FeatureError
 from svc_train.mel import spectrogram_torch
-from test_training_ddp import HOP, UNITS, prepared_dataset
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 
 from svc_runtime.audio.resample import resample
 from svc_runtime.bundle import Bundle
-from svc_runtime.pipeline import ConvertOptions, Converter
+from svc_runtime.pipeline import Converter, ConvertOptions
 from svc_runtime.pipeline.features import GraphF0
 from svc_runtime.pitch.decode import decode_crepe
 from svc_runtime.signal.f0 import resize_f0

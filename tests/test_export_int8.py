@@ -100,6 +100,7 @@ def test_int8_generator_snr_and_encoder_cosine(int8_export):
     assert report.max_abs < 2e-3 * 5, report
 
     import onnxruntime as ort
+
     from svc_runtime.audio.resample import resample
 
     wav = resample(clip, model.sampling_rate, 16000).astype(np.float32)[None]

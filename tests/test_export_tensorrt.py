@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from svc_export.tensorrt import (  # noqa: E402
+from svc_export.tensorrt import (
     AxisRange,
     ProfileOptions,
     TensorRTUnavailableError,

@@ -137,8 +137,8 @@ def test_time_unit_indices_lag_one_encoder_frame():
 class ConvEncoder:
     """A local encoder (400-sample frames, hop 320) standing in for a bundle."""
 
-    class manifest:  # noqa: N801 - mimics the Bundle attribute
-        class speech_encoder:  # noqa: N801
+    class manifest:
+        class speech_encoder:
             sampling_rate = 16000
             hop_length = 320
 

@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from test_pitch_classic import cents_error, glide_tone
 from typer.testing import CliRunner
 
 from svc_runtime.audio.resample import resampled_length
 from svc_runtime.cli.app import app
-
-from test_pitch_classic import cents_error, glide_tone
 
 runner = CliRunner()
 

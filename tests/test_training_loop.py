@@ -4,14 +4,14 @@ import math
 
 import pytest
 import torch
+from test_training_ddp import prepared_dataset
 
 from svc_train.checkpoint import save_checkpoint
 from svc_train.config import SvcConfig
 from svc_train.models.discriminator import MultiPeriodDiscriminator
 from svc_train.models.synthesizer import SynthesizerTrn
-from svc_train.training import TrainOptions, Trainer, learning_rate_at
+from svc_train.training import Trainer, TrainOptions, learning_rate_at
 from svc_train.training.checkpoints import clean_checkpoints, latest_pair
-from test_training_ddp import prepared_dataset
 
 
 @pytest.mark.parametrize("warmup", [0, 1, 3])

@@ -37,7 +37,7 @@ def default_cache_dir() -> Path:
 def _core():
     """One OpenVINO `Core` per process (it loads the device plugins)."""
     try:
-        import openvino  # noqa: PLC0415 - optional dependency
+        import openvino
     except ImportError as exc:
         raise ProviderUnavailableError(f"provider 'openvino' needs the openvino package: {INSTALL_HINT}") from exc
     return openvino.Core()
@@ -60,7 +60,7 @@ def cpu_has_bf16() -> bool:
 def onnx_io_names(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The ONNX file's graph input and output names, in order (OpenVINO's compiled ports carry
     extra merged tensor names, e.g. `f0` also as the name of a removed Cast's output)."""
-    from openvino.frontend import FrontEndManager  # noqa: PLC0415 - optional dependency
+    from openvino.frontend import FrontEndManager
 
     model = FrontEndManager().load_by_framework("onnx").load(str(path))
     return tuple(p.get_names()[0] for p in model.get_inputs()), tuple(p.get_names()[0] for p in model.get_outputs())

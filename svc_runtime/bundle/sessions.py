@@ -233,7 +233,7 @@ class TensorRTEngineSession:
 
     def __init__(self, name: str, path: Path, config: ProviderConfig) -> None:
         try:
-            import tensorrt as trt  # noqa: PLC0415 - optional dependency
+            import tensorrt as trt
         except ImportError as exc:
             raise ProviderUnavailableError(
                 f"graph {name}: the bundle's TensorRT engine needs the tensorrt package (pip install tensorrt)"
@@ -291,7 +291,7 @@ def open_session(
     if config.provider == "tensorrt" and engine is not None:
         return TensorRTEngineSession(name, engine, config)
     if config.provider == "openvino":
-        from svc_runtime.bundle.openvino_session import OpenVinoSession  # noqa: PLC0415 - optional package
+        from svc_runtime.bundle.openvino_session import OpenVinoSession
 
         return OpenVinoSession(name, path, config)
     return OrtSession(name, path, config, half=half)

@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from svc_runtime.cli.base import ExitCode, console as make_console, fail
+from svc_runtime.cli.base import ExitCode, fail
+from svc_runtime.cli.base import console as make_console
 
 
 def _shape(shape) -> str:

@@ -48,7 +48,7 @@ def run_graph(session: Session, output: str, feeds: dict[str, np.ndarray]) -> np
 
 def open_session(path: Path, threads: int = 0, providers: list[str] | None = None) -> Session:
     """A plain ONNX Runtime session (CPU unless ``providers`` says otherwise)."""
-    import onnxruntime as ort  # noqa: PLC0415 - keep import light for hosts that pass their own sessions
+    import onnxruntime as ort
 
     if not path.is_file():
         raise FileNotFoundError(f"graph {path} is missing; re-export the diffusion folder with svc-export")
@@ -128,7 +128,7 @@ class _Denoiser:
         self.cond = np.ascontiguousarray(cond, dtype=np.float32)
         self.binding = None
         if hasattr(session, "io_binding") and hasattr(session, "get_inputs"):
-            import onnxruntime as ort  # noqa: PLC0415
+            import onnxruntime as ort
 
             self.binding = session.io_binding()
             self._cond_value = ort.OrtValue.ortvalue_from_numpy(self.cond)

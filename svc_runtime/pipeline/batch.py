@@ -243,7 +243,7 @@ class BatchRunner:
             item.prepared = converter.prepare(decoded)
         except MemoryError as e:
             item.error = e
-        except Exception as e:  # noqa: BLE001 - one file's failure must not stop the batch
+        except Exception as e:
             item.result = failure(item.job, e)
 
     # ----------------------------------------------------------------- the loop
@@ -265,7 +265,7 @@ class BatchRunner:
                         item.claim.release()
                         break
                     ready.put(item)
-            except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
+            except BaseException as e:
                 ready.put(e)
             finally:
                 ready.put(None)
@@ -330,7 +330,7 @@ class BatchRunner:
                 audio = {id(i): a for i, a in zip(todo, rendered)}
             except MemoryError:
                 audio = {}  # one by one below: a smaller group may fit
-            except Exception:  # noqa: BLE001 - render one by one below, so the failure is pinned on its file
+            except Exception:
                 audio = {}
         for item in batch:
             if self.stopped is not None:
@@ -361,7 +361,7 @@ class BatchRunner:
                 return item.error if item.error is not None else _Decided(item.result)
         try:
             return converter.render_each([item.prepared])[0]
-        except Exception as e:  # noqa: BLE001 - pinned on this file by the caller
+        except Exception as e:
             return e
 
     def _retry_smaller(self, item: _Item, first: BaseException):

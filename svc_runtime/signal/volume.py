@@ -68,7 +68,7 @@ def _prefix_sums_at(samples: np.ndarray, positions: list[np.ndarray], block: int
             take = p[cursors[k] : end]
             out[k][cursors[k] : end] = sums[take - b0 - 1]
             cursors[k] = end
-    for k, p in enumerate(positions):  # positions past the end (clipped to n) already counted above
+    for k in range(len(positions)):  # positions past the end (clipped to n) already counted above
         out[k][cursors[k] :] = carry
     return out
 

@@ -172,7 +172,7 @@ def train(
 
 
 def _train(config, out_dims, max_steps, resume, log, process: _Process) -> TrainReport:
-    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - heavy, only for training
+    from torch.utils.tensorboard import SummaryWriter
 
     t = config.train
     device = process.device
@@ -185,18 +185,7 @@ def _train(config, out_dims, max_steps, resume, log, process: _Process) -> Train
     model = Unit2Mel.from_config(config, out_dims).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     report = TrainReport()
-    step = 0
-    previous = latest_checkpoint(expdir) if resume and expdir.is_dir() else None
-    if previous is not None:
-        checkpoint = read_diffusion_checkpoint(previous)
-        if out_dims_of(checkpoint["model"]) != out_dims:
-            raise DiffusionCheckpointError(f"{previous} renders {out_dims_of(checkpoint['model'])} mels, the vocoder {out_dims}")
-        model.load_state_dict(checkpoint["model"])
-        if "optimizer" in checkpoint:
-            optimizer.load_state_dict(checkpoint["optimizer"])
-        step = int(checkpoint.get("global_step", 0))
-        report.resumed_from = previous
-        log(f"resumed from {previous} at step {step}")
+    step = _resume(model, optimizer, expdir if resume else None, out_dims, report, log)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", t.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, t.decay_step, gamma=t.gamma, last_epoch=step - 1 if step else -1)
@@ -204,12 +193,7 @@ def _train(config, out_dims, max_steps, resume, log, process: _Process) -> Train
     if process.world_size > 1:
         trainee = DistributedDataParallel(trainee, device_ids=[device.index] if device.type == "cuda" else None)
 
-    train_set = DiffusionDataset(config.data.training_files, config)
-    sampler = DistributedSampler(train_set, process.world_size, process.rank, seed=t.seed) if process.world_size > 1 else None
-    per_rank = max(1, min(t.batch_size, len(train_set) // process.world_size))
-    loader = DataLoader(train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                        num_workers=t.num_workers, persistent_workers=t.num_workers > 0)
-    valid_loader = DataLoader(DiffusionDataset(config.data.validation_files, config, whole=True, augment=False), batch_size=1)
+    loader, sampler, valid_loader = _loaders(config, process)
     amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[t.amp_dtype]
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
     writer = SummaryWriter(str(expdir / "logs")) if process.is_main else None
@@ -260,6 +244,35 @@ def _train(config, out_dims, max_steps, resume, log, process: _Process) -> Train
     report.checkpoint = last_saved
     report.model = model.eval()
     return report
+
+
+def _resume(model, optimizer, expdir: Path | None, out_dims: int, report: TrainReport, log) -> int:
+    """Load the latest ``model_*.pt`` of ``expdir`` (None: start afresh) into model and optimizer; its step."""
+    previous = latest_checkpoint(expdir) if expdir is not None and expdir.is_dir() else None
+    if previous is None:
+        return 0
+    checkpoint = read_diffusion_checkpoint(previous)
+    if out_dims_of(checkpoint["model"]) != out_dims:
+        raise DiffusionCheckpointError(f"{previous} renders {out_dims_of(checkpoint['model'])} mels, the vocoder {out_dims}")
+    model.load_state_dict(checkpoint["model"])
+    if "optimizer" in checkpoint:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    step = int(checkpoint.get("global_step", 0))
+    report.resumed_from = previous
+    log(f"resumed from {previous} at step {step}")
+    return step
+
+
+def _loaders(config: DiffusionConfig, process: _Process) -> tuple[DataLoader, DistributedSampler | None, DataLoader]:
+    """Training loader (this rank's share, with its sampler under torchrun) and the whole-clip validation loader."""
+    t = config.train
+    train_set = DiffusionDataset(config.data.training_files, config)
+    sampler = DistributedSampler(train_set, process.world_size, process.rank, seed=t.seed) if process.world_size > 1 else None
+    per_rank = max(1, min(t.batch_size, len(train_set) // process.world_size))
+    loader = DataLoader(train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                        num_workers=t.num_workers, persistent_workers=t.num_workers > 0)
+    valid_loader = DataLoader(DiffusionDataset(config.data.validation_files, config, whole=True, augment=False), batch_size=1)
+    return loader, sampler, valid_loader
 
 
 def _save(model, optimizer, expdir: Path, step: int, previous: Path | None, force_every: int) -> Path:

@@ -73,7 +73,7 @@ def open_session(path: Path, threads: int = 0):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # noqa: BLE001 - onnxruntime's own error types; others re-raised
+    except Exception as error:
         raise CheckpointLayoutError(f"{path}: ONNX Runtime cannot load it as a graph ({_ort_cause(error)})") from None
 
 
@@ -135,7 +135,7 @@ def inspect_onnx_encoder(path: Path, session=None) -> OnnxEncoderLayout:
     for samples in PROBE_SAMPLES:
         try:
             out = session.run([graph_output.name], {graph_input.name: probe.feed(_probe_wave(samples))})[0]
-        except Exception as error:  # noqa: BLE001 - onnxruntime's own error types; others re-raised
+        except Exception as error:
             shape = list(probe.feed(_probe_wave(samples)).shape)
             raise CheckpointLayoutError(
                 f"{path}: running it on 16 kHz audio shaped {shape} failed ({_ort_cause(error)})"
