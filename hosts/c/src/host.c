@@ -390,16 +390,17 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
     const svc_model_info *m = &h->model;
     int64_t T = w->frames, hop = m->hop, H = m->n_harmonics, C = m->inter_channels, S = m->n_speakers;
     float *speaker = calloc((size_t)(T * S), sizeof(float));
-    float *prior = malloc((size_t)(C * T) * sizeof(float));
-    float *sine = malloc((size_t)(T * hop * H) * sizeof(float));
+    float *own_prior = w->prior ? NULL : malloc((size_t)(C * T) * sizeof(float));
+    float *own_sine = w->sine ? NULL : malloc((size_t)(T * hop * H) * sizeof(float));
     float *centres = calloc((size_t)m->ssl_dim, sizeof(float));
-    if (!speaker || !prior || !sine || !centres) {
-        free(speaker), free(prior), free(sine), free(centres);
+    if (!speaker || (!w->prior && !own_prior) || (!w->sine && !own_sine) || !centres) {
+        free(speaker), free(own_prior), free(own_sine), free(centres);
         return svc_fail(h, SVC_ERR_MEMORY, "out of memory for a window of %lld frames", (long long)T);
     }
     for (int64_t t = 0; t < T; t++) speaker[t * S + h->opt.speaker_id] = 1.0f;
-    svc_noise_prior(h->opt.seed, w->stream, w->noise_frame, w->noise_frame + T, (int)C, prior);
-    svc_noise_sine(h->opt.seed, w->stream, w->noise_frame, w->noise_frame + T, (int)hop, (int)H, sine);
+    if (own_prior) svc_noise_prior(h->opt.seed, w->stream, w->noise_frame, w->noise_frame + T, (int)C, own_prior);
+    if (own_sine) svc_noise_sine(h->opt.seed, w->stream, w->noise_frame, w->noise_frame + T, (int)hop, (int)H, own_sine);
+    float *prior = own_prior ? own_prior : (float *)w->prior, *sine = own_sine ? own_sine : (float *)w->sine;
     float f0_scale = (float)pow(2.0, h->opt.transpose / 12.0);
     float noise_scale = (float)h->opt.noise_scale, zero = 0.0f;
     int64_t state_frame = w->state_frame;
@@ -418,7 +419,7 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
         memcpy(shape, dims_, sizeof dims_);         \
     }
         if (!strcmp(name, "wav16k")) { data = (void *)w->wav16k; SHAPE(1, w->n16) }
-        else if (!strcmp(name, "audio")) { data = (void *)w->audio; SHAPE(1, T * hop) }
+        else if (!strcmp(name, "audio_in") || !strcmp(name, "audio")) { data = (void *)w->audio; SHAPE(1, T * hop) }
         else if (!strcmp(name, "speaker")) { data = speaker; SHAPE(1, T, S) }
         else if (!strcmp(name, "f0_scale")) { data = &f0_scale; SHAPE(1) }
         else if (!strcmp(name, "noise_scale")) { data = &noise_scale; SHAPE(1) }
@@ -470,7 +471,7 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
         if (inputs[i]) ort->ReleaseValue(inputs[i]);
     for (int i = 0; i < 2; i++)
         if (outputs[i]) ort->ReleaseValue(outputs[i]);
-    free(speaker), free(prior), free(sine), free(centres);
+    free(speaker), free(own_prior), free(own_sine), free(centres);
     return rc;
 }
 

@@ -58,6 +58,8 @@ typedef struct {
     int64_t *phase;     /* [H] in: phase_in, out: phase_out */
     int64_t state_frame;
     float *out_audio;   /* [T * hop] */
+    const float *prior; /* [C, T] noise of the window's frames, or NULL: drawn here */
+    const float *sine;  /* [T * hop, H], or NULL: drawn here */
 } svc_window;
 
 svc_status svc_fail(svc_host *h, svc_status code, const char *fmt, ...);
