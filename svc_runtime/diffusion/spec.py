@@ -13,6 +13,7 @@ from typing import Any
 
 from svc_runtime.diffusion.mel import MelSpec
 from svc_runtime.diffusion.samplers import METHODS
+from svc_runtime.errors import BundleError
 
 SPEC_FILE = "diffusion.json"
 CONDITION_GRAPH = "diffusion_condition"
@@ -20,7 +21,7 @@ DENOISER_GRAPH = "diffusion_denoiser"
 VOCODER_GRAPH = "nsf_hifigan"
 
 
-class DiffusionSpecError(ValueError):
+class DiffusionSpecError(BundleError):
     """A diffusion section that cannot be used; names the field and what is wrong."""
 
 

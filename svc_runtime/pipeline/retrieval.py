@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from svc_runtime.errors import UsageError
+
 RETRIEVAL_TOP_K = 8
 
 
-class RetrievalError(ValueError):
+class RetrievalError(UsageError):
     """A retrieval index or cluster file is missing, unreadable or does not fit the model."""
 
 

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from svc_runtime.errors import UsageError
 
-class SpeakerMixError(ValueError):
+
+class SpeakerMixError(UsageError):
     """The speaker-mix file or mapping breaks the format."""
 
 

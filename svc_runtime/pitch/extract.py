@@ -23,6 +23,7 @@ from typing import Iterator, Literal, Protocol
 import numpy as np
 
 from svc_runtime.audio.resample import resample, resampled_length
+from svc_runtime.errors import SvcError
 from svc_runtime.pitch.classic import ClassicRange, classic_f0, pm
 from svc_runtime.pitch.decode import SalienceDecoder
 from svc_runtime.pitch.methods import NEURAL_METHODS, PITCH_METHODS, pitch_method
@@ -37,7 +38,7 @@ ESTIMATOR_ENTRY_POINTS = "svc_toolkit.pitch_estimators"
 TRAIN_EXTRA_HINT = 'install the training extra: pip install "svc-toolkit[train]"'
 
 
-class PitchExtractionError(RuntimeError):
+class PitchExtractionError(SvcError, RuntimeError):
     """F0 extraction could not run (missing backend, unreadable graph); the message says what to do."""
 
 

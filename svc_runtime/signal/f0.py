@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from svc_runtime.errors import SvcError
 from svc_runtime.vocabulary import F0_MAX_HZ, F0_MIN_HZ
 
 F0_BIN = 256
@@ -26,7 +27,7 @@ UNVOICED_BELOW_HZ = 0.001
 """The pyworld predictors treat values below this as unvoiced when resizing."""
 
 
-class NoVoiceError(ValueError):
+class NoVoiceError(SvcError, ValueError):
     """Raised by :func:`require_voiced` (so-vits-svc's ``f0_filter``) when no frame is voiced."""
 
 
