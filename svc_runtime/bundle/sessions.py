@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from svc_runtime.errors import graph_run, loading_graph
+from svc_runtime.errors import EXIT_USAGE, SvcError, graph_run, loading_graph
 
 PROVIDERS = ("cpu", "cuda", "tensorrt", "openvino")
 GPU_PROVIDERS = ("cuda", "tensorrt")
@@ -41,8 +41,10 @@ _NUMPY_DTYPES = {
 log = logging.getLogger(__name__)
 
 
-class ProviderUnavailableError(RuntimeError):
+class ProviderUnavailableError(SvcError, RuntimeError):
     """The requested execution provider is not in this onnxruntime build (or tensorrt is missing)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)
