@@ -1,0 +1,199 @@
+"""`python -m benchmarks.backends`: the generator graph on every CPU backend, in one process, interleaved.
+
+Backends (each through `Bundle.load(..., roles=("generator",))`, the same bundle files):
+`ort-fp32` (ONNX Runtime, the runtime's default), `ov-fp32` (OpenVINO CPU plugin), `ov-bf16`
+(OpenVINO with bf16 inference precision, on CPUs with AVX512-BF16 / AMX), `ort-int8` (the
+bundle's int8 generator, when it has one). Same feeds for all: random units, a sung F0 glide
+with vibrato, seeded noise. Every repetition runs each backend once, in an order rotated
+between repetitions; speed ratios vs `ort-fp32` are taken inside a repetition, then the median.
+SNR is each backend's audio vs `ort-fp32` on the same feeds.
+
+The model: the random standard-size so-vits-svc 4.1 generator of `benchmarks.models`
+(`svc-train init`), exported by `svc-export --int8` into a generator-only bundle next to it
+(or the full benchmark bundle when it exists). On a shared machine only the interleaved ratios
+mean anything; the load average is printed with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.models import SIZES, _cli, ensure_models
+from svc_runtime.bundle.bundle import Bundle
+from svc_runtime.bundle.sessions import ProviderConfig
+from svc_runtime.signal.nsf_phase import frame_start_phases
+
+REFERENCE = "ort-fp32"
+
+
+def generator_bundle(size: str, cache: Path | None = None) -> Path:
+    """A bundle with the `size` benchmark generator (and its int8 copy): the full benchmark bundle when
+    it is built, else a generator-only export (`svc-export --int8`, ~1 min for standard) cached beside it."""
+    models = ensure_models(size, cache, bundle=False)
+    if (models.bundle / "manifest.json").is_file():
+        return models.bundle
+    out = models.root / "generator_bundle"
+    if not (out / "manifest.json").is_file():
+        cmd = _cli("svc-export") + [str(models.checkpoint), "--config", str(models.config), "-o", str(out), "--int8"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"svc-export failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
+    return out
+
+
+def backends(bundle_dir: Path, threads: int) -> dict[str, tuple[ProviderConfig, str]]:
+    """name -> (provider config, bundle precision) of every backend this machine and bundle can run."""
+    from svc_runtime.bundle.manifest import Manifest
+    from svc_runtime.bundle.openvino_session import cpu_has_bf16, openvino_available
+
+    chosen = {REFERENCE: (ProviderConfig(intra_op_threads=threads), "fp32")}
+    if openvino_available():
+        chosen["ov-fp32"] = (ProviderConfig(provider="openvino", intra_op_threads=threads), "fp32")
+        if cpu_has_bf16():
+            chosen["ov-bf16"] = (
+                ProviderConfig(provider="openvino", intra_op_threads=threads, inference_precision="bf16"), "fp32")
+    if Manifest.read(bundle_dir).graph_for("generator", "int8")[1].precision == "int8":
+        chosen["ort-int8"] = (ProviderConfig(intra_op_threads=threads), "int8")
+    return chosen
+
+
+def generator_feeds(bundle: Bundle, seconds: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs of the generator graph for `seconds` of audio: random units, a sung F0 glide (110-440 Hz,
+    5.5 Hz vibrato, a short unvoiced gap every 2 s), seeded noise at so-vits-svc's scale 0.35."""
+    model = bundle.manifest.model
+    hop, sr = model.hop_length, model.sampling_rate
+    frames = int(round(seconds * sr / hop))
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames) * hop / sr
+    f0 = 110.0 * 2.0 ** (2.0 * (t / max(seconds, 1e-9)) + 0.03 * np.sin(2 * np.pi * 5.5 * t))
+    f0[(t % 2.0) > 1.8] = 0.0
+    f0 = f0[None].astype(np.float32)
+    phase, _ = frame_start_phases(f0, hop, source_sr=model.nsf_source_sampling_rate,
+                                  rand_ini=rng.random((1, model.n_harmonics)))
+    feeds = {
+        "c": rng.standard_normal((1, model.ssl_dim, frames), dtype=np.float32),
+        "f0": f0,
+        "uv": (f0 > 0).astype(np.float32),
+        "speaker": np.ones((1, frames, model.n_speakers), np.float32) / model.n_speakers,
+        "noise_prior": rng.standard_normal((1, model.inter_channels, frames), dtype=np.float32),
+        "noise_scale": np.array([0.35], np.float32),
+        "phase": phase.astype(np.float32),
+        "sine_noise": rng.standard_normal((1, frames * hop, model.n_harmonics), dtype=np.float32),
+    }
+    if model.vol_embedding:
+        feeds["vol"] = np.full((1, frames), 0.3, np.float32)
+    return feeds
+
+
+def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
+    """10 log10(sum ref^2 / sum (other - ref)^2); inf when equal."""
+    reference = reference.astype(np.float64)
+    error = float(np.sum((other - reference) ** 2))
+    return float("inf") if error == 0 else float(10 * np.log10(np.sum(reference**2) / error))
+
+
+def machine() -> dict:
+    """CPU model, its bf16/AMX flags, core count, load average, library versions."""
+    info = {"platform": platform.platform(), "cores": os.cpu_count()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in lscpu.splitlines():
+            if line.startswith("Model name:"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("Flags:"):
+                info["bf16_flags"] = [f for f in line.split() if f in ("avx512_bf16", "amx_bf16", "avx512_vnni")]
+    except OSError:
+        pass
+    import onnxruntime
+
+    info["onnxruntime"] = onnxruntime.__version__
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__
+    except ImportError:
+        info["openvino"] = None
+    return info
+
+
+def run(args: argparse.Namespace, log=print) -> dict:
+    bundle_dir = Path(args.bundle) if args.bundle else generator_bundle(args.size)
+    report = {"machine": machine(), "bundle": str(bundle_dir), "threads": args.threads, "reps": args.reps,
+              "load_before": os.getloadavg(), "backends": {}, "lengths": []}
+    loaded: dict[str, Bundle] = {}
+    for name, (config, precision) in backends(bundle_dir, args.threads).items():
+        started = time.perf_counter()
+        loaded[name] = Bundle.load(bundle_dir, config, precision=precision, roles=("generator",))
+        session = loaded[name].sessions["generator"]
+        report["backends"][name] = {"provider": session.provider, "graph": session.name,
+                                    "load_s": round(time.perf_counter() - started, 3)}
+        log(f"{name:9s} {session.name} on {session.provider}, loaded in {report['backends'][name]['load_s']:.2f} s")
+    names = list(loaded)
+    for seconds in args.seconds:
+        feeds = generator_feeds(loaded[REFERENCE], seconds)
+        outputs = {n: loaded[n].sessions["generator"].run(feeds)["audio"] for n in names}  # warm-up at this shape
+        snr = {n: snr_db(outputs[REFERENCE], outputs[n]) for n in names}
+        walls: dict[str, list[float]] = {n: [] for n in names}
+        cpus: dict[str, list[float]] = {n: [] for n in names}
+        for rep in range(args.reps):
+            order = names[rep % len(names):] + names[: rep % len(names)]
+            for n in order:
+                session = loaded[n].sessions["generator"]
+                c0, t0 = time.process_time(), time.perf_counter()
+                session.run(feeds)
+                walls[n].append(time.perf_counter() - t0)
+                cpus[n].append(time.process_time() - c0)
+        row = {"seconds": seconds, "load": os.getloadavg()[0], "backends": {}}
+        for n in names:
+            ratios = [walls[REFERENCE][i] / walls[n][i] for i in range(args.reps)]
+            row["backends"][n] = {
+                "rtf": statistics.median(walls[n]) / seconds,
+                "rtf_min": min(walls[n]) / seconds, "rtf_max": max(walls[n]) / seconds,
+                "speed_vs_ort_fp32": statistics.median(ratios),
+                "cores_used": statistics.median(c / w for c, w in zip(cpus[n], walls[n])),
+                "snr_db_vs_ort_fp32": snr[n],
+            }
+        report["lengths"].append(row)
+        log(f"\n{seconds:g} s of audio ({args.reps} reps, load {row['load']:.1f}):")
+        log(f"  {'backend':9s} {'RTF':>6s} {'(min-max)':>13s} {'x ort-fp32':>10s} {'cores':>6s} {'SNR dB':>7s}")
+        for n, r in row["backends"].items():
+            log(f"  {n:9s} {r['rtf']:6.3f} {r['rtf_min']:6.3f}-{r['rtf_max']:6.3f} {r['speed_vs_ort_fp32']:10.2f} "
+                f"{r['cores_used']:6.2f} {r['snr_db_vs_ort_fp32']:7.1f}")
+    report["load_after"] = os.getloadavg()
+    return report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="standard", choices=SIZES)
+    parser.add_argument("--bundle", default=None, help="a bundle folder to use instead of the benchmark model's")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[5.0, 10.0, 30.0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    report = run(args)
+    m = report["machine"]
+    print(f"\n{m.get('cpu')} ({m['cores']} cores, {', '.join(m.get('bf16_flags', []))}), onnxruntime "
+          f"{m['onnxruntime']}, openvino {m['openvino']}, {args.threads} threads; load average "
+          f"{report['load_before'][0]:.1f} before, {report['load_after'][0]:.1f} after")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
