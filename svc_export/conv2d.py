@@ -209,12 +209,3 @@ def rewrite_file(source: Path, target: Path, keep_2d: bool = True) -> int:
     model, count = rewrite_model(onnx.load(str(source)), keep_2d)
     onnx.save(model, str(target))
     return count
-
-
-def count_conv1d(model: onnx.ModelProto) -> int:
-    """Conv / ConvTranspose nodes whose weight is a rank-3 initializer (what the pass rewrites)."""
-    dims = {t.name: len(t.dims) for t in model.graph.initializer}
-    return sum(
-        1 for n in model.graph.node
-        if n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 1 and dims.get(n.input[1]) == 3
-    )

@@ -219,8 +219,3 @@ def rewrite_file(path: Path) -> int:
     valid = replace_if_valid(path, model, ".polyphase.onnx",
                              "the ConvTranspose -> Conv pass made an invalid graph of {name} ({error}); kept the original")
     return count if valid else 0
-
-
-def count_conv_transpose(model: onnx.ModelProto) -> int:
-    """ConvTranspose nodes left in `model` (the pass rewrites the eligible ones)."""
-    return sum(1 for n in model.graph.node if n.op_type == "ConvTranspose")

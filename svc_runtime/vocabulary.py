@@ -33,16 +33,6 @@ F0_MAX_HZ = 1100.0
 """Upper edge of the coarse pitch mapping and default ceiling of the F0 methods."""
 
 
-def check_unit_interpolate_mode(mode: object, where: str) -> str:
-    """Return ``mode`` if so-vits-svc 4.1 knows it, else raise ValueError naming ``where`` and the choices."""
-    if mode not in UNIT_INTERPOLATE_MODES:
-        raise ValueError(
-            f"{where}: unit_interpolate_mode must be one of {', '.join(UNIT_INTERPOLATE_MODES)} "
-            f"(so-vits-svc 4.1), got {mode!r}"
-        )
-    return mode  # type: ignore[return-value]
-
-
 __all__ = [
     "DEFAULT_SEED",
     "ENCODER_HOP",
@@ -53,5 +43,4 @@ __all__ = [
     "PITCH_SAMPLE_RATE",
     "UNIT_INTERPOLATE_MODES",
     "UnitInterpolateMode",
-    "check_unit_interpolate_mode",
 ]

@@ -14,11 +14,11 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from graph_counts import count_conv_transpose  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from svc_export.conv_transpose import (  # noqa: E402
     conv_transpose_as_conv,
-    count_conv_transpose,
     polyphase_geometry,
     rewrite_file,
 )

@@ -73,9 +73,10 @@ def test_pass_is_idempotent_and_skips_graphs_without_1d_convolutions(generator_g
 
 
 def test_shared_weight_and_transposed_conv_are_rewritten_once(tmp_path):
+    from graph_counts import count_conv1d
     from onnx import TensorProto, helper, numpy_helper
 
-    from svc_export.conv2d import count_conv1d, rewrite_model
+    from svc_export.conv2d import rewrite_model
     from svc_export.onnx_export import ort_session
 
     rng = np.random.default_rng(0)

@@ -7,9 +7,7 @@ from svc_runtime.signal.f0 import (
     NoVoiceError,
     f0_at_times,
     f0_to_coarse,
-    frame_times,
     interpolate_unvoiced,
-    n_frames_for,
     nearest_indices,
     require_voiced,
     resize_f0,
@@ -102,9 +100,7 @@ def test_f0_at_times_is_voicing_aware():
         f0_at_times(f0, t, t, mode="cubic")
 
 
-def test_grid_helpers_and_shift():
-    np.testing.assert_allclose(frame_times(3, 44100, 512), [0, 512 / 44100, 1024 / 44100])
-    assert n_frames_for(44100, 512) == 86
+def test_shift():
     f0 = np.array([0.0, 220.0], np.float32)
     up = shift_f0(f0, 12)
     assert up.dtype == np.float32

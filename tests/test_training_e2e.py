@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 from svc_train import load_generator
 from svc_train.cli import app
 from svc_train.training import learning_rate_at
-from svc_train.training.summary import read_metrics
+
+
+def read_metrics(model_dir: Path) -> list[dict]:
+    """The events of ``MODEL_DIR/metrics.jsonl`` the trainer writes (empty when there is none)."""
+    path = model_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 ENCODER = Path(__file__).parent / "fixtures" / "contentvec_small" / "hf"  # tiny random ContentVec (64-d units)
 

@@ -130,16 +130,6 @@ def resize_f0(
     raise ValueError(f"unknown resize mode {mode!r}; use 'nearest' or 'linear'")
 
 
-def frame_times(n_frames: int, sr: int, hop: int) -> np.ndarray:
-    """Times in seconds of the frames of an ``(sr, hop)`` grid: [n_frames] float64, ``i * hop / sr``."""
-    return np.arange(n_frames, dtype=np.float64) * hop / sr
-
-
-def n_frames_for(n_samples: int, hop: int) -> int:
-    """Frames of a signal of ``n_samples`` on a grid of hop ``hop`` (so-vits-svc's ``p_len``)."""
-    return int(n_samples) // int(hop)
-
-
 def f0_at_times(
     f0: np.ndarray,
     src_times: np.ndarray,
@@ -204,9 +194,7 @@ __all__ = [
     "UNVOICED_BELOW_HZ",
     "f0_at_times",
     "f0_to_coarse",
-    "frame_times",
     "interpolate_unvoiced",
-    "n_frames_for",
     "nearest_indices",
     "require_voiced",
     "resize_f0",

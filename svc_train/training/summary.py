@@ -91,12 +91,4 @@ class TrainingLog:
                 writer.close()
 
 
-def read_metrics(model_dir: Path) -> list[dict[str, Any]]:
-    """The events of ``MODEL_DIR/metrics.jsonl`` (empty when there is none)."""
-    path = model_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-__all__ = ["TrainingLog", "plot_curves", "plot_spectrogram", "read_metrics"]
+__all__ = ["TrainingLog", "plot_curves", "plot_spectrogram"]
