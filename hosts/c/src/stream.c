@@ -20,6 +20,7 @@ struct svc_stream {
     float *inp;        /* input history, inp[0] is stream sample inp_start */
     int64_t inp_len, inp_cap, inp_start, n_in;
     int64_t done;      /* frames emitted */
+    int64_t origin;    /* the first window's first frame: frame 0 of the noise stream and of the phase */
     int64_t *phase;    /* [H] NSF phase before frame phase_frame */
     int64_t phase_frame;
     float *tail;       /* [fade] faded-out tail waiting for the next piece */
@@ -97,11 +98,12 @@ svc_status svc_stream_reset(svc_host *h) {
     svc_stream *s = h->stream;
     int64_t hop = h->model.hop;
     svc_noise_initial_phase(h->opt.seed, 0, h->model.n_harmonics, s->phase);
-    s->phase_frame = -1; /* set by the first window */
     s->inp_len = s->window * hop; /* one window of silence before the stream */
     memset(s->inp, 0, (size_t)s->inp_len * sizeof(float));
     s->inp_start = 0;
     s->n_in = s->inp_len;
+    s->origin = (s->n_in + s->block) / hop - s->window;
+    s->phase_frame = s->origin;
     s->done = s->window;
     memset(s->tail, 0, (size_t)(s->fade + 1) * sizeof(float));
     s->noise_start = -1; /* nothing drawn */
@@ -132,12 +134,12 @@ static void slide_noise(svc_host *h, int64_t ga) {
     s->noise_start = ga;
 }
 
-/* Run the graph over the window ending at the newest complete frame; emit frames [done, k1). */
+/* Run the graph over the window ending at the newest complete frame; emit frames [done, k1), if any (at the
+ * start of a stream the first blocks only fill the look-ahead). */
 static svc_status advance(svc_host *h, int64_t k1) {
     svc_stream *s = h->stream;
     const svc_model_info *m = &h->model;
     int64_t hop = m->hop, fe = s->n_in / hop, ga = fe - s->window;
-    if (s->phase_frame < 0) s->phase_frame = ga;
     if (ga != s->phase_frame)
         return svc_fail(h, SVC_ERR_RUNTIME, "stream state out of step: window starts at frame %lld, phase is for %lld",
                         (long long)ga, (long long)s->phase_frame);
@@ -145,13 +147,15 @@ static svc_status advance(svc_host *h, int64_t k1) {
     const float *audio = s->inp + (ga * hop - s->inp_start);
     if (svc_resample(audio, s->window * hop, m->sampling_rate, m->encoder_rate, s->wav16k))
         return svc_fail(h, SVC_ERR_RUNTIME, "soxr could not resample the window to %d Hz", m->encoder_rate);
-    slide_noise(h, ga);
-    svc_window w = {.wav16k = s->wav16k, .n16 = s->n16, .audio = audio, .frames = s->window, .noise_frame = ga,
+    slide_noise(h, ga - s->origin);
+    svc_window w = {.wav16k = s->wav16k, .n16 = s->n16, .audio = audio, .frames = s->window,
+                    .noise_frame = ga - s->origin,
                     .stream = 0, .phase = s->phase, .state_frame = next_ga - ga, .out_audio = s->piece,
                     .prior = s->prior, .sine = s->sine};
     svc_status rc = svc_run_window(h, &w);
     if (rc) return rc;
     s->phase_frame = next_ga;
+    if (k1 <= s->done) return SVC_OK;
     /* _emit: the piece for frames [done, k1), crossfaded over the fade before the join */
     int64_t base = ga * hop, fade = s->fade, lo = s->done * hop - fade, hi = k1 * hop - fade;
     int64_t len = hi - lo;
@@ -184,8 +188,7 @@ svc_status svc_stream_process(svc_host *h, const float *in, float *out) {
     s->inp_len += block;
     s->n_in += block;
     int64_t k1 = (s->n_in - s->lookahead * hop) / hop;
-    svc_status rc = SVC_OK;
-    if (k1 > s->done) rc = advance(h, k1);
+    svc_status rc = advance(h, k1); /* one run per block, always */
     int64_t drop = s->inp_len - (s->window + 2) * hop - block;
     if (drop > 0) {
         memmove(s->inp, s->inp + drop, (size_t)(s->inp_len - drop) * sizeof(float));
