@@ -16,7 +16,7 @@ phases are computed here in float64 from f0 and the noise is zero.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from svc_runtime.diffusion.mel import MelSpec
+from svc_runtime.schema import read_dataclass, to_mapping
 from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
 from svc_train.models.nsf_source import (
     SINE_AMP,
@@ -43,16 +44,10 @@ class VocoderLoadError(ValueError):
 
 
 @dataclass(frozen=True)
-class VocoderConfig:
-    """The subset of the community ``config.json`` that shapes the generator and its mel."""
+class VocoderConfig(MelSpec):
+    """The subset of the community ``config.json`` that shapes the generator: its mel analysis
+    (the `MelSpec` fields it inherits) and the HiFiGAN layout."""
 
-    sampling_rate: int = 44100
-    num_mels: int = 128
-    n_fft: int = 2048
-    win_size: int = 2048
-    hop_size: int = 512
-    fmin: float = 40.0
-    fmax: float = 16000.0
     resblock: str = "1"
     upsample_rates: tuple[int, ...] = (8, 8, 2, 2, 2)
     upsample_kernel_sizes: tuple[int, ...] = (16, 16, 4, 4, 4)
@@ -62,7 +57,7 @@ class VocoderConfig:
 
     @property
     def mel(self) -> MelSpec:
-        return MelSpec(self.sampling_rate, self.num_mels, self.n_fft, self.win_size, self.hop_size, self.fmin, self.fmax)
+        return MelSpec(**{f.name: getattr(self, f.name) for f in fields(MelSpec)})
 
     @property
     def upsample_factor(self) -> int:
@@ -76,21 +71,9 @@ class VocoderConfig:
         missing = [k for k in required if k not in raw]
         if missing:
             raise VocoderLoadError(f"{source} lacks {missing}; it must be the config.json shipped with the nsf_hifigan model")
-        config = cls(
-            sampling_rate=int(raw["sampling_rate"]),
-            num_mels=int(raw["num_mels"]),
-            n_fft=int(raw["n_fft"]),
-            win_size=int(raw["win_size"]),
-            hop_size=int(raw["hop_size"]),
-            fmin=float(raw.get("fmin", 0.0) or 0.0),
-            fmax=float(raw.get("fmax") or raw["sampling_rate"] / 2),
-            resblock=str(raw.get("resblock", "1")),
-            upsample_rates=tuple(int(v) for v in raw["upsample_rates"]),
-            upsample_kernel_sizes=tuple(int(v) for v in raw["upsample_kernel_sizes"]),
-            upsample_initial_channel=int(raw["upsample_initial_channel"]),
-            resblock_kernel_sizes=tuple(int(v) for v in raw["resblock_kernel_sizes"]),
-            resblock_dilation_sizes=tuple(tuple(int(d) for d in ds) for ds in raw["resblock_dilation_sizes"]),
-        )
+        # null fmin / fmax mean 0 and Nyquist, as in the reference's mel code
+        raw = {**raw, "fmin": raw.get("fmin") or 0.0, "fmax": raw.get("fmax") or raw["sampling_rate"] / 2}
+        config = read_dataclass(cls, raw, source, error=VocoderLoadError)
         if config.upsample_factor != config.hop_size:
             raise VocoderLoadError(
                 f"{source}: prod(upsample_rates) = {config.upsample_factor} must equal hop_size = {config.hop_size}"
@@ -102,15 +85,7 @@ class VocoderConfig:
         return config
 
     def to_dict(self) -> dict:
-        return {
-            "sampling_rate": self.sampling_rate, "num_mels": self.num_mels, "n_fft": self.n_fft,
-            "win_size": self.win_size, "hop_size": self.hop_size, "fmin": self.fmin, "fmax": self.fmax,
-            "resblock": self.resblock, "upsample_rates": list(self.upsample_rates),
-            "upsample_kernel_sizes": list(self.upsample_kernel_sizes),
-            "upsample_initial_channel": self.upsample_initial_channel,
-            "resblock_kernel_sizes": list(self.resblock_kernel_sizes),
-            "resblock_dilation_sizes": [list(d) for d in self.resblock_dilation_sizes],
-        }
+        return to_mapping(self)
 
 
 def _padding(kernel: int, dilation: int = 1) -> int:
