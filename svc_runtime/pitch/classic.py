@@ -132,14 +132,8 @@ def harvest(
 
     Frame ``i`` at ``i * frame_period_s`` s, ``T = int(duration / period) + 1``.
     """
-    x = _check_audio(audio, sample_rate, "harvest")
-    period = _check_period(frame_period_s, "harvest")
-    pw = load_pyworld()
-    f0, t = pw.harvest(
-        x, fs=sample_rate, f0_floor=pitch_range.f0_min, f0_ceil=pitch_range.f0_max, frame_period=1000.0 * period
-    )
-    f0 = pw.stonemask(x, f0, t, sample_rate)
-    return np.asarray(t, dtype=np.float64), np.asarray(f0, dtype=np.float32)
+    t, f0 = _world("harvest", audio, sample_rate, frame_period_s, pitch_range)
+    return t, f0.astype(np.float32)
 
 
 def dio(
@@ -149,14 +143,21 @@ def dio(
     pitch_range: ClassicRange = ClassicRange(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """WORLD DIO refined by StoneMask, rounded to 0.1 Hz (so-vits-svc's ``DioF0Predictor``)."""
-    x = _check_audio(audio, sample_rate, "dio")
-    period = _check_period(frame_period_s, "dio")
+    t, f0 = _world("dio", audio, sample_rate, frame_period_s, pitch_range)
+    return t, np.round(f0, 1).astype(np.float32)
+
+
+def _world(
+    method: str, audio: np.ndarray, sample_rate: int, frame_period_s: float, pitch_range: ClassicRange
+) -> tuple[np.ndarray, np.ndarray]:
+    """pyworld's ``harvest`` or ``dio`` refined by StoneMask: ``(times_s [T] float64, f0_hz [T] float64)``."""
+    x = _check_audio(audio, sample_rate, method)
+    period = _check_period(frame_period_s, method)
     pw = load_pyworld()
-    f0, t = pw.dio(
+    f0, t = getattr(pw, method)(
         x, fs=sample_rate, f0_floor=pitch_range.f0_min, f0_ceil=pitch_range.f0_max, frame_period=1000.0 * period
     )
-    f0 = np.round(pw.stonemask(x, f0, t, sample_rate), 1)
-    return np.asarray(t, dtype=np.float64), np.asarray(f0, dtype=np.float32)
+    return np.asarray(t, dtype=np.float64), pw.stonemask(x, f0, t, sample_rate)
 
 
 def pm(
