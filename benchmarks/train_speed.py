@@ -3,6 +3,7 @@
     python -m benchmarks.train_speed                                  # ../shared/corpus/speech, tiny model, CPU
     python -m benchmarks.train_speed --size standard --device cuda --steps 50
     python -m benchmarks.train_speed --d-channel-scale 0.125          # narrowed discriminator (CPU smoke runs)
+    python -m benchmarks.train_speed --size cpu --d-channel-scale 0.25  # the documented CPU preset (README)
 
 Runs ``svc-train resample`` -> ``config`` -> ``features`` on the corpus (three speaker
 folders), then trains ``--steps`` steps in one process and reports the time of each
@@ -28,6 +29,7 @@ from rich.table import Table
 from typer.testing import CliRunner
 
 from svc_train.cli import app
+from svc_train.data.config_builder import MODEL_SIZES
 from svc_train.training import Trainer, TrainOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +50,11 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, dict[str, float
     timings = {}
     timings["resample"] = _cli(["resample", str(args.corpus), str(dataset), "-j", str(args.workers)])
     config_args = ["config", str(dataset), "-o", str(config), "--filelists", str(work / "lists"), "--size", args.size,
-                   "--encoder-checkpoint", str(args.encoder), "--set", f"train.batch_size={args.batch_size}",
+                   "--encoder-checkpoint", str(args.encoder),
                    "--set", f"train.log_interval={args.steps + 1}", "--set", f"train.eval_interval={10**9}",
                    "--set", f"train.fp16_run={'true' if args.fp16 else 'false'}"]
+    if args.batch_size is not None:
+        config_args += ["--set", f"train.batch_size={args.batch_size}"]
     for assignment in args.set:
         config_args += ["--set", assignment]
     timings["config"] = _cli(config_args)
@@ -89,9 +93,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/svc_train_speed"))
     parser.add_argument("--encoder", type=Path, default=DEFAULT_ENCODER)
     parser.add_argument("--f0-method", default="dio")
-    parser.add_argument("--size", default="tiny", choices=("tiny", "standard"))
+    parser.add_argument("--size", default="tiny", choices=MODEL_SIZES)
     parser.add_argument("--set", action="append", default=[], help="extra config override SECTION.KEY=VALUE")
-    parser.add_argument("--batch-size", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the size template's")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default=None)

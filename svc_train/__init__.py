@@ -1,11 +1,23 @@
-"""svc_train: PyTorch networks, feature extraction and training for so-vits-svc 4.1 models."""
+"""svc_train: PyTorch networks, feature extraction and training for so-vits-svc 4.1 models.
 
-__all__: list[str] = []
+`load_content_encoder` and `load_generator` load torch on first use (PEP 562), so that
+`svc-train --help` and the torch-free modules (cli, data.config_builder) import quickly.
+"""
 
-from svc_train.encoders import load_content_encoder  # noqa: E402
+from __future__ import annotations
 
-__all__.append("load_content_encoder")
+import importlib
+from typing import Any
 
-from svc_train.checkpoint import load_generator  # noqa: E402
+_EXPORTS = {
+    "load_content_encoder": "svc_train.encoders",
+    "load_generator": "svc_train.checkpoint",
+}
 
-__all__.append("load_generator")
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'svc_train' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -24,22 +24,24 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from svc_runtime.errors import REPORT_HINT, SvcError
+from svc_runtime.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, REPORT_HINT, SvcError
 
 
 class ExitCode(IntEnum):
     """Exit status of every command, by kind of outcome (the same in all three CLIs)."""
 
     OK = 0
-    FAILED = 1  # the work ran and something failed: a file, a check, a training run
-    USAGE = 2  # bad option or input, found before any work was done (nothing written)
+    FAILED = EXIT_FAILED  # the work ran and something failed: a file, a check, a training run
+    USAGE = EXIT_USAGE  # bad option, input, model or bundle, found before any work (nothing written)
     MISSING_EXTRA = 3  # an optional dependency is not installed; the message names the extra
-    INTERRUPTED = 130  # Ctrl-C / SIGINT
+    INTERRUPTED = EXIT_SIGINT  # Ctrl-C / SIGINT
+    TERMINATED = EXIT_SIGTERM  # SIGTERM (a scheduler stopping the job)
 
 
 EXIT_CODES_EPILOG = (
-    "Exit codes: 0 done; 1 the work failed (a file, a check, a run); 2 bad option or input, "
-    "nothing done; 3 an optional dependency is missing (the message names the extra); 130 interrupted."
+    "Exit codes: 0 done; 1 the work failed (a file, a check, a run); 2 bad option, input, model or "
+    "bundle, nothing done; 3 an optional dependency is missing (the message names the extra); "
+    "130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
 )
 
 # Import name -> (extra, distribution) for every optional dependency; pyproject.toml lists the
@@ -50,7 +52,6 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "parselmouth": ("classic", "praat-parselmouth"),
     "torch": ("train", "torch"),
     "librosa": ("train", "librosa"),
-    "scipy": ("train", "scipy"),
     "transformers": ("train", "transformers"),
     "tensorboard": ("train", "tensorboard"),
     "faiss": ("train", "faiss-cpu"),
@@ -108,7 +109,8 @@ def new_app(name: str, help: str) -> typer.Typer:
 
 
 def register(app: typer.Typer, function: Callable[..., Any], name: str | None = None, **settings: Any) -> None:
-    """Add ``function`` as a command of ``app``; a missing optional dependency becomes one line, exit 3."""
+    """Add ``function`` as a command of ``app``. A failure the user can act on (`SvcError`) becomes
+    one line with its exit code; a missing optional dependency one line naming the extra (exit 3)."""
 
     @functools.wraps(function)
     def command(*args: Any, **kwargs: Any) -> Any:
@@ -160,7 +162,7 @@ def run(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
         raise SystemExit(error.exit_code) from None
     except typer.Abort:
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
-    except Exception:  # noqa: BLE001 - not a known failure: a bug, shown with its traceback
+    except Exception:
         traceback.print_exc()
         say(f"internal error; {REPORT_HINT}", style="bold red", label="error:")
         raise SystemExit(int(ExitCode.FAILED)) from None

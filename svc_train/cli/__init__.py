@@ -1,10 +1,5 @@
-"""`svc-train`: dataset preparation, training, and checkpoint tools."""
+"""`svc-train`: dataset preparation, training, and checkpoint tools (torch loads only when a command runs)."""
 
-from svc_train.cli.app import app
-
-
-def main() -> None:
-    app()
-
+from svc_train.cli.app import app, main
 
 __all__ = ["app", "main"]

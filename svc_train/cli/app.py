@@ -1,14 +1,35 @@
-"""The `svc-train` typer application; each sub-command lives in its own module."""
+"""The `svc-train` application: every sub-command registered here, explicitly, in workflow order."""
 
-import typer
+from __future__ import annotations
 
-app = typer.Typer(
-    name="svc-train",
-    help="Prepare data, train a so-vits-svc 4.1 voice, and manage checkpoints.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    pretty_exceptions_show_locals=False,
+from svc_runtime.cli.base import new_app, register, run
+from svc_train.cli import (
+    cluster,
+    compress,
+    config,
+    diffusion_cmd,
+    features,
+    index,
+    init_cmd,
+    mix,
+    resample,
+    slice_cmd,
+    train,
 )
 
-# Sub-commands register themselves on `app` when imported.
-from svc_train.cli import commands  # noqa: E402,F401
+app = new_app("svc-train", "Prepare data, train a so-vits-svc 4.1 voice, and manage checkpoints.")
+register(app, slice_cmd.slice_command, "slice")
+register(app, resample.resample_command, "resample")
+register(app, config.config_command, "config")
+register(app, features.features_command, "features")
+register(app, train.train_command, "train")
+register(app, diffusion_cmd.diffusion_command, "diffusion")
+register(app, init_cmd.init_command, "init")
+register(app, index.index_command, "index")
+register(app, cluster.cluster_command, "cluster")
+register(app, mix.mix_command, "mix")
+register(app, compress.compress_command, "compress")
+
+
+def main() -> None:
+    run(app)

@@ -3,46 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
-from rich.console import Console
 
-from svc_train.cli._errors import exit_with_error
-from svc_train.cli.app import app
-from svc_train.data.parallel import run_jobs
-from svc_train.data.resample import (
-    FileResult,
-    ResampleSettings,
-    default_workers,
-    list_speaker_files,
-    prepare_file,
-    target_path,
-)
+from svc_runtime.cli.base import ExitCode, fail, say, warn
 
 
-def _run(job: tuple[Path, Path, ResampleSettings]) -> FileResult:
+def _run(job):
+    from svc_train.data.resample import prepare_file
+
     return prepare_file(*job)
 
 
-@app.command("resample")
 def resample_command(
-    in_dir: Path = typer.Argument(..., help="One sub-folder per speaker with wav/flac/ogg/mp3 files."),
-    out_dir: Path = typer.Argument(..., help="Output dataset folder: OUT_DIR/<speaker>/<name>.wav (16-bit)."),
-    sampling_rate: int = typer.Option(44100, "--sr", help="Model sample rate in Hz."),
+    in_dir: Path = typer.Argument(..., help="One sub-folder per speaker with wav/flac/ogg/mp3 files.",
+                                  show_default=False),
+    out_dir: Path = typer.Argument(..., help="Output dataset folder: OUT_DIR/<speaker>/<name>.wav (16-bit).",
+                                   show_default=False),
+    sampling_rate: Optional[int] = typer.Option(None, "--sr", help="Model sample rate in Hz (default 44100, "
+                                                "svc_train.data.resample.ResampleSettings)."),
     skip_loudnorm: bool = typer.Option(False, "--skip-loudnorm", help="Keep levels (only peak-limit)."),
-    target_lufs: float = typer.Option(-23.0, help="Integrated loudness target (ITU-R BS.1770-4)."),
-    workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (0: one per CPU, at most 8)."),
+    target_lufs: Optional[float] = typer.Option(None, help="Integrated loudness target, ITU-R BS.1770-4 "
+                                                "(default: ResampleSettings')."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0,
+                                          help="Worker processes; 0 = in this process (default: one per CPU, at most 8)."),
 ) -> None:
     """Prepare a dataset: trim silence (top_db 40), peak-normalise, loudness-match, resample, write 16-bit wav."""
-    console = Console(stderr=True)
+    from svc_train.data.parallel import run_jobs
+    from svc_train.data.resample import FileResult, ResampleSettings, default_workers, list_speaker_files, target_path
+
+    given = {k: v for k, v in (("sampling_rate", sampling_rate), ("target_lufs", target_lufs)) if v is not None}
     try:
-        settings = ResampleSettings(sampling_rate=sampling_rate, skip_loudnorm=skip_loudnorm, target_lufs=target_lufs)
+        settings = ResampleSettings(skip_loudnorm=skip_loudnorm, **given)
         speakers, problems = list_speaker_files(in_dir)
     except (ValueError, FileNotFoundError) as e:
-        exit_with_error(str(e))
+        fail(str(e))
     for problem in problems:
-        console.print(f"[yellow]note[/] {problem}")
-    jobs: list[tuple[Path, Path, ResampleSettings]] = []
+        warn(problem)
+    jobs = []
     seen: dict[Path, Path] = {}
     skipped: list[FileResult] = []
     for speaker, files in speakers.items():
@@ -54,19 +53,17 @@ def resample_command(
             seen[target] = source
             jobs.append((source, target, settings))
     if not jobs:
-        console.print(f"[red]{in_dir}: nothing to resample")
-        raise typer.Exit(1)
-    n_workers = workers or default_workers()
+        fail(f"{in_dir}: nothing to resample")
     done = 0
-    for result in run_jobs(_run, jobs, n_workers, "resample", console):
+    for result in run_jobs(_run, jobs, default_workers() if workers is None else workers, "resample"):
         if result.error:
             skipped.append(result)
         else:
             done += 1
             for note in result.notes:
-                console.print(f"[dim]{result.source}: {note}")
+                say(f"{result.source}: {note}", style="dim")
     for result in skipped:
-        console.print(f"[yellow]skipped[/] {result.source}: {result.error}", soft_wrap=True)
-    console.print(f"{done} of {len(jobs)} files written to {out_dir} at {sampling_rate} Hz")
+        warn(f"{result.source}: {result.error}", label="skipped")
+    say(f"{done} of {len(jobs)} files written to {out_dir} at {settings.sampling_rate} Hz")
     if done == 0:
-        raise typer.Exit(1)
+        raise typer.Exit(int(ExitCode.FAILED))

@@ -3,8 +3,9 @@
 As so-vits-svc's ``preprocess_flist_config.py``: one speaker per sub-folder of
 the dataset (ids in sorted folder order), clips under 0.3 s skipped, a few
 clips per speaker held out for validation, the config written from the 4.1
-template (``standard``) or the 4.1 tiny template (``tiny``), with the speech
-encoder's unit size as ``ssl_dim`` and ``gin_channels``, and ``--vol-aug``
+template (``standard``), the 4.1 tiny template (``tiny``) or the CPU preset
+(``cpu``), with the speech encoder's unit size (from ``svc_train.encoders.ENCODER_SPECS``
+or read from the checkpoint) as ``ssl_dim`` and ``gin_channels``, and ``--vol-aug``
 turning on both the volume embedding and volume augmentation.
 
 File lists hold absolute wav paths, one per line, so they work from any
@@ -22,21 +23,12 @@ from typing import Any, Literal
 
 import soundfile
 
-ModelSize = Literal["standard", "tiny"]
+from svc_runtime.atomic import atomic_output
+
+ModelSize = Literal["standard", "tiny", "cpu"]
+MODEL_SIZES: tuple[str, ...] = ("standard", "tiny", "cpu")
 MIN_CLIP_S = 0.3
 SPLIT_SEED = 1234
-
-# so-vits-svc's unit size per speech encoder name (a checkpoint can override it, see `encoder_dim`).
-ENCODER_DIMS: dict[str, int] = {
-    "vec768l12": 768,
-    "vec256l9": 256,
-    "hubertsoft": 256,
-    "whisper-ppg": 1024,
-    "cnhubertlarge": 1024,
-    "dphubert": 768,
-    "whisper-ppg-large": 1280,
-    "wavlmbase+": 768,
-}
 
 _TRAIN: dict[str, Any] = {
     "log_interval": 200,
@@ -118,18 +110,33 @@ _MODEL_TINY: dict[str, Any] = {
 }
 
 
+# The CPU preset: the tiny model with narrow layers, short segments and small
+# batches, losses on the console every 10 steps, for CPU training that a user can follow
+# (benchmarks/train_speed.py --size cpu); quality needs a GPU and the standard model.
+_MODEL_CPU: dict[str, Any] = {
+    **_MODEL_TINY,
+    "hidden_channels": 64,
+    "inter_channels": 64,
+    "filter_channels": 128,
+    "upsample_initial_channel": 128,
+}
+_TRAIN_CPU: dict[str, Any] = {**_TRAIN, "batch_size": 4, "segment_size": 5120, "log_interval": 10, "eval_interval": 200}
+
+_TEMPLATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "standard": (_TRAIN, _MODEL_STANDARD),
+    "tiny": (_TRAIN, _MODEL_TINY),
+    "cpu": (_TRAIN_CPU, _MODEL_CPU),
+}
+DEFAULT_SPEECH_ENCODER: str = _MODEL_STANDARD["speech_encoder"]
+DEFAULT_SAMPLING_RATE: int = _DATA["sampling_rate"]
+
+
 def config_template(size: ModelSize) -> dict[str, Any]:
-    """A fresh so-vits-svc 4.1 config dict (train, data, model, spk) of the given size."""
-    if size not in ("standard", "tiny"):
-        raise ValueError(f"unknown model size {size!r}; choose 'standard' or 'tiny'")
-    model = _MODEL_STANDARD if size == "standard" else _MODEL_TINY
-    return copy.deepcopy({"train": _TRAIN, "data": _DATA, "model": model, "spk": {}})
-
-
-def encoder_dim(name: str) -> int:
-    if name not in ENCODER_DIMS:
-        raise ValueError(f"unknown speech encoder {name!r}; choose one of {', '.join(ENCODER_DIMS)}")
-    return ENCODER_DIMS[name]
+    """A fresh so-vits-svc 4.1 config dict (train, data, model, spk) of the given size (`MODEL_SIZES`)."""
+    if size not in _TEMPLATES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}")
+    train, model = _TEMPLATES[size]
+    return copy.deepcopy({"train": train, "data": _DATA, "model": model, "spk": {}})
 
 
 def apply_override(config: dict[str, Any], assignment: str) -> None:
@@ -205,16 +212,20 @@ def build_config(
     split: DatasetSplit,
     train_list: Path,
     val_list: Path,
+    units_dim: int,
     size: ModelSize = "standard",
-    speech_encoder: str = "vec768l12",
-    units_dim: int | None = None,
-    sampling_rate: int = 44100,
+    speech_encoder: str = DEFAULT_SPEECH_ENCODER,
+    sampling_rate: int = DEFAULT_SAMPLING_RATE,
     vol_aug: bool = False,
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The config dict for ``split``; ``units_dim`` (from a checkpoint) overrides the encoder's usual size."""
+    """The config dict for ``split`` with ``units_dim``-wide units (ssl_dim, gin_channels).
+
+    An override of ``model.ssl_dim`` that disagrees with ``units_dim`` is refused: the features
+    would not fit the model.
+    """
     config = config_template(size)
-    dim = units_dim if units_dim is not None else encoder_dim(speech_encoder)
+    dim = units_dim
     config["spk"] = dict(split.speakers)
     config["model"]["n_speakers"] = len(split.speakers)
     config["model"]["speech_encoder"] = speech_encoder
@@ -229,12 +240,17 @@ def build_config(
         config["model"]["vol_embedding"] = True
     for assignment in overrides or []:
         apply_override(config, assignment)
+    if config["model"]["ssl_dim"] != dim:
+        raise ValueError(
+            f"model.ssl_dim={config['model']['ssl_dim']} disagrees with the {dim}-wide units of {speech_encoder}; "
+            "drop the override (ssl_dim comes from the encoder)"
+        )
     return config
 
 
 def write_filelist(path: Path, files: list[Path]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{f}\n" for f in files), encoding="utf-8")
+    with atomic_output(path, text=True) as handle:
+        handle.write("".join(f"{f}\n" for f in files))
 
 
 def read_filelist(path: Path) -> list[Path]:
@@ -246,17 +262,18 @@ def read_filelist(path: Path) -> list[Path]:
 
 
 def write_config(path: Path, config: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with atomic_output(path, text=True) as handle:
+        handle.write(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 __all__ = [
-    "ENCODER_DIMS",
+    "DEFAULT_SAMPLING_RATE",
+    "DEFAULT_SPEECH_ENCODER",
+    "MODEL_SIZES",
     "DatasetSplit",
     "apply_override",
     "build_config",
     "config_template",
-    "encoder_dim",
     "read_filelist",
     "split_dataset",
     "write_config",

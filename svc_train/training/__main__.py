@@ -2,7 +2,8 @@
 
 import sys
 
-from svc_train.cli import app
+from svc_runtime.cli.base import run
+from svc_train.cli.app import app
 
 if __name__ == "__main__":
-    sys.exit(app(["train", *sys.argv[1:]]))
+    run(app, ["train", *sys.argv[1:]])

@@ -41,6 +41,7 @@ from svc_train.models.discriminator import MultiPeriodDiscriminator
 from svc_train.models.synthesizer import SynthesizerTrn
 from svc_train.training.checkpoints import checkpoint_step, clean_checkpoints, latest_pair, load_matching_weights
 from svc_train.training.distributed import DistributedContext, barrier, init_distributed, shutdown
+from svc_train.training.progress import TrainingProgress, console_interval
 from svc_train.training.schedule import learning_rate_at
 from svc_train.training.summary import TrainingLog, plot_curves, plot_spectrogram
 
@@ -57,6 +58,8 @@ class TrainOptions:
     tensorboard: write TensorBoard event files (metrics.jsonl is always written).
     discriminator_scale: width factor of the discriminator; 1.0 is so-vits-svc's network (the
         only one whose D checkpoints are interchangeable with it); smaller is for CPU smoke runs.
+    log_every: print the losses every this many steps (None: the config's ``log_interval`` on a
+        GPU, at most `progress.CPU_LOG_EVERY` on the CPU); TensorBoard keeps ``log_interval``.
     """
 
     config_path: Path
@@ -67,6 +70,7 @@ class TrainOptions:
     workers: int = 0
     tensorboard: bool = True
     discriminator_scale: float = 1.0
+    log_every: int | None = None
 
 
 def slice_segments(x: torch.Tensor, starts: torch.Tensor, size: int) -> torch.Tensor:
@@ -219,36 +223,38 @@ class Trainer:
                 "device": str(self.device), "learning_rate": self.learning_rate(self.epoch),
                 "resumed_from": self.resumed_from.name if self.resumed_from else None,
             })
+        progress = self._progress() if self.ctx.is_main else contextlib.nullcontext()
         try:
-            while self.epoch <= t.epochs and (max_steps is None or self.step < max_steps):
-                lr = self.learning_rate(self.epoch)
-                for optimizer in (self.optim_g, self.optim_d):
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                self.sampler.set_epoch(self.epoch)
-                self.train_set.set_epoch(self.epoch)
-                epoch_start = time.perf_counter()
-                finished_epoch = True
-                for batch_index, batch in enumerate(self.train_loader):
-                    if max_steps is not None and self.step >= max_steps:
-                        finished_epoch = False
-                        break
-                    losses = self.train_step(batch)
-                    last_step = self.step
-                    if self.ctx.is_main:
-                        self._record(losses, lr, batch_index)
-                        if self.step % t.eval_interval == 0 and self.step > 0:
-                            if self.eval_set is not None:
-                                self.evaluate()
-                            self.save(self.step)
-                            last_saved = self.step
-                    self.step += 1
-                if finished_epoch:
-                    if self.ctx.is_main:
-                        self.console.print(f"epoch {self.epoch} done in {time.perf_counter() - epoch_start:.1f} s")
-                    self.epoch += 1
-            if self.ctx.is_main and last_step >= 0 and last_saved != last_step:
-                self.save(last_step)  # the state where the run stopped, so that a resume continues from it
+            with progress:
+                while self.epoch <= t.epochs and (max_steps is None or self.step < max_steps):
+                    lr = self.learning_rate(self.epoch)
+                    for optimizer in (self.optim_g, self.optim_d):
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr
+                    self.sampler.set_epoch(self.epoch)
+                    self.train_set.set_epoch(self.epoch)
+                    epoch_start = time.perf_counter()
+                    finished_epoch = True
+                    for batch in self.train_loader:
+                        if max_steps is not None and self.step >= max_steps:
+                            finished_epoch = False
+                            break
+                        losses = self.train_step(batch)
+                        last_step = self.step
+                        if self.ctx.is_main:
+                            progress.step_done(self.step, self.epoch, self._record(losses, lr), lr)
+                            if self.step % t.eval_interval == 0 and self.step > 0:
+                                if self.eval_set is not None:
+                                    self.evaluate()
+                                self.save(self.step)
+                                last_saved = self.step
+                        self.step += 1
+                    if finished_epoch:
+                        if self.ctx.is_main:
+                            self.console.print(f"epoch {self.epoch} done in {time.perf_counter() - epoch_start:.1f} s")
+                        self.epoch += 1
+                if self.ctx.is_main and last_step >= 0 and last_saved != last_step:
+                    self.save(last_step)  # the state where the run stopped, so that a resume continues from it
         finally:
             barrier(self.ctx)
             if self.log is not None:
@@ -310,23 +316,25 @@ class Trainer:
             "_lf0": lf0, "_pred_lf0": pred_lf0, "_norm_lf0": norm_lf0,
         }
 
-    def _record(self, losses: dict, lr: float, batch_index: int) -> None:
+    def _progress(self) -> TrainingProgress:
+        """The bar and loss lines of this run (main process)."""
+        t = self.config.train
+        if self.options.max_steps is not None:
+            last = self.options.max_steps - 1
+        else:  # the configured epochs: steps left in this epoch plus whole epochs after it
+            last = self.step - 1 + max(0, t.epochs - self.epoch + 1) * len(self.train_loader)
+        every = console_interval(t.log_interval, self.device.type == "cuda", self.options.log_every)
+        return TrainingProgress(self.console, self.step, last, every)
+
+    def _record(self, losses: dict, lr: float) -> dict[str, float]:
+        """Log one step (metrics.jsonl; TensorBoard every ``log_interval``); returns its scalars."""
         assert self.log is not None
         scalars = {k: float(v) for k, v in losses.items() if not k.startswith("_")}
         scalars["learning_rate"] = lr
         self.log.record({"event": "train", "step": self.step, "epoch": self.epoch, **scalars})
-        if self.step % self.config.train.log_interval != 0:
-            return
+        if self.step % self.config.train.log_interval != 0 or not self.log.tensorboard:
+            return scalars
         self.log.scalars(self.step, scalars)
-        self.console.print(
-            f"step {self.step} epoch {self.epoch} ({batch_index + 1}/{len(self.train_loader)}) lr {lr:.3g} "
-            + " ".join(f"{k.split('/')[-1] if k.startswith('loss/g/') else k}={v:.3f}"
-                       for k, v in scalars.items() if k.startswith("loss/") and not k.endswith("total"))
-            + f" d={scalars['loss/d/total']:.3f} g={scalars['loss/g/total']:.3f}",
-            highlight=False,
-        )
-        if not self.log.tensorboard:
-            return
         images = {
             "slice/mel_org": plot_spectrogram(losses["_y_mel"][0].float().cpu().numpy()),
             "slice/mel_gen": plot_spectrogram(losses["_y_hat_mel"][0].float().cpu().numpy()),
