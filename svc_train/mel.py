@@ -49,7 +49,8 @@ class SpectrogramCache:
         """librosa mel filterbank [num_mels, n_fft // 2 + 1]."""
         key = (n_fft, num_mels, sampling_rate, fmin, fmax, dtype, str(device))
         if key not in self._mel_bases:
-            self._mel_bases[key] = mel_filterbank(n_fft, num_mels, sampling_rate, fmin, fmax, dtype, device)
+            basis = mel_basis(sampling_rate, n_fft, num_mels, fmin, fmax)
+            self._mel_bases[key] = torch.from_numpy(basis).to(dtype=dtype, device=device)
         return self._mel_bases[key]
 
 
@@ -66,19 +67,6 @@ def mel_basis(
     return librosa.filters.mel(
         sr=sampling_rate, n_fft=n_fft, n_mels=num_mels, fmin=fmin, fmax=fmax, htk=htk
     ).astype(np.float32)
-
-
-def mel_filterbank(
-    n_fft: int,
-    num_mels: int,
-    sampling_rate: int,
-    fmin: float,
-    fmax: float | None,
-    dtype: torch.dtype,
-    device: torch.device,
-) -> torch.Tensor:
-    """`mel_basis` as a tensor."""
-    return torch.from_numpy(mel_basis(sampling_rate, n_fft, num_mels, fmin, fmax)).to(dtype=dtype, device=device)
 
 
 def spectrogram_torch(
@@ -130,10 +118,8 @@ def spec_to_mel_torch(
     cache: SpectrogramCache | None = None,
 ) -> torch.Tensor:
     """Log-mel from a linear spectrogram: [B, n_fft // 2 + 1, T] -> [B, num_mels, T] (natural log)."""
-    if cache:
-        basis = cache.mel_basis(n_fft, num_mels, sampling_rate, fmin, fmax, spec.dtype, spec.device)
-    else:
-        basis = mel_filterbank(n_fft, num_mels, sampling_rate, fmin, fmax, spec.dtype, spec.device)
+    cache = cache or SpectrogramCache()
+    basis = cache.mel_basis(n_fft, num_mels, sampling_rate, fmin, fmax, spec.dtype, spec.device)
     mel = torch.matmul(basis, spec)
     return torch.log(torch.clamp(mel, min=LOG_CLIP))
 
