@@ -27,8 +27,7 @@ from svc_runtime.audio.resample import resample
 from svc_runtime.pitch.decode import FCPE_POST_RANGE, decode_fcpe
 from svc_runtime.signal.f0 import interpolate_unvoiced, nearest_indices, resize_f0
 from svc_runtime.signal.slicer import SlicerConfig, slice_on_silence
-
-ENCODER_RATE = 16000
+from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class TorchEagerConverter:
         """One padded slice at the model rate -> audio of the same length (the generator's frames)."""
         n_frames = audio.size // self.hop
         with timer.stage("resample"):
-            wav16k = resample(audio, self.sr, ENCODER_RATE)
+            wav16k = resample(audio, self.sr, ENCODER_SAMPLE_RATE)
         f0, uv = self._f0(audio, wav16k, n_frames, timer)
         c = self._units(wav16k, n_frames, timer)
         with timer.stage("generator"), torch.inference_mode():
