@@ -43,7 +43,7 @@ from svc_export.onnx_export import (
 from svc_export.plans import (
     FP16_TOLERANCE,
     FP32_SCOPES,
-    f0_predictor_plan,
+    converter_plans,
     generator_plan,
     pitch_plan,
     speech_encoder_plan,
@@ -355,8 +355,10 @@ def export_bundle(
     n_speakers = config.model.n_speakers
 
     plans: list[GraphPlan] = [generator_plan(nets.synthesizer, n_speakers)]
-    if config.model.use_automatic_f0_prediction:
-        plans.append(f0_predictor_plan(nets.synthesizer, n_speakers))
+    plans += converter_plans(
+        nets.synthesizer, n_speakers, config.data.unit_interpolate_mode, config.data.sampling_rate,
+        encoder=None if is_encoder_file(nets.encoder) else nets.encoder, pitch=_pitch_track(nets),
+    )
     if nets.encoder is not None and not is_encoder_file(nets.encoder):
         plans.append(speech_encoder_plan(nets.encoder, nets.encoder_dim))
     if nets.pitch is not None:
@@ -423,6 +425,22 @@ def export_bundle(
         step(f"writing bundle {request.output}")
         stage.commit(manifest)
     return manifest
+
+
+def _pitch_track(nets: LoadedNetworks):
+    """The pitch network with its salience decoder and frame-grid resize, for the `converter` graph;
+    None without a pitch network or for CREPE (its Viterbi decoding stays on the host: `converter_f0`)."""
+    info = nets.pitch_info
+    if nets.pitch is None or info.method not in ("rmvpe", "fcpe"):
+        return None
+    from svc_export.converter_graph import PitchTrack, SalienceDecoder  # noqa: PLC0415
+    from svc_runtime.pitch.decode import FCPE_F0_RANGE  # noqa: PLC0415
+
+    with torch.no_grad():
+        bins = int(nets.pitch(torch.zeros(1, 1600)).shape[-1])
+    bins_range = (info.bins_f0_min, info.bins_f0_max) if info.bins_f0_min is not None else FCPE_F0_RANGE
+    decoder = SalienceDecoder(info.method, bins, info.threshold, bins_range, (info.f0_min, info.f0_max))
+    return PitchTrack(nets.pitch, decoder).eval()
 
 
 def _write_aux(payload: AuxPayload, stage: BundleStaging) -> AuxFile:

@@ -154,7 +154,7 @@ def simplify_onnx(path: Path) -> tuple[int, int]:
 
     The result replaces the file only when it passes the checker; parity runs afterwards anyway.
     """
-    import onnxslim  # noqa: PLC0415 - export-only dependency
+    import onnxslim
 
     model = onnx.load(str(path))
     before = len(model.graph.node)
@@ -228,9 +228,19 @@ def torch_parity(plan: GraphPlan, path: Path) -> list[ParityResult]:
                     f"graph {plan.name}: output {spec.name} has shape {list(got.shape)} in ONNX Runtime but "
                     f"{list(want.shape)} in PyTorch at length {length}"
                 )
-            error = float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64)))) if want.size else 0.0
+            error = _max_error(want, got, plan.meta.get("circular", {}).get(spec.name))
             results.append(ParityResult(plan.name, spec.name, length, error, plan.tolerance[spec.name]))
     return results
+
+
+def _max_error(want: np.ndarray, got: np.ndarray, period: int | None = None) -> float:
+    """Largest absolute difference; with `period`, the distance on a circle of that size (carried phases)."""
+    if not want.size:
+        return 0.0
+    if period is not None:
+        diff = np.mod(want.astype(np.int64) - got.astype(np.int64), period)
+        return float(np.max(np.minimum(diff, period - diff)))
+    return float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64))))
 
 
 def graph_parity(
@@ -246,7 +256,7 @@ def graph_parity(
         got = session.run(names, feeds)
         want = ref_session.run(names, feeds)
         for name, a, b in zip(names, got, want):
-            error = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+            error = _max_error(b, a, plan.meta.get("circular", {}).get(name))
             results.append(ParityResult(plan.name, name, length, error, tolerance[name], reference_name))
     return results
 

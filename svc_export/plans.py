@@ -17,6 +17,7 @@ from torch import nn
 from svc_export.graphs import F0PredictorGraph, GeneratorGraph, WaveformGraph
 from svc_export.onnx_export import GraphPlan, TensorSpecSketch
 from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
+from svc_runtime.pipeline.window import samples_at
 
 GENERATOR_LENGTHS = (40, 100, 7)
 """Frames of the generator parity runs (the first is the tracing example)."""
@@ -169,3 +170,93 @@ def speech_encoder_plan(module: nn.Module, dim: int) -> GraphPlan:
 def pitch_plan(module: nn.Module, n_bins: int, fp32_scopes: tuple[str, ...] | None = None) -> GraphPlan:
     return waveform_plan("pitch", "pitch", module, "salience", ("batch", "frames", n_bins), SALIENCE_TOLERANCE,
                          fp32_scopes=fp32_scopes)
+
+
+# --------------------------------------------------------------------------- the conversion graphs
+
+CONVERTER_LENGTHS = (40, 100, 16)
+"""Frames of the conversion graphs' parity runs (16 = the runtime's shortest window)."""
+PHASE_TOLERANCE = 1e-3
+"""Carried phase (cycles) of the conversion graphs vs torch: the same int64 sums where F0 agrees; a
+predicted F0 differs by ~1e-4 Hz between the two (measured 1.8e-4 cycles after 16 frames)."""
+
+
+def converter_plans(
+    synthesizer: nn.Module, n_speakers: int, unit_mode: str, sampling_rate: int,
+    encoder: nn.Module | None = None, pitch: nn.Module | None = None,
+) -> list[GraphPlan]:
+    """Plans of the `synthesis` graph, and of `converter_f0` (with an encoder) and `converter` (with an
+    encoder and a `PitchTrack`): the inputs docs/bundle.md describes, in the order the modules take them."""
+    from svc_export.converter_graph import (  # noqa: PLC0415
+        PHASE_ONE,
+        ConverterF0Graph,
+        ConverterGraph,
+        SynthesisCore,
+        SynthesisGraph,
+    )
+
+    model = synthesizer
+    inter, hop, ssl = model.inter_channels, model.hop, model.config.ssl_dim
+    with_audio, with_auto_f0 = bool(model.vol_embedding), bool(model.use_automatic_f0_prediction)
+    core = SynthesisCore(model, unit_mode).eval()
+    controls = [
+        TensorSpecSketch("speaker", "float32", ("batch", "frames", n_speakers)),
+        TensorSpecSketch("f0_scale", "float32", ("batch",)),
+        TensorSpecSketch("noise_scale", "float32", (1,)),
+        TensorSpecSketch("noise_prior", "float32", ("batch", inter, "frames")),
+        TensorSpecSketch("sine_noise", "float32", ("batch", "samples", NSF_HARMONICS)),
+        TensorSpecSketch("phase_in", "int64", ("batch", NSF_HARMONICS)),
+        TensorSpecSketch("state_frame", "int64", ("batch",)),
+        TensorSpecSketch("cluster_centres", "float32", ("centres", ssl)),
+        TensorSpecSketch("cluster_ratio", "float32", (1,)),
+    ]
+    if with_audio:  # model-rate audio for the volume input (`audio` is the output's name)
+        controls.append(TensorSpecSketch("audio_in", "float32", ("batch", "samples")))
+    if with_auto_f0:
+        controls.append(TensorSpecSketch("auto_f0", "float32", (1,)))
+    outputs = (
+        TensorSpecSketch("audio", "float32", ("batch", 1, "samples")),
+        TensorSpecSketch("f0", "float32", ("batch", "frames")),
+        TensorSpecSketch("uv", "float32", ("batch", "frames")),
+        TensorSpecSketch("phase_out", "int64", ("batch", NSF_HARMONICS)),
+    )
+    tolerance = {"audio": AUDIO_TOLERANCE, "f0": F0_TOLERANCE_HZ, "uv": 0.0, "phase_out": PHASE_TOLERANCE * PHASE_ONE}
+
+    def make_inputs(frames: int, seed: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(3000 + seed)
+        batch = _batch_for(seed)
+        n16 = samples_at(frames, hop, sampling_rate)
+        values = {
+            "wav16k": _waveform(batch, n16, g),
+            "units": torch.randn(batch, ssl, max(1, n16 // 320), generator=g),
+            "f0_in": _f0_track(batch, frames, g),
+            "speaker": torch.softmax(2 * torch.randn(batch, frames, n_speakers, generator=g), dim=-1),
+            "f0_scale": torch.full((batch,), 2.0 ** (seed / 12.0), dtype=torch.float32),
+            "noise_scale": torch.tensor([0.35 + 0.1 * seed], dtype=torch.float32),
+            "noise_prior": torch.randn(batch, inter, frames, generator=g),
+            "sine_noise": torch.randn(batch, frames * hop, NSF_HARMONICS, generator=g),
+            "phase_in": torch.randint(0, PHASE_ONE, (batch, NSF_HARMONICS), generator=g),
+            "state_frame": torch.full((batch,), frames // (1 + seed % 3), dtype=torch.int64),
+            "cluster_centres": torch.randn(5, ssl, generator=g),
+            "cluster_ratio": torch.tensor([0.25 * (seed % 3)], dtype=torch.float32),
+            "audio_in": _waveform(batch, frames * hop, g),
+            "auto_f0": torch.tensor([float(seed % 2)], dtype=torch.float32),
+        }
+        return values
+
+    def plan(name: str, module: nn.Module, first: list[TensorSpecSketch]) -> GraphPlan:
+        return GraphPlan(
+            name=name, role=name, module=module.eval(), inputs=tuple(first + controls), outputs=outputs,
+            make_inputs=make_inputs, lengths=CONVERTER_LENGTHS, tolerance=dict(tolerance),
+            meta={"fp32_scopes": FP32_SCOPES["generator"], "hop": hop, "circular": {"phase_out": PHASE_ONE}},
+        )
+
+    units = TensorSpecSketch("units", "float32", ("batch", ssl, "unit_frames"))
+    wav = TensorSpecSketch("wav16k", "float32", ("batch", "wav_samples"))
+    f0 = TensorSpecSketch("f0_in", "float32", ("batch", "frames"))
+    plans = [plan("synthesis", SynthesisGraph(core, with_audio, with_auto_f0), [units, f0])]
+    if encoder is not None:
+        plans.append(plan("converter_f0", ConverterF0Graph(encoder, core, with_audio, with_auto_f0), [wav, f0]))
+        if pitch is not None:
+            plans.append(plan("converter", ConverterGraph(encoder, pitch, core, with_audio, with_auto_f0), [wav]))
+    return plans

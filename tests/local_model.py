@@ -1,19 +1,29 @@
-"""A strictly local stand-in for a bundle's networks, for testing the chunk and stream machinery.
+"""A strictly local stand-in for a bundle's conversion graph, for testing the chunk and stream machinery.
 
-It wraps a real `Bundle` (manifest, speakers, NSF phase helper) and replaces the two
-networks by numpy functions with a short, known receptive field that still depend
-strongly on every generator input: units come from a random projection of each 400-sample
-16 kHz frame (like a conv front end, no attention); audio is the NSF harmonic source built
-from the given per-frame phases, scaled per frame by the units, the speaker weights and
-the prior noise (smoothed over +-1 frame, inside the stream's 2-frame look-ahead), plus the
-sine noise. With such a model,
-chunked and streamed conversion must equal whole-file conversion up to float rounding,
-so any error in windows, phases, noise alignment, batching or stitching shows.
+It wraps a real `Bundle` (manifest, speakers) and answers `run("converter_f0", feeds)` with numpy
+functions of short, known receptive field that still depend strongly on every input of the graph:
+the units are fixed (a window's 16 kHz cut starts within half a sample of the whole file's grid, which a
+sample-level projection would turn into noise; `test_pipeline.py` checks the cut itself), F0 is the host's track
+with unvoiced frames interpolated and scaled as the real graph does, the NSF phases come from
+`phase_in` and are carried to `state_frame`, and the audio is the NSF harmonic source scaled per frame
+by the units, the speaker weights and the prior noise (smoothed over +-1 frame), plus the sine noise.
+With such a model chunked and streamed conversion must equal whole-file conversion up to float
+rounding away from the crossfades, so any error in windows, phases, noise alignment, batching or
+stitching shows.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+
+from svc_runtime.signal.f0 import interpolate_unvoiced
+from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS, frame_start_phases
+
+ROLE = "converter_f0"
+INPUTS = ("wav16k", "f0_in", "speaker", "f0_scale", "noise_scale", "noise_prior", "sine_noise", "phase_in",
+          "state_frame", "cluster_centres", "cluster_ratio")
 
 
 class LocalModel:
@@ -36,18 +46,36 @@ class LocalModel:
         return self._bundle.speaker_id(speaker)
 
     def has_graph(self, role: str) -> bool:
-        return role in ("generator", "speech_encoder")
+        return role == ROLE
 
-    def source_phases(self, f0, **kw):
-        return self._bundle.source_phases(f0, **kw)
+    def graph_entry(self, role: str):
+        return SimpleNamespace(input_names=lambda: INPUTS)
 
-    def encode_units(self, wav16k: np.ndarray) -> np.ndarray:
-        wav = np.asarray(wav16k, np.float32).reshape(-1)
-        n = (wav.shape[0] - 400) // 320 + 1
-        idx = np.arange(n)[:, None] * 320 + np.arange(400)[None, :]
-        return np.tanh(3.0 * self._proj @ wav[idx].T)[None].astype(np.float32)
+    def _units(self, wav16k: np.ndarray, frames: int) -> np.ndarray:
+        """[D, frames]: the same unit on every frame (see the module docstring)."""
+        return np.repeat(np.tanh(self._proj[:, :1]), frames, axis=1).astype(np.float32)
 
-    def synthesize(self, c, f0, uv, speaker_weights, *, phase, prior, sine, noise_scale, vol=None):
+    def run(self, role: str, feeds: dict) -> dict:
+        assert role == ROLE, role
+        m = self.manifest.model
+        hop, one = m.hop_length, float(1 << PHASE_FIXED_POINT_BITS)
+        batch, frames = feeds["f0_in"].shape
+        c = np.stack([self._units(w, frames) for w in feeds["wav16k"]])
+        filled = [interpolate_unvoiced(f) for f in feeds["f0_in"]]
+        f0 = np.stack([f for f, _ in filled]).astype(np.float32) * feeds["f0_scale"][:, None]
+        uv = np.stack([u for _, u in filled]).astype(np.float32)
+        start = feeds["phase_in"].astype(np.float64) / one
+        phase, _ = frame_start_phases(f0, hop, source_sr=m.nsf_source_sampling_rate, initial_phase=start)
+        phase_out = np.empty_like(feeds["phase_in"])
+        for b, k in enumerate(feeds["state_frame"]):
+            _, end = frame_start_phases(f0[b : b + 1, :k], hop, source_sr=m.nsf_source_sampling_rate,
+                                        initial_phase=start[b : b + 1])
+            phase_out[b] = np.round(end[0] * one).astype(np.int64) % (1 << PHASE_FIXED_POINT_BITS)
+        audio = self._synthesize(c, f0, uv, feeds["speaker"], phase.astype(np.float32), feeds["noise_prior"],
+                                 feeds["sine_noise"], float(feeds["noise_scale"][0]))
+        return {"audio": audio, "f0": f0, "uv": uv, "phase_out": phase_out}
+
+    def _synthesize(self, c, f0, uv, speaker_weights, phase, prior, sine, noise_scale):
         m = self.manifest.model
         hop = m.hop_length
         batch, _, frames = c.shape

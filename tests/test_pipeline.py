@@ -60,9 +60,8 @@ def check_chunked_against_whole(bundle, seconds: float, tolerance: float) -> tup
     chunked = conv.render([prep])[0]
     joins = join_positions(conv, len(x))
     assert len(joins) >= 4 and len(prep.segments[0].chunks) == len(joins) + 1
-    # What the generator is fed: F0 and the float64 NSF phases are identical.
+    # What the graph is fed: the host's F0 track is identical (the carried phase is proven by the audio).
     np.testing.assert_array_equal(prep.segments[0].f0, whole_prep.segments[0].f0)
-    np.testing.assert_array_equal(prep.segments[0].phase, whole_prep.segments[0].phase)
     far = np.ones(len(x), bool)
     near = np.zeros(len(x) - 1, bool)
     for j in joins:
@@ -113,6 +112,27 @@ def test_seed_makes_output_reproducible(bundle):
     assert np.abs(y1 - y3).max() > 1e-5  # this freshly initialised generator barely uses its noise
 
 
+def graph_outputs(conv: Converter, prepared, record_windows: bool = False):
+    """Render `prepared` and return what the conversion graph gave for each window (WindowResult),
+    and with `record_windows` also the windows it was fed."""
+    import svc_runtime.pipeline.convert as convert_module
+
+    results, windows, real = [], [], convert_module.run_windows
+
+    def recording(bundle, role, batch, controls):
+        out = real(bundle, role, batch, controls)
+        results.extend(out)
+        windows.extend(batch)
+        return out
+
+    convert_module.run_windows = recording
+    try:
+        conv.render([prepared])
+    finally:
+        convert_module.run_windows = real
+    return (results, windows) if record_windows else results
+
+
 def cents(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 1200.0 * np.abs(np.log2(a / b))
 
@@ -131,18 +151,23 @@ def test_pitch_shift_reaches_the_generator_and_its_sine_source(bundle, semitones
     """
     from svc_runtime.pitch.extract import FrameGrid, PitchOptions, extract_f0
 
+    from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS, frame_start_phases
+
     x, f0_true = vibrato_tone(2.0, base_hz=196.0, depth=0.2)
     conv = Converter(bundle, ConvertOptions(**EXACT, transpose=semitones))
-    seg = conv.prepare(DecodedAudio(x, SR, 1)).segments[0]
-    n = seg.n_frames
+    prepared = conv.prepare(DecodedAudio(x, SR, 1))
+    seg = prepared.segments[0]
+    n, start = seg.n_frames, seg.phase.astype(np.float64)[None] / 2.0**PHASE_FIXED_POINT_BITS
+    fed_f0 = graph_outputs(conv, prepared)[0].f0
     frames = np.arange(n)
     target = f0_true[np.minimum(frames * HOP, len(x) - 1)] * 2.0 ** (semitones / 12)
     inner = slice(8, n - 8)
-    fed = cents(seg.f0[inner], target[inner])
+    fed = cents(fed_f0[inner], target[inner])
     assert np.median(fed) < 5.0 and np.mean(fed < 50.0) > 0.98, (np.median(fed), np.mean(fed < 50))
-    inc = (seg.f0.astype(np.float64) / 44100.0)[:, None]
+    phase, _ = frame_start_phases(fed_f0[None], HOP, initial_phase=start)
+    inc = (fed_f0.astype(np.float64) / 44100.0)[:, None]
     j = np.arange(1, HOP + 1)[None, :]
-    excitation = np.sin(2 * np.pi * (seg.phase[:, 0:1].astype(np.float64) + j * inc)).reshape(-1)
+    excitation = np.sin(2 * np.pi * (phase[0, :, 0:1] + j * inc)).reshape(-1)
     track = extract_f0(excitation.astype(np.float32), SR, PitchOptions("pm", f0_max=1100.0), FrameGrid(SR, HOP), n).f0_hz
     voiced = (track > 0)[inner]
     heard = cents(track[inner][voiced], target[inner][voiced])
@@ -179,10 +204,11 @@ def test_constant_speaker_mix_equals_speaker_id(bundle, tmp_path):
 def test_auto_predict_f0_replaces_the_pitch(bundle):
     x, _ = vibrato_tone(1.0)
     conv = Converter(bundle, ConvertOptions(**EXACT, auto_predict_f0=True))
-    seg = conv.prepare(DecodedAudio(x, SR, 1)).segments[0]
-    plain = Converter(bundle, ConvertOptions(**EXACT)).prepare(DecodedAudio(x, SR, 1)).segments[0]
-    assert not np.allclose(seg.f0, plain.f0)
-    assert np.all(np.isfinite(conv.render([conv.prepare(DecodedAudio(x, SR, 1))])[0]))
+    predicted = graph_outputs(conv, conv.prepare(DecodedAudio(x, SR, 1)))[0]
+    plain_conv = Converter(bundle, ConvertOptions(**EXACT))
+    plain = graph_outputs(plain_conv, plain_conv.prepare(DecodedAudio(x, SR, 1)))[0]
+    assert np.abs(predicted.f0 - plain.f0).max() > 1.0 and np.all(np.isfinite(predicted.audio))
+    np.testing.assert_array_equal(predicted.uv, plain.uv)
 
 
 def test_loudness_mix_follows_the_input_envelope(bundle):
@@ -234,12 +260,24 @@ def test_blending_uses_the_bundles_index_or_cluster_file(bundle, tmp_path, mode)
     dataclasses.replace(bundle.manifest, aux_files=(aux,)).write(folder)
     with_aux = Bundle.load(folder)
     x, _ = vibrato_tone(1.0)
-    plain = Converter(with_aux, ConvertOptions(**EXACT)).prepare(DecodedAudio(x, SR, 1)).segments[0].frame_units()
-    blended = Converter(with_aux, ConvertOptions(**EXACT, blend_ratio=0.7, blend_mode=mode)).prepare(
-        DecodedAudio(x, SR, 1)).segments[0].frame_units()
-    other = FeatureIndex(folder / name, dim).retrieve(plain) if mode == "retrieval" else \
-        ClusterCentres(folder / name, dim).nearest(plain)
-    np.testing.assert_allclose(blended, 0.7 * other + 0.3 * plain, atol=1e-4)
+    conv = Converter(with_aux, ConvertOptions(**EXACT, blend_ratio=0.7, blend_mode=mode))
+    if mode == "retrieval":  # on the host, between the speech_encoder and synthesis graphs
+        assert conv.role == "synthesis"
+        _, windows = graph_outputs(conv, conv.prepare(DecodedAudio(x, SR, 1)), record_windows=True)
+        plain = with_aux.encode_units(windows[0].wav16k)[0]
+        other = FeatureIndex(folder / name, dim).retrieve(plain)
+        np.testing.assert_allclose(windows[0].units, 0.7 * other + 0.3 * plain, atol=1e-4)
+        return
+    # k-means inside the conversion graph = the same blend done on the host before the synthesis graph
+    assert conv.role == "converter_f0" and conv.controls.cluster_ratio == 0.7
+    in_graph = conv.convert(x, SR)
+    host = Converter(with_aux, ConvertOptions(**EXACT))
+    host.role, host.index = "synthesis", ClusterCentres(folder / name, dim)
+    host.index.retrieve = host.index.nearest
+    host.options = ConvertOptions(**EXACT, blend_ratio=0.7)
+    on_host = host.convert(x, SR)
+    assert np.abs(in_graph - Converter(with_aux, ConvertOptions(**EXACT)).convert(x, SR)).max() > 1e-4
+    np.testing.assert_allclose(in_graph, on_host, atol=1e-5)
 
 
 def test_render_releases_each_slice_and_refuses_a_second_render(bundle):
@@ -247,7 +285,7 @@ def test_render_releases_each_slice_and_refuses_a_second_render(bundle):
     prep = conv.prepare(DecodedAudio(vibrato_tone(1.5)[0], SR, 1))
     assert not prep.released
     conv.render([prep])
-    assert prep.released and all(s.c is None and not s.noise._cache for s in prep.segments)
+    assert prep.released and all(s.wav16k is None for s in prep.segments)
     with pytest.raises(ValueError, match="already rendered"):
         conv.render([prep])
 

@@ -8,6 +8,7 @@ sine components.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -23,8 +24,8 @@ DEFAULT_SEED = 52468
 """so-vits-svc's default inference seed."""
 
 NOISE_KEYS = ("prior", "rand_ini", "sine")
-CORE_ROLES = ("generator", "f0_predictor", "speech_encoder", "pitch")
-"""Graph roles `Bundle.load` opens sessions for by default."""
+CORE_ROLES = ("converter", "converter_f0", "synthesis", "generator", "f0_predictor", "speech_encoder", "pitch")
+"""Graph roles a `Bundle` runs; each opens its session on first use (or at load when `roles` names it)."""
 DIFFUSION_ROLES = ("diffusion_condition", "diffusion_denoiser", "vocoder")
 """Shallow diffusion and the enhancer's vocoder: opened on first use by `Bundle.diffusion` / `Bundle.enhancer`."""
 DIFFUSION_EXPORT_HINT = "svc-export ... --vocoder nsf_hifigan/model --diffusion-checkpoint model_*.pt --diffusion-config diffusion.yaml"
@@ -100,6 +101,7 @@ class Bundle:
         self.precision = precision
         self._diffusion = None
         self._enhancer = None
+        self._opening = threading.RLock()
 
     # ----------------------------------------------------------------- loading
 
@@ -111,15 +113,15 @@ class Bundle:
         *,
         precision: str | None = None,
         verify: bool = True,
-        roles: tuple[str, ...] = CORE_ROLES,
+        roles: tuple[str, ...] = (),
     ) -> "Bundle":
-        """Validate `path/manifest.json` and every file's sha256, then open one session per graph.
+        """Validate `path/manifest.json` and every file's sha256; sessions open on first use of their graph.
 
         provider: "cpu", "cuda", "tensorrt" or a `ProviderConfig`. precision: "fp32", "fp16"
         or "int8" graphs (default: fp16 on a GPU when the bundle has them, fp32 otherwise);
         roles without a graph of that precision run fp32. int8 (`svc-export --int8`) is for
         the CPU provider only and needs at least one int8 graph in the bundle.
-        roles: which graphs to open (those the bundle lacks are skipped), e.g. ("generator",).
+        roles: graphs to open now rather than on first use (those the bundle lacks are skipped), e.g. ("generator",).
         """
         bundle_dir = Path(path)
         if not bundle_dir.is_dir():
@@ -148,8 +150,15 @@ class Bundle:
 
     def _open_role(self, role: str) -> GraphSession | None:
         """Open (once) the session of `role`'s graph; None when the bundle has no such graph."""
-        if role in self.sessions:
+        with self._opening:
+            if role not in self.sessions:
+                session = self._open_new(role)
+                if session is None:
+                    return None
+                self.sessions[role] = session
             return self.sessions[role]
+
+    def _open_new(self, role: str) -> GraphSession | None:
         chosen = self.manifest.graph_for(role, self.precision)
         if chosen is None:
             return None
@@ -159,10 +168,7 @@ class Bundle:
             # an engine of this role, whichever graph it was built from (TensorRT picks its own precision)
             built = [e for e in self.manifest.engines.values() if self.manifest.graphs[e.graph].role == role]
             engine = self.path / built[0].file if built else None
-        self.sessions[role] = open_session(
-            name, self.path / graph.file, self.provider, engine=engine, half=graph.precision == "fp16"
-        )
-        return self.sessions[role]
+        return open_session(name, self.path / graph.file, self.provider, engine=engine, half=graph.precision == "fp16")
 
     # ----------------------------------------------------------------- properties
 
@@ -183,11 +189,16 @@ class Bundle:
         return self.manifest.model.n_speakers
 
     def has_graph(self, role: str) -> bool:
-        return role in self.sessions
+        """True when the bundle holds a graph of `role` (at this precision or fp32)."""
+        return role in self.sessions or self.manifest.graph_for(role, self.precision) is not None
 
     def graph_entry(self, role: str) -> GraphEntry:
         session = self._session(role)
         return self.manifest.graphs[session.name]
+
+    def run(self, role: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One run of `role`'s graph: named inputs -> named outputs (the graph's manifest entry lists both)."""
+        return self._session(role).run(dict(feeds))
 
     # ----------------------------------------------------------------- shallow diffusion and enhancer
 
@@ -235,9 +246,10 @@ class Bundle:
         return self._enhancer
 
     def _session(self, role: str) -> GraphSession:
-        if role not in self.sessions:
+        session = self._open_role(role) if role in CORE_ROLES else self.sessions.get(role)
+        if session is None:
             raise ValueError(f"{self.path}: the bundle has no {role} graph (export it with svc-export)")
-        return self.sessions[role]
+        return session
 
     # ----------------------------------------------------------------- speakers and noise
 

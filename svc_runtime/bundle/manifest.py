@@ -19,14 +19,16 @@ from svc_runtime.bundle.validate import load_json_object
 from svc_runtime.errors import BundleError
 
 FORMAT = "svc-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the conversion graphs (roles converter, converter_f0, synthesis) and int64 phase state; 1 had none."""
 MANIFEST_NAME = "manifest.json"
 
 DTYPES = ("float32", "float16", "int64", "int32", "bool")
 PRECISIONS = ("fp32", "fp16", "int8")
 """int8: CPU-only graphs (svc-export --int8) with fp32 inputs and outputs."""
 GRAPH_ROLES = (
-    "generator", "f0_predictor", "speech_encoder", "pitch", "diffusion_condition", "diffusion_denoiser", "vocoder",
+    "converter", "converter_f0", "synthesis", "generator", "f0_predictor", "speech_encoder", "pitch",
+    "diffusion_condition", "diffusion_denoiser", "vocoder",
 )
 """The shallow-diffusion roles' graphs are described by the manifest's `diffusion` section
 (`svc_runtime.diffusion.spec.DiffusionSpec`), which the diffusion runtime validates."""
@@ -407,6 +409,11 @@ class Manifest:
         if fmt != FORMAT:
             raise ManifestError(f"format: expected {FORMAT!r}, got {fmt!r} (not an svc bundle manifest)")
         version = r.get("schema_version", int)
+        if version == 1:
+            raise ManifestError(
+                "schema_version: this is a version 1 bundle, made before the conversion graph; re-export it "
+                "from its checkpoint with this svc-export (svc-export G_*.pth --config config.json -o BUNDLE ...)"
+            )
         if version != SCHEMA_VERSION:
             raise ManifestError(
                 f"schema_version: this runtime reads version {SCHEMA_VERSION}, the bundle has {version}; "

@@ -12,7 +12,7 @@ _EXPORTS = {
     "ConvertOptions": "svc_runtime.pipeline.options",
     "Converter": "svc_runtime.pipeline.convert",
     "PreparedFile": "svc_runtime.pipeline.convert",
-    "NoiseField": "svc_runtime.pipeline.noise",
+    "NoiseStream": "svc_runtime.pipeline.noise",
     "SpeakerMix": "svc_runtime.pipeline.spkmix",
     "SpeakerMixError": "svc_runtime.pipeline.spkmix",
     "load_speaker_mix": "svc_runtime.pipeline.spkmix",

@@ -1,24 +1,23 @@
-"""Whole-file conversion: slice on silence, features per window, generator per chunk, stitch.
+"""Whole-file conversion: the host loop around the conversion graph.
 
-Flow for one file (all at the model rate unless said):
-decode -> resample to the model rate -> DC removal -> silence slices -> per voiced slice:
-zero padding, whole frames -> windows of frames with context: raw F0 + units per window,
-kept on the window's own region -> unvoiced interpolation, transpose, optional F0
-prediction, optional retrieval/cluster blend, volume, speaker weights, NSF phases in
-float64 over the slice, noise from a deterministic field -> generator per chunk window,
-chunks of equal length batched (across files too) up to a sample budget -> optional shallow
-diffusion (or only diffusion in place of the generator) and enhancement per chunk -> crossfade
-stitching straight into the file's output -> loudness mix.
+Flow for one file (docs/bundle.md, "Converting a file"): decode -> resample to the model rate -> DC
+removal -> silence slices -> per voiced slice: zero padding to whole frames, its 16 kHz copy, windows of
+frames with context (`plan_chunks`) -> per window one run of the conversion graph, which does
+everything from audio to audio (speech encoder, pitch, F0 and unit alignment, unvoiced interpolation,
+transpose, volume, cluster blend, automatic F0, NSF phases, generator) -> crossfade into the file's
+output -> loudness mix. The host's own per-window work: cutting the window, drawing its noise
+(`NoiseStream`, by absolute frame) and carrying the NSF phase (`phase_out` of a window starts the next).
 
-Memory: what grows with the input's length is the decoded input and its copy at the model
-rate while preparing (4 bytes a sample each; the resampled copy is DC-filtered in place and
-dropped after preparing unless the loudness mix needs it), the output (4 bytes a sample), and
-each slice's prepared features until its chunks are rendered (units on the encoder's ~50
-frames/s grid, F0, voicing, speaker weights and phases per frame). The slicer and the DC filter
-work in blocks (O(frames) and O(block) scratch). What rendering holds is bounded by the batch
-budget and the longest chunk window: one set of batch buffers sized for the largest batch, a
-few noise blocks per slice, and ONNX Runtime's working memory for the window, which sets the
-peak of any input with a voiced slice as long as `max_window_seconds` (+ context).
+Graphs (`svc_runtime.pipeline.window`): `converter` when the bundle's pitch network gives the F0;
+`converter_f0` with the host's F0 (classic methods, CREPE with Viterbi); the halves `speech_encoder`
++ `synthesis` when the host works on the units (faiss retrieval) or needs them after synthesis
+(shallow diffusion, only-diffusion). Windows of a slice run in order (each carries the phase into
+the next); windows of different slices and files with equal lengths share a batch.
+
+Memory: what grows with the input's length is the decoded input and its model-rate copy while
+preparing (the copy is dropped unless the loudness mix needs it), each slice's 16 kHz audio (and its
+model-rate audio for vol models or diffusion) until rendered, and the output; what a window's run
+holds is bounded by `max_window_seconds` and the batch budget.
 """
 
 from __future__ import annotations
@@ -35,33 +34,18 @@ import numpy as np
 from svc_runtime.audio.decode import DecodedAudio
 from svc_runtime.audio.dsp import remove_dc
 from svc_runtime.audio.resample import resample, resampled_length
-from svc_runtime.pipeline.features import (
-    ENCODER_RATE,
-    causal_f0,
-    f0_warmup_frames,
-    make_f0_source,
-    time_unit_indices,
-    unit_columns,
-    units_on_encoder_grid,
-)
-from svc_runtime.pipeline.noise import NoiseField
+from svc_runtime.pipeline.features import F0Source, make_f0_source
+from svc_runtime.pipeline.noise import NoiseStream
 from svc_runtime.pipeline.options import ConvertOptions
-from svc_runtime.pipeline.retrieval import (
-    ClusterCentres,
-    FeatureIndex,
-    RetrievalError,
-    blend,
-)
+from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
 from svc_runtime.pipeline.spkmix import SpeakerMix, load_speaker_mix
+from svc_runtime.pipeline.window import Controls, Window, WindowResult, run_windows, samples_at
 from svc_runtime.signal.f0 import NoVoiceError, interpolate_unvoiced, shift_f0
 from svc_runtime.signal.nsf_phase import frame_start_phases
-from svc_runtime.signal.slicer import (
-    Chunk,
-    crossfade_weights,
-    plan_chunks,
-    slice_on_silence,
-)
+from svc_runtime.signal.slicer import Chunk, crossfade_weights, plan_chunks, slice_on_silence
+from svc_runtime.signal.units import unit_columns
 from svc_runtime.signal.volume import change_rms, volume_envelope
+from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE
 
 
 @functools.cache
@@ -76,11 +60,8 @@ def _malloc_trim():
 def release_free_heap() -> None:
     """Hand the C heap's free pages back to the OS (glibc `malloc_trim(0)`; a no-op elsewhere).
 
-    ONNX Runtime frees a run's working tensors when the run ends, but glibc keeps most of that
-    memory resident (its dynamic mmap threshold moves large blocks onto the heap, where freed
-    blocks stay mapped), so each long window's run started from a higher resident set than the
-    last. Trimming after each run lets the next one reuse returned pages instead (micro model,
-    5 min input: peak RSS ~945 -> ~810 MiB; the samples are unaffected). Costs a heap walk.
+    ONNX Runtime frees a run's working tensors when the run ends, but glibc keeps most of that memory
+    resident, so each long window's run would start from a higher resident set than the last.
     """
     trim = _malloc_trim()
     if trim is not None:
@@ -88,78 +69,58 @@ def release_free_heap() -> None:
 
 
 MIN_SEGMENT_FRAMES = 16
-"""Shortest generator input: short slices are padded with zeros up to this many frames."""
+"""Shortest window: short slices are padded with zeros up to this many frames."""
 DIFFUSION_STREAM = 1 << 16
 """Offset of the diffusion noise streams from the generator's (one stream per slice each)."""
 
 
 @dataclass
-class SegmentWork:
-    """One voiced slice, padded, with every generator input on its frame grid.
+class SliceWork:
+    """One voiced slice, padded to `n_frames` whole frames, waiting for its windows to run.
 
-    Slice coordinates: frame 0 / sample 0 is `pad` samples before `start` in the input.
-    c: content units, [dim, n_frames], or the encoder's [dim, Tu] with `c_columns` [n_frames]
-    naming each frame's column (read them with `units`).
-    After its last chunk is rendered, `release` drops the large inputs (units, volume,
-    speaker weights, noise blocks); F0, voicing and phases (a few floats per frame) stay.
+    Slice coordinates: frame 0 / sample 0 is `pad` samples before `start` in the input. wav16k: the
+    padded slice at 16 kHz; audio: at the model rate (kept only when the graph or diffusion reads it);
+    f0: raw host F0 [n_frames] (None when the graph tracks pitch itself); phase: NSF phase before the
+    next window to run (int64 [H]); done: windows run so far.
     """
 
     start: int
     end: int
     pad: int
     n_frames: int
-    c: np.ndarray | None
-    f0: np.ndarray
-    uv: np.ndarray
-    vol: np.ndarray | None
-    speaker: np.ndarray | None
-    phase: np.ndarray
-    noise: NoiseField
+    stream: int
+    wav16k: np.ndarray | None
+    audio: np.ndarray | None
+    f0: np.ndarray | None
+    noise: NoiseStream
     chunks: list[Chunk]
+    phase: np.ndarray
+    done: int = 0
+    voiced: int = 0
     diffusion_phase: np.ndarray | None = None
-    diffusion_noise: NoiseField | None = None
-    c_columns: np.ndarray | None = None
-
-    def units(self, frames: slice, out: np.ndarray) -> np.ndarray:
-        """Units of frames `frames` into `out` [dim, len]: columns `c_columns[frames]` of `c` when set
-        (c then holds the encoder's frames, not one per generator frame), else `c[:, frames]`."""
-        if self.c_columns is None:
-            out[...] = self.c[:, frames]
-        else:
-            np.take(self.c, self.c_columns[frames], axis=1, out=out)
-        return out
-
-    def frame_units(self) -> np.ndarray:
-        """Units of every frame: [dim, n_frames] float32 (a new array when `c` is on the encoder's grid)."""
-        return self.c if self.c_columns is None else np.ascontiguousarray(self.c[:, self.c_columns])
 
     def release(self) -> None:
-        """Drop what only the generator needed; the slice cannot be rendered again afterwards."""
-        self.c = self.c_columns = self.vol = self.speaker = self.diffusion_phase = None
-        self.noise.release()
-        if self.diffusion_noise is not None:
-            self.diffusion_noise.release()
+        """Drop the audio once the last window ran; the slice cannot be rendered again."""
+        self.wav16k = self.audio = self.f0 = None
 
 
 @dataclass
 class PreparedFile:
     """A decoded file with its voiced slices prepared; `render` turns it into audio (once).
 
-    source: the input at the model rate [N], kept only for the loudness mix (None when
-    `loudness_mix` is 1, so a prepared file does not hold a copy of its input).
+    source: the input at the model rate [N], kept only for the loudness mix.
     """
 
     source: np.ndarray | None
     n_out: int
-    segments: list[SegmentWork]
+    segments: list[SliceWork]
     notes: list[str] = field(default_factory=list)
     prepare_seconds: float = 0.0
-    voiced_frames: int = 0
 
     @property
     def released(self) -> bool:
         """True once a render has consumed (some of) its slices: prepare the audio again to re-render it."""
-        return any(seg.c is None for seg in self.segments)
+        return any(seg.done > 0 for seg in self.segments)
 
 
 class Converter:
@@ -169,14 +130,11 @@ class Converter:
         self.bundle = bundle
         self.options = options
         model = bundle.manifest.model
+        self.model = model
         self.sr = model.sampling_rate
         self.hop = model.hop_length
-        self.model = model
-        for role in ("generator", "speech_encoder"):
-            if not bundle.has_graph(role):
-                raise ValueError(f"{bundle.path}: the bundle has no {role} graph; re-export it with svc-export")
-        if options.auto_predict_f0 and not bundle.has_graph("f0_predictor"):
-            raise ValueError(f"{bundle.path}: auto F0 prediction needs the bundle's f0_predictor graph")
+        if options.auto_predict_f0 and not model.use_automatic_f0_prediction:
+            raise ValueError(f"{bundle.path}: auto F0 prediction needs a model trained with use_automatic_f0_prediction")
         self.mix: SpeakerMix | None = None
         self.speaker_id: int | None = None
         if options.speaker_mix is not None:
@@ -190,19 +148,52 @@ class Converter:
             self.speaker_id = bundle.speaker_id(speaker)
         self.diffusion = self._diffusion() if options.shallow_diffusion or options.only_diffusion else None
         self.enhancer = bundle.enhancer() if options.enhance and not options.shallow_diffusion else None
-        self.f0_source = make_f0_source(bundle, options.f0_method)
-        self.blender = self._blender() if options.blend_ratio > 0 else None
+        self.index, centres = self._blend_source() if options.blend_ratio > 0 else (None, None)
+        self.role = self._role()
+        self.f0_source: F0Source | None = (
+            make_f0_source(bundle, options.f0_method) if self.role != "converter" else None
+        )
+        self.controls = Controls.create(options.transpose, options.noise_scale, model.ssl_dim, centres,
+                                        options.blend_ratio, options.auto_predict_f0)
         frames_per_s = self.sr / self.hop
         self.context = int(math.ceil(options.context_seconds * frames_per_s))
         kept = options.clip_seconds if options.clip_seconds > 0 else options.max_window_seconds
         self.window = int(math.ceil(kept * frames_per_s)) + 2 * self.context
         self.fade = int(round(options.crossfade_seconds * self.sr))
-        self._buffers: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ setup
 
-    def _blender(self):
-        """The retrieval index or cluster centres for the chosen speaker (per `blend_mode`)."""
+    @property
+    def f0_name(self) -> str:
+        """What tracks the F0: the bundle's pitch network inside the graph, or the host's method."""
+        if self.f0_source is None:
+            return f"{self.bundle.manifest.pitch.method} (inside the conversion graph)"
+        return self.f0_source.name
+
+    def _role(self) -> str:
+        """The graph this conversion runs (see the module docstring)."""
+        o, bundle = self.options, self.bundle
+        if self.index is not None or self.diffusion is not None:
+            needed = ("speech_encoder", "synthesis")
+        elif self._graph_tracks_pitch():
+            needed = ("converter",)
+        else:
+            needed = ("converter_f0",)
+        missing = [role for role in needed if not bundle.has_graph(role)]
+        if missing:
+            raise ValueError(f"{bundle.path}: the bundle has no {' / '.join(missing)} graph (needed for "
+                             f"{'retrieval / diffusion' if len(needed) > 1 else 'this F0 method'}); re-export it with "
+                             "svc-export" + ("" if o.f0_method is None else f" or choose another --f0-method"))
+        return needed[-1]
+
+    def _graph_tracks_pitch(self) -> bool:
+        pitch = self.bundle.manifest.pitch
+        method = self.options.f0_method
+        in_graph = pitch is not None and self.bundle.has_graph("converter")
+        return in_graph and (method is None or method == pitch.method)
+
+    def _blend_source(self) -> tuple[FeatureIndex | None, np.ndarray | None]:
+        """(faiss index, None) or (None, k-means centres [K, D]) of the chosen speaker (per `blend_mode`)."""
         o = self.options
         name = None
         if self.speaker_id is not None:
@@ -213,9 +204,8 @@ class Converter:
                 if aux.kind == kind and aux.speaker in (None, name):
                     path = self.bundle.path / aux.file
                     if kind == "index":
-                        index = FeatureIndex(path, self.model.ssl_dim)
-                        return index.retrieve
-                    return ClusterCentres(path, self.model.ssl_dim).nearest
+                        return FeatureIndex(path, self.model.ssl_dim), None
+                    return None, ClusterCentres(path, self.model.ssl_dim).centres
         raise RetrievalError(
             f"{self.bundle.path}: blend ratio {o.blend_ratio} needs a retrieval index or cluster file for "
             f"speaker {name!r}; the bundle has none (export with --index/--cluster) or set the ratio to 0"
@@ -266,82 +256,47 @@ class Converter:
     # ------------------------------------------------------------------ prepare
 
     def prepare(self, decoded: DecodedAudio) -> PreparedFile:
-        """Everything up to the generator: slicing, features, phases (no generator run)."""
+        """Everything before the graph runs: model rate, DC removal, slicing, padding, 16 kHz copies, host F0."""
         t0 = time.perf_counter()
         x = resample(decoded.samples, decoded.sample_rate, self.sr)
         if self.options.remove_dc:  # in place on a resampled copy; never on the caller's samples
             x = remove_dc(x, self.sr, out=None if np.may_share_memory(x, decoded.samples) else x)
         n_out = resampled_length(decoded.samples.shape[0], decoded.sample_rate, self.sr)
         segments = []
-        voiced = 0
-        for index, seg in enumerate(slice_on_silence(x, self.sr, self.options.slicer)):
+        for seg in slice_on_silence(x, self.sr, self.options.slicer):
             if seg.silent or seg.length == 0:
                 continue
-            work = self.prepare_segment(x, seg.start, seg.end, n_out, stream=index)
-            voiced += int(work.uv.sum())
-            segments.append(work)
-        release_free_heap()  # the encoder's and pitch graph's working memory, before the generator's
-        if self.options.f0_filter and voiced == 0:
+            segments.append(self.prepare_slice(x, seg.start, seg.end, stream=len(segments)))
+        release_free_heap()
+        if self.options.f0_filter and self.f0_source is not None and not any(s.voiced for s in segments):
             raise NoVoiceError("no voiced frame found (f0 filter is on): the pitch tracker heard no voice")
         return PreparedFile(
             source=x if self.options.loudness_mix < 1.0 else None, n_out=n_out, segments=segments,
-            notes=list(decoded.notes), prepare_seconds=time.perf_counter() - t0, voiced_frames=voiced,
+            notes=list(decoded.notes), prepare_seconds=time.perf_counter() - t0,
         )
 
-    def prepare_segment(self, x: np.ndarray, start: int, end: int, n_total: int, stream: int = 0) -> SegmentWork:
-        """Generator inputs for samples [start, end) of `x` (model rate), padded with zeros each side."""
+    def prepare_slice(self, x: np.ndarray, start: int, end: int, stream: int = 0) -> SliceWork:
+        """Samples [start, end) of `x` (model rate), padded with zeros each side, ready for its windows."""
         o, hop = self.options, self.hop
         pad = int(round(o.pad_seconds * self.sr))
         length = end - start
         n = max(MIN_SEGMENT_FRAMES, -(-(length + 2 * pad) // hop))
         audio = np.zeros(n * hop, np.float32)
         audio[pad : pad + length] = x[start:end]
-        audio16 = resample(audio, self.sr, ENCODER_RATE)
-        f0_raw = np.zeros(n, np.float32)
-        for ch in plan_chunks(n, self.window, self.context):
-            a, b = ch.win_start, ch.win_end
-            f0_win = self.f0_source(audio[a * hop : b * hop], b - a)
-            f0_raw[ch.keep_start : ch.keep_end] = f0_win[ch.keep_start - a : ch.keep_end - a]
-        units = units_on_encoder_grid(self.bundle, audio16, self.window * hop / self.sr, self.context * hop / self.sr)
-        del audio16
-        if not o.causal:
-            columns = unit_columns(units.shape[1], n, self.model.unit_interpolate_mode)
-        else:
-            enc = self.bundle.manifest.speech_encoder
-            idx = time_unit_indices(0, n, self.sr, hop, enc.sampling_rate, enc.hop_length)
-            columns = np.minimum(idx, units.shape[1] - 1)
-        if self.blender is not None or o.auto_predict_f0:  # these read every frame's units now
-            c, columns = np.ascontiguousarray(units[:, columns]), None
-        else:  # ~50 unit frames/s instead of the generator's ~86: frames pick their column per chunk
-            c = np.ascontiguousarray(units)
-        del units
-        if o.causal:
-            f0_raw[: f0_warmup_frames(self.sr, hop)] = 0.0
-            f0, uv = causal_f0(f0_raw)
-        else:
-            f0, uv = interpolate_unvoiced(f0_raw)
-        f0 = shift_f0(f0.astype(np.float32), o.transpose)
-        if self.blender is not None:
-            c = blend(c, self.blender(c), o.blend_ratio)
-        vol = volume_envelope(audio, hop) if self.model.vol_embedding or o.only_diffusion else None
-        speaker = self._speaker_weights(start - pad, n, n_total)
         chunks = plan_chunks(n, self.window, self.context)
-        if o.auto_predict_f0:
-            f0 = self._predict_f0(c, f0, uv, speaker, vol, chunks)
-        noise = NoiseField(o.seed, self.model.inter_channels, hop, self.model.n_harmonics, stream=stream)
-        phase, _ = self.bundle.source_phases(f0[None], rand_ini=noise.rand_ini()[None])
-        work = SegmentWork(
-            start=start, end=end, pad=pad, n_frames=n, c=c, f0=f0.astype(np.float32), uv=uv, vol=vol,
-            speaker=speaker, phase=phase[0], noise=noise, chunks=chunks, c_columns=columns,
+        f0 = None
+        if self.f0_source is not None:  # the host's F0, window by window, kept on each window's own frames
+            f0 = np.zeros(n, np.float32)
+            for ch in chunks:
+                a, b = ch.win_start, ch.win_end
+                f0[ch.keep_start : ch.keep_end] = self.f0_source(audio[a * hop : b * hop], b - a)[ch.keep_start - a : ch.keep_end - a]
+        noise = NoiseStream(o.seed, stream, self.model.inter_channels, hop, self.model.n_harmonics)
+        keep_audio = self.model.vol_embedding or self.diffusion is not None
+        return SliceWork(
+            start=start, end=end, pad=pad, n_frames=n, stream=stream,
+            wav16k=resample(audio, self.sr, ENCODER_SAMPLE_RATE), audio=audio if keep_audio else None, f0=f0,
+            noise=noise, chunks=chunks, phase=noise.initial_phase(), voiced=0 if f0 is None else int((f0 > 0).sum()),
         )
-        if self.diffusion is not None:  # the vocoder's sine phases over the slice (float64), sliced per chunk
-            vocoder = self.diffusion.spec.vocoder
-            d_phase, _ = frame_start_phases(work.f0[None], hop, source_sr=vocoder.sampling_rate,
-                                            harmonics=vocoder.harmonics)
-            work.diffusion_phase = d_phase[0].astype(np.float32)
-            work.diffusion_noise = NoiseField(o.seed, vocoder.num_mels, hop, vocoder.harmonics,
-                                              stream=DIFFUSION_STREAM + stream)
-        return work
 
     def _speaker_weights(self, first_sample: int, n: int, n_total: int) -> np.ndarray:
         weights = np.zeros((n, self.model.n_speakers), np.float32)
@@ -351,25 +306,13 @@ class Converter:
         times = (first_sample + (np.arange(n) + 0.5) * self.hop) / max(n_total, 1)
         return self.mix.weights_at(times, self.model.n_speakers)
 
-    def _predict_f0(self, c, f0, uv, speaker, vol, chunks: list[Chunk]) -> np.ndarray:
-        out = np.empty_like(f0)
-        for ch in chunks:
-            sl = slice(ch.win_start, ch.win_end)
-            pred = self.bundle.predict_f0(
-                c[None, :, sl], f0[None, sl], uv[None, sl], speaker[None, sl],
-                None if vol is None else vol[None, sl],
-            )[0]
-            out[ch.keep_start : ch.keep_end] = pred[ch.keep_start - ch.win_start : ch.keep_end - ch.win_start]
-        return out
-
     # ------------------------------------------------------------------ render
 
     def render(self, files: list[PreparedFile]) -> list[np.ndarray]:
-        """Run the generator over every chunk of `files` (equal-length chunks batched) -> audio [n_out] each.
+        """Run the graph over every window of `files` -> audio [n_out] each (at the model rate).
 
-        Each chunk's output is crossfaded straight into its file's output; a slice's inputs
-        are released as soon as its last chunk is done, so `files` can be rendered only once.
-        Raises the first file's error (FloatingPointError for non-finite output); see `render_each`.
+        Raises the first file's error (FloatingPointError for non-finite output, NoVoiceError with the
+        F0 filter); see `render_each`.
         """
         results = self.render_each(files)
         for result in results:
@@ -377,71 +320,148 @@ class Converter:
                 raise result
         return results
 
-    def render_each(self, files: list[PreparedFile]) -> list[np.ndarray | FloatingPointError]:
-        """As `render`, but a file whose output is not finite gets its FloatingPointError in its place
-        (an error of a generator run itself still raises: it cannot be pinned on one file)."""
+    def render_each(self, files: list[PreparedFile]) -> list[np.ndarray | FloatingPointError | NoVoiceError]:
+        """As `render`, but a file whose output is not finite (or that has no voice with the F0 filter on)
+        gets its error in its place (an error of a graph run itself still raises: it cannot be pinned on one file).
+
+        Windows run in rounds: round r runs the r-th window of every slice (a slice's windows depend on
+        each other through the carried phase), batching windows of equal length across slices and files.
+        """
         outputs = [np.zeros(f.n_out, np.float32) for f in files]
-        targets: dict[int, np.ndarray] = {}
-        left: dict[int, int] = {}
-        jobs: dict[int, list[tuple[SegmentWork, Chunk]]] = {}
-        for f, out in zip(files, outputs):
+        owner: dict[int, tuple[np.ndarray, int]] = {}
+        pending: list[SliceWork] = []
+        for index, (f, out) in enumerate(zip(files, outputs)):
             for seg in f.segments:
-                if seg.c is None:
+                if seg.done:
                     raise ValueError("this prepared file was already rendered (its slices were released); prepare it again")
-                targets[id(seg)], left[id(seg)] = out, len(seg.chunks)
-                for ch in seg.chunks:
-                    jobs.setdefault(ch.length, []).append((seg, ch))
-        for length, items in jobs.items():
-            per_batch = self._batch_capacity(length)
-            for i in range(0, len(items), per_batch):
-                batch = items[i : i + per_batch]
-                audio = self._run_batch(batch, length)
-                for b, (seg, ch) in enumerate(batch):
-                    self._place(targets[id(seg)], seg, ch, audio[b, 0])
-                    left[id(seg)] -= 1
-                    if left[id(seg)] == 0:
-                        seg.release()
-                del audio
-                release_free_heap()
-        results: list[np.ndarray | FloatingPointError] = []
-        for f, out in zip(files, outputs):
+                owner[id(seg)] = (out, index)
+                pending.append(seg)
+        voiced = [sum(seg.voiced for seg in f.segments) for f in files]
+        while pending:
+            groups: dict[tuple[int, int, int], list[tuple[SliceWork, Window]]] = {}
+            for seg in pending:
+                window = self._window(seg, seg.chunks[seg.done], owner[id(seg)][0].shape[0])
+                groups.setdefault(window.batch_key(), []).append((seg, window))
+            for key, items in groups.items():
+                per_batch = self._batch_capacity(key[0])
+                for i in range(0, len(items), per_batch):
+                    batch = items[i : i + per_batch]
+                    results = self._run(batch)
+                    for (seg, _), result in zip(batch, results):
+                        out, index = owner[id(seg)]
+                        self._place(out, seg, seg.chunks[seg.done], result.audio)
+                        if self.f0_source is None:
+                            voiced[index] += int(result.uv.sum())
+                        seg.phase = result.phase_out
+                        seg.done += 1
+                        if seg.done == len(seg.chunks):
+                            seg.release()
+                    release_free_heap()
+            pending = [seg for seg in pending if seg.done < len(seg.chunks)]
+        results: list[np.ndarray | FloatingPointError | NoVoiceError] = []
+        for f, out, count in zip(files, outputs, voiced):
             try:
+                if self.options.f0_filter and count == 0:
+                    raise NoVoiceError("no voiced frame found (f0 filter is on): the pitch tracker heard no voice")
                 results.append(self._finish(f, out))
-            except FloatingPointError as e:
+            except (FloatingPointError, NoVoiceError) as e:
                 results.append(e)
         return results
 
+    def _window(self, seg: SliceWork, ch: Chunk, n_total: int) -> Window:
+        """The graph inputs of chunk `ch` of slice `seg` (units for the `synthesis` graph included)."""
+        a, b, hop = ch.win_start, ch.win_end, self.hop
+        is_last = seg.done + 1 == len(seg.chunks)
+        state_frame = (b - a) if is_last else seg.chunks[seg.done + 1].win_start - a
+        wav16k = seg.wav16k[samples_at(a, hop, self.sr) : samples_at(b, hop, self.sr)]
+        window = Window(
+            wav16k=wav16k, start=a, frames=b - a, noise=seg.noise, phase_in=seg.phase, state_frame=state_frame,
+            speaker=self._speaker_weights(seg.start - seg.pad + a * hop, b - a, n_total),
+            f0=None if seg.f0 is None else seg.f0[a:b],
+            audio=None if seg.audio is None else seg.audio[a * hop : b * hop],
+        )
+        if self.role == "synthesis":
+            units = self.bundle.encode_units(wav16k)[0]
+            window.units = units if self.index is None else blend(units, self.index.retrieve(units), self.options.blend_ratio)
+        return window
+
     def _batch_capacity(self, length: int) -> int:
-        """Chunks of `length` frames per generator run: `batch_size`, fewer when their windows together would
-        exceed `batch_seconds` of audio (always at least one)."""
+        """Windows of `length` frames per graph run: `batch_size`, fewer when together they would exceed
+        `batch_seconds` of audio (always at least one)."""
         budget = int(self.options.batch_seconds * self.sr)
         return max(1, min(self.options.batch_size, budget // (length * self.hop)))
 
-    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A C-contiguous float32 scratch array of `shape`: a view of one flat buffer per name, kept at the
-        largest size asked for so far (bounded by the batch budget), so no per-shape copies accumulate."""
-        size = math.prod(shape)
-        flat = self._buffers.get(name)
-        if flat is None or flat.size < size:
-            flat = self._buffers[name] = np.empty(size, np.float32)
-        return flat[:size].reshape(shape)
+    def _run(self, batch: list[tuple[SliceWork, Window]]) -> list[WindowResult]:
+        """The conversion graph over a batch of windows, then only-diffusion / shallow diffusion / enhancer."""
+        windows = [w for _, w in batch]
+        if self.options.only_diffusion:
+            results = [self._undiffused(w) for w in windows]
+        else:
+            results = run_windows(self.bundle, self.role, windows, self.controls)
+        if self.diffusion is not None:
+            self._diffuse(batch, results)
+        if self.enhancer is not None:
+            for (seg, w), r in zip(batch, results):
+                r.audio = self._enhance(r.audio, r.f0, seg, w.start)
+        return results
 
-    def _place(self, out: np.ndarray, seg: SegmentWork, ch: Chunk, piece: np.ndarray) -> None:
-        """Crossfade one chunk window's audio `piece` into the file output `out`, clipped to the slice's own
-        samples [seg.start, min(seg.end, len(out))) (its padding is dropped, as the slice's neighbours own it).
+    def _undiffused(self, w: Window) -> WindowResult:
+        """Only-diffusion has no generator: the F0 it renders with, as the graph would compute it."""
+        f0, uv = interpolate_unvoiced(w.f0)
+        f0 = shift_f0(f0.astype(np.float32), self.options.transpose)
+        empty = np.zeros(w.frames * self.hop, np.float32)
+        return WindowResult(audio=empty, f0=f0, uv=uv, phase_out=w.phase_in)
 
-        The weights are those of `svc_runtime.signal.slicer.stitch` over the slice's [n_frames * hop] samples;
-        every output sample receives at most two weighted pieces, added to zero, so the sum does not depend on
-        the order the chunks are rendered in."""
+    def _diffuse(self, batch: list[tuple[SliceWork, Window]], results: list[WindowResult]) -> None:
+        """Shallow diffusion of each window's audio in place (only-diffusion: rendered from noise); the noise
+        and the vocoder's sine phases come from each slice's own stream, so overlapping windows agree."""
+        o, hop = self.options, self.hop
+        vocoder = self.diffusion.spec.vocoder
+        for (seg, w), r in zip(batch, results):
+            n = w.frames
+            c = w.units[:, unit_columns(w.units.shape[1], n, self.model.unit_interpolate_mode)][None]
+            f0 = r.f0[None].astype(np.float32)
+            vol = volume_envelope(w.audio if (self.model.vol_embedding or o.only_diffusion) else r.audio, hop)[None]
+            stream = NoiseStream(o.seed, DIFFUSION_STREAM + seg.stream, vocoder.num_mels, hop, vocoder.harmonics)
+            noise = stream.prior(w.start, w.start + n)[None, None]
+            sine = stream.sine(w.start, w.start + n)[None]
+            if seg.diffusion_phase is None:  # the vocoder's sines start at phase 0, then carry like the NSF phase
+                seg.diffusion_phase = np.zeros((1, vocoder.harmonics))
+            phase, _ = frame_start_phases(f0, hop, source_sr=vocoder.sampling_rate, harmonics=vocoder.harmonics,
+                                          initial_phase=seg.diffusion_phase)
+            _, seg.diffusion_phase = frame_start_phases(f0[:, : w.state_frame], hop, source_sr=vocoder.sampling_rate,
+                                                        harmonics=vocoder.harmonics, initial_phase=seg.diffusion_phase)
+            speaker = np.ascontiguousarray(w.speaker[None] @ self.diffusion_speakers)
+            if o.only_diffusion:
+                mel = self.diffusion.render_mel(c, f0, vol, None, None, None, o.diffusion_method, o.diffusion_speedup,
+                                                noise, speaker=speaker)
+                r.audio = self.diffusion.vocoder(mel, f0, phase=phase.astype(np.float32), sine_noise=sine)[0, 0]
+            else:
+                r.audio = self.diffusion.shallow(
+                    r.audio[None, None], c, f0, vol, k_step=o.k_step, method=o.diffusion_method,
+                    speedup=o.diffusion_speedup, noise=noise, sine_noise=sine, speaker=speaker,
+                    phase=phase.astype(np.float32),
+                )[0, 0]
+
+    def _enhance(self, audio: np.ndarray, f0: np.ndarray, seg: SliceWork, start: int) -> np.ndarray:
+        """One window re-synthesised by the NSF-HiFiGAN vocoder (seeded per slice and window)."""
+        seed = np.random.SeedSequence([self.options.seed & 0xFFFFFFFF, seg.stream, start])
+        return self.enhancer.enhance(audio, self.sr, f0, self.hop, adaptive_key=self.options.enhancer_adaptive_key,
+                                     seed=int(seed.generate_state(1)[0]))
+
+    def _place(self, out: np.ndarray, seg: SliceWork, ch: Chunk, piece: np.ndarray) -> None:
+        """Crossfade one window's audio `piece` into the file output `out`, clipped to the slice's own samples
+        [seg.start, min(seg.end, len(out))) (its padding is dropped, as the slice's neighbours own it).
+
+        Weights: a linear ramp of `fade` samples centred on each join between windows (`crossfade_weights`),
+        so two neighbours' weights sum to 1; every output sample receives at most two weighted pieces.
+        """
         hop, n_seg = self.hop, seg.n_frames * self.hop
         piece_start, keep_start, keep_end = ch.win_start * hop, ch.keep_start * hop, ch.keep_end * hop
         fade, half = self.fade, self.fade // 2
         lo = keep_start - half if keep_start > 0 and fade > 0 else keep_start
         hi = keep_end + (fade - half) if keep_end < n_seg and fade > 0 else keep_end
         lo, hi = max(lo, 0), min(hi, n_seg)
-        if lo < piece_start or hi > piece_start + piece.shape[-1]:
-            raise ValueError(f"piece covers [{piece_start}, {piece_start + piece.shape[-1]}) but the crossfade "
-                             f"needs [{lo}, {hi})")
         own_lo, own_hi = seg.pad, seg.pad + min(seg.end, out.shape[0]) - seg.start
         a, z = max(lo, own_lo), min(hi, own_hi)
         if a >= z:
@@ -459,71 +479,6 @@ class Converter:
                 part[s0 - a : s1 - a] *= 1.0 - ramp[s0 - r : s1 - r]
         shift = seg.start - seg.pad
         out[a + shift : z + shift] += part
-
-    def _run_batch(self, items: list[tuple[SegmentWork, Chunk]], length: int) -> np.ndarray:
-        """The generator (and diffusion / enhancer) over a batch of equal-length chunk windows -> [B, 1, length*hop]."""
-        m, hop, B = self.model, self.hop, len(items)
-        c = self._buffer("c", (B, m.ssl_dim, length))
-        f0 = self._buffer("f0", (B, length))
-        uv = self._buffer("uv", (B, length))
-        spk = self._buffer("spk", (B, length, m.n_speakers))
-        phase = self._buffer("phase", (B, length, m.n_harmonics))
-        prior = self._buffer("prior", (B, m.inter_channels, length))
-        sine = self._buffer("sine", (B, length * hop, m.n_harmonics))
-        o = self.options
-        vol = self._buffer("vol", (B, length)) if m.vol_embedding or o.only_diffusion else None
-        for b, (seg, ch) in enumerate(items):
-            sl = slice(ch.win_start, ch.win_end)
-            seg.units(sl, out=c[b])
-            f0[b] = seg.f0[sl]
-            uv[b] = seg.uv[sl]
-            spk[b] = seg.speaker[sl]
-            phase[b] = seg.phase[sl]
-            seg.noise.prior(ch.win_start, ch.win_end, out=prior[b])
-            seg.noise.sine(ch.win_start, ch.win_end, out=sine[b])
-            if vol is not None:
-                vol[b] = seg.vol[sl]
-        if o.only_diffusion:
-            audio = self._diffuse(items, c, f0, vol, spk, length, start=None)
-        else:
-            audio = self.bundle.synthesize(
-                c, f0, uv, spk, phase=phase, prior=prior, sine=sine, noise_scale=o.noise_scale, vol=vol
-            )
-            if self.diffusion is not None:
-                vol_d = vol if m.vol_embedding else volume_envelope(audio[:, 0], hop)
-                audio = self._diffuse(items, c, f0, vol_d, spk, length, start=audio)
-        if self.enhancer is not None:
-            audio = np.stack([self._enhance(audio[b, 0], f0[b], seg, ch) for b, (seg, ch) in enumerate(items)])[:, None]
-        return audio
-
-    def _diffuse(self, items, c, f0, vol, spk, length: int, start: np.ndarray | None) -> np.ndarray:
-        """Shallow diffusion of the generator's audio `start` [B, 1, L*hop] (None: only diffusion, from noise)
-        for a batch of chunk windows; the diffusion noise and the vocoder's sine phases come from each slice's
-        own field and float64 phase track, so overlapping windows see the same values."""
-        o, hop, B = self.options, self.hop, len(items)
-        vocoder = self.diffusion.spec.vocoder
-        noise = self._buffer("d_noise", (B, 1, vocoder.num_mels, length))
-        sine = self._buffer("d_sine", (B, length * hop, vocoder.harmonics))
-        phase = self._buffer("d_phase", (B, length, vocoder.harmonics))
-        for b, (seg, ch) in enumerate(items):
-            seg.diffusion_noise.prior(ch.win_start, ch.win_end, out=noise[b, 0])
-            seg.diffusion_noise.sine(ch.win_start, ch.win_end, out=sine[b])
-            phase[b] = seg.diffusion_phase[ch.win_start : ch.win_end]
-        speaker = np.ascontiguousarray(spk @ self.diffusion_speakers)
-        if start is None:
-            mel = self.diffusion.render_mel(c, f0, vol, None, None, None, o.diffusion_method, o.diffusion_speedup,
-                                            noise, speaker=speaker)
-            return self.diffusion.vocoder(mel, f0, phase=phase, sine_noise=sine)
-        return self.diffusion.shallow(
-            start, c, f0, vol, k_step=o.k_step, method=o.diffusion_method, speedup=o.diffusion_speedup,
-            noise=noise, sine_noise=sine, speaker=speaker, phase=phase,
-        )
-
-    def _enhance(self, audio: np.ndarray, f0: np.ndarray, seg: SegmentWork, ch: Chunk) -> np.ndarray:
-        """One chunk window re-synthesised by the NSF-HiFiGAN vocoder (seeded per slice and window)."""
-        seed = np.random.SeedSequence([self.options.seed & 0xFFFFFFFF, seg.noise.stream, ch.win_start])
-        return self.enhancer.enhance(audio, self.sr, f0, self.hop, adaptive_key=self.options.enhancer_adaptive_key,
-                                     seed=int(seed.generate_state(1)[0]))
 
     def _finish(self, f: PreparedFile, out: np.ndarray) -> np.ndarray:
         """Loudness mix and the finiteness check on a file's stitched output [n_out]."""

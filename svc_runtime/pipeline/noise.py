@@ -1,88 +1,101 @@
-"""A deterministic noise field: the generator's random terms as a pure function of (seed, stream, frame).
+"""The generator's random terms as a pure function of (seed, stream, position): a counter-based generator.
 
-Whole-file, chunked and streamed conversion draw the same numbers for the same frame,
-so their outputs agree wherever their inputs do. Noise is drawn in blocks of
-`block_frames` frames, each from its own seeded numpy Generator; only the last
-`cached_blocks` blocks of each kind are kept, so a field's memory stays bounded however
-long the audio it covers (neighbouring chunk windows overlap by their context, which
-the recent blocks serve).
+Whole-file, chunked and streamed conversion, and hosts in other languages, draw the same numbers for
+the same frame, because every value is computed from its own position, never from a running state.
+The definition (docs/bundle.md, "Noise") is small enough to implement anywhere in a few lines:
+
+    splitmix64(x) = mix of x + 0x9E3779B97F4A7C15 (Steele, Lea, Flood 2014; all arithmetic mod 2^64)
+    key(seed, stream, kind) = splitmix64(splitmix64(splitmix64(seed) ^ stream) ^ kind)
+    normal(i): pair p = i >> 1, u1 = (splitmix64(key + 2p) >> 11 + 1) 2^-53, u2 = (splitmix64(key + 2p + 1) >> 11) 2^-53,
+               r = sqrt(-2 ln u1); element 2p is r cos(2 pi u2), element 2p + 1 is r sin(2 pi u2)  (double, -> float32)
+
+Streams: one per voiced slice of a file (its index among the converted slices), 0 for a live stream.
+Kinds: `KIND_PHASE` initial NSF phases, `KIND_PRIOR` prior noise (element t * C + c for frame t,
+channel c), `KIND_SINE` sine-source noise (element s * H + h for sample s = t * hop + j, harmonic h).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS
 
-class NoiseField:
-    """Standard-normal prior [inter, T] and sine [T*hop, H] noise, uniform rand_ini [H], per frame range."""
+KIND_PHASE = 0
+KIND_PRIOR = 1
+KIND_SINE = 2
 
-    def __init__(self, seed: int, inter_channels: int, hop: int, harmonics: int, stream: int = 0,
-                 block_frames: int = 128, cached_blocks: int = 4):
-        self.seed = int(seed)
-        self.stream = int(stream)
-        self.inter_channels = inter_channels
-        self.hop = hop
-        self.harmonics = harmonics
-        self.block_frames = block_frames
-        self.cached_blocks = cached_blocks
-        self._cache: dict[tuple[str, int], np.ndarray] = {}
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_MASK64 = (1 << 64) - 1
 
-    def _rng(self, kind: int, block: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed & 0xFFFFFFFF, self.stream, kind, block])
 
-    def _block(self, kind: str, block: int) -> np.ndarray:
-        key = (kind, block)
-        cached = self._cache.pop(key, None)
-        if cached is not None:
-            self._cache[key] = cached  # most recently used last
-            return cached
-        if kind == "prior":
-            value = self._rng(1, block).standard_normal((self.inter_channels, self.block_frames), dtype=np.float32)
-        else:
-            value = self._rng(2, block).standard_normal((self.block_frames * self.hop, self.harmonics), dtype=np.float32)
-        same_kind = [k for k in self._cache if k[0] == kind]
-        for old in same_kind[: max(0, len(same_kind) - self.cached_blocks + 1)]:
-            del self._cache[old]
-        if self.cached_blocks > 0:
-            self._cache[key] = value
-        return value
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's output function of uint64 values (wrapping arithmetic): [...] uint64 -> [...] uint64."""
+    z = np.asarray(x, dtype=np.uint64) + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
 
-    def release(self) -> None:
-        """Drop the cached blocks (they are redrawn, identically, if asked for again)."""
-        self._cache.clear()
 
-    def rand_ini(self) -> np.ndarray:
-        """Initial NSF phases [H] in cycles; element 0 is 0 (the reference forces it)."""
-        r = self._rng(0, 0).random(self.harmonics, dtype=np.float32)
-        r[0] = 0.0
-        return r
+def _mix_int(x: int) -> int:
+    """splitmix64 of one Python int (mod 2^64)."""
+    return int(splitmix64(np.array([x & _MASK64], dtype=np.uint64))[0])
+
+
+def stream_key(seed: int, stream: int, kind: int) -> int:
+    """The 64-bit key of one kind of noise of one stream."""
+    return _mix_int(_mix_int(_mix_int(seed) ^ (stream & _MASK64)) ^ kind)
+
+
+def normals(key: int, start: int, count: int) -> np.ndarray:
+    """Standard normal elements [start, start + count) of the sequence of `key`: [count] float32."""
+    if count <= 0:
+        return np.zeros(0, np.float32)
+    first, last = start >> 1, (start + count + 1) >> 1
+    index = np.arange(2 * first, 2 * last, dtype=np.int64).astype(np.uint64) + np.uint64(key)  # wraps mod 2^64
+    bits = splitmix64(index).reshape(-1, 2) >> np.uint64(11)
+    u1 = (bits[:, 0] + np.uint64(1)).astype(np.float64) * 2.0**-53
+    angle = bits[:, 1].astype(np.float64) * (2.0**-53 * 2.0 * np.pi)
+    radius = np.sqrt(-2.0 * np.log(u1))
+    pairs = np.empty((last - first, 2), np.float64)
+    np.multiply(radius, np.cos(angle), out=pairs[:, 0])
+    np.multiply(radius, np.sin(angle), out=pairs[:, 1])
+    offset = start - 2 * first
+    return pairs.reshape(-1)[offset : offset + count].astype(np.float32)
+
+
+class NoiseStream:
+    """The noise of one stream: prior [C, frames], sine [frames * hop, H] and the initial NSF phase [H]."""
+
+    def __init__(self, seed: int, stream: int, inter_channels: int, hop: int, harmonics: int) -> None:
+        self.seed, self.stream = int(seed), int(stream)
+        self.inter_channels, self.hop, self.harmonics = inter_channels, hop, harmonics
+        self._prior_key = stream_key(self.seed, self.stream, KIND_PRIOR)
+        self._sine_key = stream_key(self.seed, self.stream, KIND_SINE)
 
     def prior(self, start: int, end: int, out: np.ndarray | None = None) -> np.ndarray:
         """Prior noise of frames [start, end): [inter_channels, end - start] float32."""
-        n = end - start
-        out = np.empty((self.inter_channels, n), np.float32) if out is None else out
-        self._fill(out, start, end, "prior", axis=1, unit=1)
+        c = self.inter_channels
+        values = normals(self._prior_key, start * c, (end - start) * c).reshape(end - start, c).T
+        if out is None:
+            return np.ascontiguousarray(values)
+        out[...] = values
         return out
 
     def sine(self, start: int, end: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Sine-source noise of frames [start, end): [(end - start) * hop, H] float32."""
-        n = (end - start) * self.hop
-        out = np.empty((n, self.harmonics), np.float32) if out is None else out
-        self._fill(out, start, end, "sine", axis=0, unit=self.hop)
+        """Sine-source noise of frames [start, end): [(end - start) * hop, harmonics] float32."""
+        h, n = self.harmonics, (end - start) * self.hop
+        values = normals(self._sine_key, start * self.hop * h, n * h).reshape(n, h)
+        if out is None:
+            return values
+        out[...] = values
         return out
 
-    def _fill(self, out: np.ndarray, start: int, end: int, kind: str, axis: int, unit: int) -> None:
-        if start < 0 or end < start:
-            raise ValueError(f"bad frame range [{start}, {end})")
-        pos = start
-        while pos < end:
-            block, within = divmod(pos, self.block_frames)
-            take = min(end - pos, self.block_frames - within)
-            src = self._block(kind, block)
-            dst_sl = slice((pos - start) * unit, (pos - start + take) * unit)
-            src_sl = slice(within * unit, (within + take) * unit)
-            if axis == 1:
-                out[:, dst_sl] = src[:, src_sl]
-            else:
-                out[dst_sl] = src[src_sl]
-            pos += take
+    def initial_phase(self) -> np.ndarray:
+        """NSF phases before the stream's first frame: [H] int64 in units of 2^-40 cycles; element 0 is 0."""
+        key = stream_key(self.seed, self.stream, KIND_PHASE)
+        index = np.arange(self.harmonics, dtype=np.uint64) + np.uint64(key)
+        phase = (splitmix64(index) >> np.uint64(64 - PHASE_FIXED_POINT_BITS)).astype(np.int64)
+        phase[0] = 0
+        return phase

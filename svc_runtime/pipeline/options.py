@@ -15,11 +15,9 @@ from svc_runtime.vocabulary import DEFAULT_SEED
 class ConvertOptions:
     """Everything one conversion needs besides the bundle and the audio.
 
-    Times in seconds, levels in dB, pitch shift in semitones. `causal`: derive F0 and units
-    the way `StreamingConverter` can (see `svc_runtime.pipeline.features.causal_f0`): F0
-    one frame late, unvoiced for the first 100 ms, the last voiced value held over unvoiced frames, units placed by
-    time one encoder frame late; default False is so-vits-svc's (F0 interpolated across
-    unvoiced gaps, units stretched by length).
+    Times in seconds, levels in dB, pitch shift in semitones. `f0_method`: None tracks pitch with the
+    bundle's pitch network inside the conversion graph; a classic method (pm, harvest, dio) or crepe
+    runs on the host and feeds the `converter_f0` graph.
 
     Diffusion (bundles exported with --vocoder / --diffusion-*), as so-vits-svc 4.1:
     `shallow_diffusion` refines each generator chunk with the diffusion model from step
@@ -39,7 +37,6 @@ class ConvertOptions:
     transpose: float = 0.0
     f0_method: str | None = None
     f0_filter: bool = False
-    causal: bool = False
     auto_predict_f0: bool = False
     blend_ratio: float = 0.0
     blend_mode: str = "auto"

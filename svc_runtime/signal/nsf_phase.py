@@ -35,6 +35,14 @@ model's real rate. Models trained that way expect it; keep it.
 """
 
 
+PHASE_FIXED_POINT_BITS = 40
+"""Carried NSF phases cross graph boundaries as int64 fixed point: cycles * 2^40, in [0, 2^40).
+
+Why 40 bits: every float32 phase increment of at least 2^-17 cycles per sample (f0 above ~0.34 Hz)
+is an exact multiple of 2^-40, so the conversion graph accumulates per-frame phase advances in int64
+without any rounding, over any length, with no float64 (which TensorRT cannot run)."""
+
+
 def phase_increments(
     f0: np.ndarray, source_sr: float = NSF_SOURCE_SAMPLE_RATE, harmonics: int = NSF_HARMONICS
 ) -> np.ndarray:
@@ -107,4 +115,4 @@ def _start_phase(
     return np.mod(start, 1.0)
 
 
-__all__ = ["NSF_HARMONICS", "NSF_SOURCE_SAMPLE_RATE", "frame_start_phases", "phase_increments"]
+__all__ = ["NSF_HARMONICS", "NSF_SOURCE_SAMPLE_RATE", "PHASE_FIXED_POINT_BITS", "frame_start_phases", "phase_increments"]

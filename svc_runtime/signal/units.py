@@ -20,7 +20,7 @@ import numpy as np
 from svc_runtime.signal.f0 import nearest_indices
 from svc_runtime.vocabulary import UNIT_INTERPOLATE_MODES
 
-__all__ = ["UNIT_INTERPOLATE_MODES", "align_units", "left_indices", "nearest_indices"]
+__all__ = ["UNIT_INTERPOLATE_MODES", "align_units", "left_indices", "nearest_indices", "unit_columns"]
 
 
 def left_indices(n_in: int, n_out: int) -> np.ndarray:
@@ -43,6 +43,17 @@ def left_indices(n_in: int, n_out: int) -> np.ndarray:
     return out
 
 
+def unit_columns(n_units: int, n_frames: int, mode: Literal["left", "nearest"] = "left") -> np.ndarray:
+    """The unit column each of `n_frames` frames takes: [n_frames] int64 (`align_units` is this pick)."""
+    if n_units <= 0:
+        raise ValueError("units have no frames")
+    if mode == "left":
+        return left_indices(n_units, n_frames)
+    if mode == "nearest":
+        return nearest_indices(n_units, n_frames)
+    raise ValueError(f"unknown unit_interpolate_mode {mode!r}; use one of {UNIT_INTERPOLATE_MODES}")
+
+
 def align_units(units: np.ndarray, n_frames: int, mode: Literal["left", "nearest"] = "left") -> np.ndarray:
     """Resize units [..., dim, T_units] along the last axis to [..., dim, n_frames].
 
@@ -52,12 +63,4 @@ def align_units(units: np.ndarray, n_frames: int, mode: Literal["left", "nearest
     units = np.asarray(units)
     if units.ndim < 2:
         raise ValueError(f"units must be [..., dim, frames], got shape {units.shape}")
-    if units.shape[-1] == 0:
-        raise ValueError("units have no frames")
-    if mode == "left":
-        index = left_indices(units.shape[-1], n_frames)
-    elif mode == "nearest":
-        index = nearest_indices(units.shape[-1], n_frames)
-    else:
-        raise ValueError(f"unknown unit_interpolate_mode {mode!r}; use one of {UNIT_INTERPOLATE_MODES}")
-    return np.take(units, index, axis=-1)
+    return np.take(units, unit_columns(units.shape[-1], n_frames, mode), axis=-1)
