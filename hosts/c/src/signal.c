@@ -66,28 +66,45 @@ int svc_resample(const float *in, int64_t n, int in_rate, int out_rate, float *o
 
 /* ------------------------------------------------------------------ DC removal (audio/dsp.py) */
 
-/* _moving_average: centred moving average of odd `width` with numpy "reflect" padding (half + 1
- * before, half after), from a sequential float64 cumulative sum, as numpy computes it. n > width. */
-static int moving_average(const double *x, int64_t n, int width, double *out) {
-    int64_t half = width / 2, left = half + 1, total = n + width;
-    double *ring = malloc((size_t)(width + 1) * sizeof(double));
-    if (!ring) return -1;
-    double c = 0.0;
-    for (int64_t j = 0; j < total; j++) {
-        double p;
-        if (j < left) p = x[left - j];
-        else if (j < left + n) p = x[j - left];
-        else p = x[n - 2 - (j - left - n)];
-        c += p;
-        ring[j % (width + 1)] = c;
-        if (j >= width) out[j - width] = (c - ring[(j - width) % (width + 1)]) / width;
+/* dsp.remove_dc computes, twice, `_moving_average`: a centred boxcar of odd `width` over the signal with numpy
+ * "reflect" padding (half + 1 values before, half after), as differences of a sequential float64 cumulative sum.
+ * Here both passes stream: each keeps the last width + 1 sums, the second pass keeps the first half + 2 and the
+ * last half + 2 outputs of the first for its own reflections, so the scratch is O(width), not O(n), and every
+ * value is the one numpy's whole-array cumsum gives. */
+typedef struct {
+    double *ring; /* [width + 1] cumulative sums */
+    double sum;
+    int64_t width, pushed;
+} boxcar;
+
+/* Push one padded value; returns 1 and sets *mean once the first `width` values are in. */
+static int boxcar_push(boxcar *b, double v, double *mean) {
+    b->sum += v;
+    b->ring[b->pushed % (b->width + 1)] = b->sum;
+    int ready = b->pushed >= b->width;
+    if (ready) *mean = (b->sum - b->ring[(b->pushed - b->width) % (b->width + 1)]) / (double)b->width;
+    b->pushed++;
+    return ready;
+}
+
+typedef struct {
+    const float *x;
+    int64_t n, half, left, next_padded; /* pass 1 walks the reflect-padded x */
+    boxcar box;
+} first_pass;
+
+/* The next output of the first moving average (outputs come in order 0, 1, ..., n - 1). */
+static double first_next(first_pass *p) {
+    double mean = 0.0;
+    for (;;) {
+        int64_t j = p->next_padded++, n = p->n;
+        double v = j < p->left ? p->x[p->left - j] : (j < p->left + n ? p->x[j - p->left] : p->x[n - 2 - (j - p->left - n)]);
+        if (boxcar_push(&p->box, v, &mean)) return mean;
     }
-    free(ring);
-    return 0;
 }
 
 int svc_remove_dc(const float *in, int64_t n, int sample_rate, double cutoff_hz, float *out) {
-    int width = (int)svc_round_half_even(sample_rate / cutoff_hz) | 1;
+    int64_t width = (int64_t)svc_round_half_even(sample_rate / cutoff_hz) | 1;
     if (width < 3) width = 3;
     if (n <= width) { /* short input: subtract the mean */
         double mean = 0.0;
@@ -96,20 +113,36 @@ int svc_remove_dc(const float *in, int64_t n, int sample_rate, double cutoff_hz,
         for (int64_t i = 0; i < n; i++) out[i] = in[i] - m;
         return 0;
     }
-    double *a = malloc((size_t)n * sizeof(double)), *b = malloc((size_t)n * sizeof(double));
-    if (!a || !b) {
-        free(a);
-        free(b);
+    int64_t half = width / 2, left = half + 1;
+    double *ring1 = malloc((size_t)(width + 1) * sizeof(double)), *ring2 = malloc((size_t)(width + 1) * sizeof(double));
+    double *head = malloc((size_t)(left + 1) * sizeof(double)), *tail = malloc((size_t)(half + 2) * sizeof(double));
+    if (!ring1 || !ring2 || !head || !tail) {
+        free(ring1), free(ring2), free(head), free(tail);
         return -1;
     }
-    for (int64_t i = 0; i < n; i++) a[i] = in[i];
-    int rc = moving_average(a, n, width, b);
-    if (rc == 0) rc = moving_average(b, n, width, a);
-    if (rc == 0)
-        for (int64_t i = 0; i < n; i++) out[i] = (float)((double)in[i] - a[i]);
-    free(a);
-    free(b);
-    return rc;
+    first_pass p1 = {.x = in, .n = n, .half = half, .left = left, .box = {.ring = ring1, .width = width}};
+    boxcar b2 = {.ring = ring2, .width = width};
+    int64_t written = 0;
+    double low;
+    /* out[k] is written once the second pass emits its value: by then the first pass has read in[k] for the last
+     * time (its reads run ahead, and the right-edge reflection is read before the last half + 1 are written),
+     * so `out` may be `in`. */
+#define PUSH2(v)                                                              \
+    if (boxcar_push(&b2, (v), &low)) {                                        \
+        out[written] = (float)((double)in[written] - low);                    \
+        written++;                                                            \
+    }
+    for (int64_t m = 0; m <= left; m++) head[m] = first_next(&p1); /* y1[0 .. left]: the left reflection */
+    for (int64_t j = 0; j < left; j++) PUSH2(head[left - j]);
+    for (int64_t m = 0; m < n; m++) {
+        double y = m <= left ? head[m] : first_next(&p1);
+        tail[m % (half + 2)] = y;
+        PUSH2(y);
+    }
+    for (int64_t k = 0; k < half; k++) PUSH2(tail[(n - 2 - k) % (half + 2)]);
+#undef PUSH2
+    free(ring1), free(ring2), free(head), free(tail);
+    return written == n ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------ slicer (signal/slicer.py) */
