@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from svc_runtime.cli.base import EXIT_CODES_EPILOG, OPTIONAL_MODULES, ExitCode
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIS = {  # console script -> module whose main() it runs (pyproject's [project.scripts])
