@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 from typer.testing import CliRunner
@@ -116,6 +117,38 @@ def test_deeply_nested_manifest_is_refused_quickly(bundle: Path, tmp_path: Path)
 def test_model_sizes_that_disagree_with_the_graphs(bundle: Path, tmp_path: Path, field, value, pattern):
     edit_manifest(bundle, lambda m: m["model"].__setitem__(field, value))
     refused(bundle, tmp_path, r"manifest\.json disagrees with its graphs: .*" + pattern)
+
+
+def test_hop_that_disagrees_with_the_graph_stops_before_any_file(bundle: Path, tmp_path: Path):
+    edit_manifest(bundle, lambda m: m["model"].__setitem__("hop_length", 256))
+    audio, _ = vibrato_tone(0.8)
+    soundfile.write(tmp_path / "in.wav", audio, SR)
+    result = runner.invoke(app, ["convert", str(tmp_path / "in.wav"), "-m", str(bundle), "-o", str(tmp_path / "out"),
+                                 "--speaker", "alice", "--f0-method", "pm"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert re.search(r"graph generator \(generator\.onnx\) fails on a 16-frame probe shaped by the manifest "
+                     r"\(hop 256\): .*re-export the bundle", text), text
+    assert "Traceback" not in result.output and not (tmp_path / "out" / "in.wav").exists()
+
+
+def test_probe_reports_the_graph_hop(bundle: Path):
+    from svc_runtime.bundle.validate import probe_graph
+
+    loaded = Bundle.load(bundle)
+    entry = loaded.manifest.graphs["generator"]
+
+    class HalfHop:  # a graph that returns 256 samples per frame
+        name = "generator"
+
+        def run(self, feeds):
+            return {"audio": np.zeros((1, 1, feeds["c"].shape[2] * 256), np.float32)}
+
+    with pytest.raises(BundleError, match=r"returns audio of shape 1x1x4096 for 16 frames, the manifest says "
+                                          r"\[batch, 1, samples\] = 1x1x8192: 256 samples per frame, the "
+                                          r"manifest's hop is 512"):
+        probe_graph(HalfHop(), entry, 512)
+    probe_graph(loaded.sessions["generator"], entry, 512)  # the real graph fits
 
 
 def test_tensor_specs_that_disagree_with_the_graph(bundle: Path, tmp_path: Path):

@@ -7,6 +7,10 @@ parser can hit Python's recursion limit. `validate_graphs` reads each graph file
 compares it with the manifest entry's own `inputs` / `outputs` specs: names, dtypes, ranks and
 fixed sizes; then the specs' fixed sizes with the model section (speakers, channels, harmonics,
 unit width). It works from the specs, so new graph roles are checked the same way.
+
+`probe_graph` runs an open session once on a tiny input built from its manifest entry, for
+graphs on the generator's frame grid (named axes only ``batch``, ``frames`` and ``samples``
+= frames x hop): a hop that disagrees with the graph fails there, before any file.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from svc_runtime.errors import BundleError
+import numpy as np
+
+from svc_runtime.errors import BundleError, SvcError, short_cause
 
 if TYPE_CHECKING:
     from svc_runtime.bundle.manifest import GraphEntry, Manifest
+    from svc_runtime.bundle.sessions import GraphSession
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of objects / lists accepted in a manifest (the real one nests 5 deep)."""
@@ -349,3 +356,64 @@ def validate_graphs(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:
     if problems:
         shown = problems[:4] + ([f"... and {len(problems) - 4} more"] if len(problems) > 4 else [])
         raise BundleError(f"{root}: manifest.json disagrees with its graphs: " + "; ".join(shown), HINT)
+
+
+# --------------------------------------------------------------------------- probe run
+
+PROBE_FRAMES = 16
+"""Frames of the probe input (a few hundred ms: long enough for every convolution of the model)."""
+_NUMPY = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
+
+
+def probe_axes(entry: "GraphEntry", hop_length: int, frames: int = PROBE_FRAMES) -> dict[str, int] | None:
+    """Sizes of the entry's named axes for a probe run, or None when the graph is not on the generator's
+    frame grid (no `frames` input axis, or a named axis other than batch / frames / samples)."""
+    sizes = {"batch": 1, "frames": frames, "samples": frames * hop_length}
+    named = {d for t in entry.inputs + entry.outputs for d in t.shape if isinstance(d, str)}
+    on_grid = any("frames" in t.shape for t in entry.inputs)
+    if not on_grid or not named <= set(sizes) or any(t.dtype not in _NUMPY for t in entry.inputs):
+        return None
+    return sizes
+
+
+def probe_graph(session: "GraphSession", entry: "GraphEntry", hop_length: int) -> None:
+    """Run `session` once on zeros shaped by `entry` (`probe_axes`) and check every output's size; a
+    BundleError when the graph fails there or its outputs disagree with the manifest (e.g. its hop)."""
+    sizes = probe_axes(entry, hop_length)
+    if sizes is None:
+        return
+    feeds = {t.name: np.zeros([sizes[d] if isinstance(d, str) else d for d in t.shape], _NUMPY[t.dtype])
+             for t in entry.inputs}
+    where = f"graph {session.name} ({entry.file})"
+    hint = "the manifest (model.hop_length and the tensor sizes) does not fit the graph; re-export the bundle"
+    try:
+        outputs = session.run(feeds)
+    except (SvcError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, MemoryError):
+            return  # cannot tell here; the files will say
+        cause = exc.cause if hasattr(exc, "cause") else short_cause(exc)
+        raise BundleError(f"{where} fails on a {sizes['frames']}-frame probe shaped by the manifest "
+                          f"(hop {hop_length}): {cause}", hint) from None
+    for spec in entry.outputs:
+        value = outputs.get(spec.name)
+        if value is None:
+            continue
+        want = [sizes[d] if isinstance(d, str) else d for d in spec.shape]
+        if list(value.shape) != want:
+            got = "x".join(map(str, value.shape))
+            extra = ""
+            if "samples" in spec.shape and value.ndim == len(want):
+                axis = spec.shape.index("samples")
+                extra = f": {value.shape[axis] / sizes['frames']:g} samples per frame, the manifest's hop is {hop_length}"
+            raise BundleError(f"{where} returns {spec.name} of shape {got} for {sizes['frames']} frames, the "
+                              f"manifest says {_fmt(spec.shape)} = {'x'.join(map(str, want))}{extra}", hint)
+
+
+def probe_open_graphs(bundle) -> None:
+    """`probe_graph` on every session `bundle` has open (graphs of the voice model, not diffusion)."""
+    from svc_runtime.bundle.bundle import DIFFUSION_ROLES
+
+    for session in list(bundle.sessions.values()):
+        entry = bundle.manifest.graphs.get(session.name)
+        if entry is not None and entry.role not in DIFFUSION_ROLES:
+            probe_graph(session, entry, bundle.manifest.model.hop_length)

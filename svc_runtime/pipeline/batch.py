@@ -27,6 +27,7 @@ from pathlib import Path
 
 from svc_runtime.audio.decode import MAX_DURATION_S, decode_audio
 from svc_runtime.audio.write import write_audio_atomic
+from svc_runtime.bundle.validate import probe_open_graphs
 from svc_runtime.errors import (
     REPORT_HINT,
     DiskFullError,
@@ -198,6 +199,7 @@ class BatchRunner:
         self.group = group
         self.guard = guard or NoGuard()
         self.stopped: str | None = None
+        probe_open_graphs(converter.bundle)  # a manifest that does not fit its graphs stops here, not per file
         self.settings = outputs.conversion_settings(converter.options, converter.bundle)
         self._small: Converter | None = None
 
@@ -235,16 +237,18 @@ class BatchRunner:
             return ()
         return (f"kept; it was converted with other settings ({', '.join(outputs.settings_difference(old, self.settings))})",)
 
-    def _prepare(self, item: _Item, converter: Converter | None = None) -> None:
-        """Decode and prepare `item` (in the prefetch thread); a failure lands in `item`."""
+    def _prepare(self, item: _Item | FileJob, converter: Converter | None = None) -> _Item:
+        """Decode and prepare `item` (in the prefetch thread); a failure lands in the returned item."""
+        item = _Item(item) if isinstance(item, FileJob) else item
         converter = converter or self.converter
         try:
             decoded = decode_audio(item.job.source, max_duration_s=self.max_duration_s)
             item.prepared = converter.prepare(decoded)
-        except MemoryError as e:
+        except MemoryError as e:  # out of memory: retried with smaller options
             item.error = e
-        except Exception as e:
+        except Exception as e:  # one file's failure must not stop the batch
             item.result = failure(item.job, e)
+        return item
 
     # ----------------------------------------------------------------- the loop
 
