@@ -104,6 +104,10 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path):
                       prelude=prelude)
     assert result.returncode == ExitCode.MISSING_EXTRA, result.stderr
     assert 'pip install "svc-toolkit[cpu]"' in result.stderr and "Traceback" not in result.stderr
+    result = _run_cli("svc-run", ["convert", str(audio), "-m", str(bundle), "-o", str(tmp_path / "out"),
+                                  "--f0-method", "pm"], prelude="import sys\nsys.modules['parselmouth'] = None\n")
+    assert result.returncode == ExitCode.MISSING_EXTRA, result.stderr
+    assert 'pip install "svc-toolkit[classic]"' in result.stderr and "internal error" not in result.stderr
 
 
 def test_commands_register_explicitly_without_import_cycles():

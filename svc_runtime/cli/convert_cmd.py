@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from svc_runtime.cli.base import ExitCode, console as make_console, fail, warn
+from svc_runtime.cli.base import ExitCode, fail, warn
+from svc_runtime.cli.base import console as make_console
 from svc_runtime.cli.dataclass_options import Flag, with_options
 from svc_runtime.pipeline.options import ConvertOptions
 
@@ -25,7 +26,6 @@ CONVERT_FLAGS: dict[str, Flag] = {
     "transpose": Flag(("--transpose", "-t"), "Pitch shift in semitones."),
     "f0_method": Flag(("--f0-method",), "pm, harvest, dio, or the bundle's graph (default)."),
     "f0_filter": Flag(("--f0-filter",), "Fail a file in which no voice is found."),
-    "causal": Flag(("--causal",), "Derive F0 and units as the streaming converter does (one frame late)."),
     "auto_predict_f0": Flag(("--auto-predict-f0",), "Use the model's own F0 prediction (speech)."),
     "blend_ratio": Flag(("--blend-ratio",), "Mix of retrieved / cluster features, 0..1."),
     "blend_mode": Flag(("--blend-mode",), "auto, retrieval (faiss index) or cluster."),
@@ -64,6 +64,18 @@ def check_out_dir(out_dir: Path) -> None:
             break
 
 
+def check_f0_method(method: str | None) -> None:
+    """A classic F0 method needs the `classic` extra: refused before any model loads when it is missing."""
+    from svc_runtime.pitch.classic import CLASSIC_METHODS, ClassicPitchUnavailable, load_parselmouth, load_pyworld
+
+    if method not in CLASSIC_METHODS:
+        return
+    try:
+        (load_parselmouth if method == "pm" else load_pyworld)()
+    except ClassicPitchUnavailable as error:
+        fail(f"--f0-method {method}: {error}", ExitCode.MISSING_EXTRA)
+
+
 @with_options(ConvertOptions, CONVERT_FLAGS)
 def convert(
     options: ConvertOptions,
@@ -96,6 +108,7 @@ def convert(
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     check_out_dir(out_dir)
+    check_f0_method(options.f0_method)
     try:
         jobs = plan_jobs(inputs, out_dir, options.output_format, parse_shard(shard))
     except (ValueError, PlanError) as e:

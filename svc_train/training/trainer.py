@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from rich.markup import escape
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -132,13 +133,13 @@ class Trainer:
                 self.eval_set = SvcDataset(self.config.data.validation_files, self.config, all_in_mem=t.all_in_mem,
                                            vol_aug=False, seed=t.seed)
             else:
-                self.console.print(f"[yellow]{self.config.data.validation_files} is empty: no evaluation[/]")
+                self.console.print(f"[yellow]{escape(str(self.config.data.validation_files))} is empty: no evaluation[/]")
             self.log = TrainingLog(self.model_dir, tensorboard=options.tensorboard)
             if self.train_set.too_short:
                 self.console.print(
                     f"[yellow]{len(self.train_set.too_short)} training clip(s) shorter than segment_size "
                     f"({self.segment_frames} frames) left out:[/] "
-                    + ", ".join(p.name for p in self.train_set.too_short[:5])
+                    + escape(", ".join(p.name for p in self.train_set.too_short[:5]))
                     + (" ..." if len(self.train_set.too_short) > 5 else ""),
                     soft_wrap=True,
                 )
@@ -172,9 +173,9 @@ class Trainer:
         if step == 0:  # pretrained base: weights only, where they fit; a new run from step 1
             notes = load_matching_weights(g_path, self.net_g) + load_matching_weights(d_path, self.net_d)
             if self.ctx.is_main:
-                self.console.print(f"fine-tuning from {g_path.name} / {d_path.name}")
+                self.console.print(escape(f"fine-tuning from {g_path.name} / {d_path.name}"))
                 for note in notes:
-                    self.console.print(f"[yellow]kept initial weights[/] {note}", soft_wrap=True)
+                    self.console.print(f"[yellow]kept initial weights[/] {escape(note)}", soft_wrap=True)
             return 1, 1, g_path
         epoch, _ = load_checkpoint(g_path, self.net_g, self.optim_g)
         load_checkpoint(d_path, self.net_d, self.optim_d)
@@ -184,7 +185,7 @@ class Trainer:
                     if isinstance(value, torch.Tensor) and key != "step":
                         state[key] = value.to(self.device)
         if self.ctx.is_main:
-            self.console.print(f"resumed from {g_path.name} / {d_path.name} at step {step + 1}, epoch {max(epoch, 1)}")
+            self.console.print(escape(f"resumed from {g_path.name} / {d_path.name} at step {step + 1}, epoch {max(epoch, 1)}"))
         return max(epoch, 1), step + 1, g_path
 
     def learning_rate(self, epoch: int) -> float:
@@ -389,7 +390,7 @@ class Trainer:
         assert self.log is not None
         self.log.record({"event": "save", "step": step, "epoch": self.epoch, "files": [g_path.name, d_path.name],
                          "removed": [p.name for p in removed]})
-        self.console.print(f"saved {g_path.name}, {d_path.name}")
+        self.console.print(escape(f"saved {g_path.name}, {d_path.name}"))
 
 
 def train(options: TrainOptions, console: Console | None = None) -> int:
