@@ -109,3 +109,21 @@ def test_schema_errors_name_file_and_field(change, message):
     raw = {"inner": {"rate": 1}, "betas": [0.8, 0.99], **change}
     with pytest.raises(SchemaError, match=message):
         read_dataclass(_Outer, raw, "cfg.json")
+
+
+def test_the_manifests_diffusion_section_is_typed():
+    from svc_runtime.diffusion.spec import DiffusionSpec, DiffusionSpecError, VocoderSpec
+
+    vocoder = VocoderSpec(44100, 512, 128, 2048, 2048, 40.0, 16000.0)
+    section = {"vocoder": vocoder.to_dict(), "timesteps": 1000, "k_step_max": 100, "max_beta": 0.02,
+               "spec_min": -12.0, "spec_max": 2.0, "unit_channels": 768, "hidden": 256, "n_spk": 1,
+               "sampling_rate": 44100, "hop_size": 512, "method": "dpm-solver++", "speedup": 10,
+               "speakers": {"alice": 0}}
+    spec = DiffusionSpec.from_dict(section, "manifest.json")
+    assert spec.vocoder == vocoder and spec.speakers == {"alice": 0}
+    assert DiffusionSpec.from_dict(spec.to_dict(), "manifest.json") == spec
+    with pytest.raises(DiffusionSpecError, match=r'manifest.json: timesteps must be an integer, got "1000"'):
+        DiffusionSpec.from_dict({**section, "timesteps": "1000"}, "manifest.json")
+    with pytest.raises(DiffusionSpecError, match="manifest.json: missing vocoder.hop_size"):
+        no_hop = {k: v for k, v in vocoder.to_dict().items() if k != "hop_size"}
+        DiffusionSpec.from_dict({**section, "vocoder": no_hop}, "manifest.json")

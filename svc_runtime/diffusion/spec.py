@@ -8,12 +8,13 @@ diffusion part (``timesteps`` absent) the folder holds only the vocoder, enough 
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from svc_runtime.diffusion.mel import MelSpec
 from svc_runtime.diffusion.samplers import METHODS
 from svc_runtime.errors import BundleError
+from svc_runtime.schema import read_dataclass, to_mapping
 
 SPEC_FILE = "diffusion.json"
 CONDITION_GRAPH = "diffusion_condition"
@@ -42,11 +43,11 @@ class VocoderSpec:
         return MelSpec(self.sampling_rate, self.num_mels, self.n_fft, self.win_size, self.hop_size, self.fmin, self.fmax)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_mapping(self)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> VocoderSpec:
-        spec = _build(cls, raw, f"{source}: vocoder")
+        spec = read_dataclass(cls, raw, source, "vocoder", DiffusionSpecError)
         try:
             spec.mel.validate()
         except ValueError as exc:
@@ -79,14 +80,14 @@ class DiffusionSpec:
         return self.k_step_max == self.timesteps
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_mapping(self)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> DiffusionSpec:
         if not isinstance(raw, dict):
             raise DiffusionSpecError(f"{source}: the diffusion section must be a mapping")
         vocoder = VocoderSpec.from_dict(raw.get("vocoder"), source)
-        spec = _build(cls, {**raw, "vocoder": vocoder}, source)
+        spec = read_dataclass(cls, {**raw, "vocoder": to_mapping(vocoder)}, source, error=DiffusionSpecError)
         if spec.method not in METHODS:
             raise DiffusionSpecError(f"{source}: method must be one of {METHODS}, got {spec.method!r}")
         if not 1 <= spec.k_step_max <= spec.timesteps:
@@ -98,21 +99,6 @@ class DiffusionSpec:
                 f"{vocoder.sampling_rate} Hz / hop {vocoder.hop_size}"
             )
         return spec
-
-
-def _build(kind: type, raw: Any, where: str):
-    if not isinstance(raw, dict):
-        raise DiffusionSpecError(f"{where} must be a mapping, got {type(raw).__name__}")
-    values = {}
-    for f in fields(kind):
-        if f.name in raw:
-            values[f.name] = raw[f.name]
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise DiffusionSpecError(f"{where} lacks the field {f.name!r}")
-    try:
-        return kind(**values)
-    except TypeError as exc:
-        raise DiffusionSpecError(f"{where}: {exc}") from exc
 
 
 __all__ = [
