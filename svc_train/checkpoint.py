@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from svc_runtime.atomic import atomic_output
+from svc_runtime.errors import UsageError
 from svc_train.config import SvcConfig
 from svc_train.models.synthesizer import SynthesizerTrn
 from svc_train.safe_pickle import read_weights_only
@@ -31,7 +32,7 @@ _PARAM_G = ".parametrizations.weight.original0"
 _PARAM_V = ".parametrizations.weight.original1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint that cannot be used; the message names the file and the offending keys."""
 
 

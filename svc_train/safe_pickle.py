@@ -32,6 +32,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from svc_runtime.errors import UsageError
+
 __all__ = [
     "PickledObject",
     "SafeUnpickler",
@@ -48,7 +50,7 @@ __all__ = [
 STUBBED_PACKAGES = ("fairseq",)
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(UsageError, pickle.UnpicklingError):
     """The pickle names a global that is not on the allow-list."""
 
 
