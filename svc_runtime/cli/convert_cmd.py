@@ -124,7 +124,7 @@ def convert(
         fail(str(e), ExitCode.USAGE)
     for role, session in loaded.sessions.items():
         console.print(f"[dim]{role}: {session.name} on {session.provider}[/dim]")
-    console.print(f"[dim]F0: {converter.f0_source.name}[/dim]")
+    console.print(f"[dim]F0: {converter.f0_name}[/dim]")
     if converter.diffusion is not None:
         spec = converter.diffusion.spec
         mode = f"shallow diffusion, k_step {options.k_step}" if options.shallow_diffusion else "only diffusion"
