@@ -1,4 +1,4 @@
-"""Pipeline parts without a bundle: speaker-mix files, the noise field, retrieval and cluster blending, F0 hold."""
+"""Pipeline parts without a bundle: speaker-mix files, the counter-based noise, retrieval and cluster blending."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from svc_runtime.pipeline.features import causal_f0, hold_unvoiced, time_unit_indices, units_on_encoder_grid
-from svc_runtime.pipeline.noise import NoiseField
+from svc_runtime.pipeline.noise import NoiseStream, normals, splitmix64, stream_key
 from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
 from svc_runtime.pipeline.spkmix import SpeakerMixError, load_speaker_mix, parse_speaker_mix
 
@@ -56,17 +55,42 @@ def test_spkmix_json_and_errors(tmp_path: Path):
         load_speaker_mix(p, SPEAKERS)
 
 
-def test_noise_field_is_a_function_of_the_frame():
-    field = NoiseField(seed=5, inter_channels=4, hop=8, harmonics=3, block_frames=16)
-    whole_prior, whole_sine = field.prior(0, 100), field.sine(0, 100)
-    other = NoiseField(seed=5, inter_channels=4, hop=8, harmonics=3, block_frames=16)
+def test_noise_is_a_function_of_the_position():
+    stream = NoiseStream(seed=5, stream=0, inter_channels=4, hop=8, harmonics=3)
+    whole_prior, whole_sine = stream.prior(0, 100), stream.sine(0, 100)
+    other = NoiseStream(5, 0, 4, 8, 3)
     np.testing.assert_array_equal(other.prior(37, 81), whole_prior[:, 37:81])
     np.testing.assert_array_equal(other.sine(15, 33), whole_sine[15 * 8 : 33 * 8])
     assert whole_prior.dtype == np.float32 and abs(float(whole_sine.std()) - 1.0) < 0.05
-    ini = field.rand_ini()
-    assert ini[0] == 0 and np.all((ini >= 0) & (ini < 1))
-    assert not np.array_equal(NoiseField(6, 4, 8, 3).prior(0, 10), NoiseField(5, 4, 8, 3).prior(0, 10))
-    assert not np.array_equal(NoiseField(5, 4, 8, 3, stream=1).prior(0, 10), NoiseField(5, 4, 8, 3).prior(0, 10))
+    assert abs(float(whole_sine.mean())) < 0.05
+    phase = stream.initial_phase()
+    assert phase.dtype == np.int64 and phase[0] == 0 and np.all((phase >= 0) & (phase < 1 << 40))
+    assert not np.array_equal(NoiseStream(6, 0, 4, 8, 3).prior(0, 10), NoiseStream(5, 0, 4, 8, 3).prior(0, 10))
+    assert not np.array_equal(NoiseStream(5, 1, 4, 8, 3).prior(0, 10), NoiseStream(5, 0, 4, 8, 3).prior(0, 10))
+
+
+def test_noise_follows_its_published_definition():
+    """docs/bundle.md defines the generator so that other hosts draw the same numbers: check it here
+    against splitmix64's known first outputs and a direct transcription of the formula."""
+    assert int(splitmix64(np.array([0], np.uint64))[0]) == 0xE220A8397B1DCDAF  # splitmix64 seeded 0
+    assert int(splitmix64(np.array([0x9E3779B97F4A7C15], np.uint64))[0]) == 0x6E789E6AA1B965F4  # its second
+
+    def mix(x: int) -> int:
+        z = (x + 0x9E3779B97F4A7C15) % 2**64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+        return z ^ (z >> 31)
+
+    key = mix(mix(mix(52468) ^ 3) ^ 2)
+    assert stream_key(52468, 3, 2) == key
+    expected = []
+    for i in range(-3, 6):
+        p = (i % 2**64) >> 1 if i >= 0 else (i % 2**64) >> 1
+        u1 = ((mix((key + 2 * p) % 2**64) >> 11) + 1) * 2.0**-53
+        u2 = (mix((key + 2 * p + 1) % 2**64) >> 11) * 2.0**-53
+        r = np.sqrt(-2.0 * np.log(u1))
+        expected.append(np.float32(r * (np.cos(2 * np.pi * u2) if i % 2 == 0 else np.sin(2 * np.pi * u2))))
+    np.testing.assert_array_equal(normals(key, -3, 9), np.array(expected, np.float32))
 
 
 def test_feature_retrieval_matches_brute_force(tmp_path: Path):
@@ -104,54 +128,3 @@ def test_cluster_centres_pick_the_nearest(tmp_path: Path):
     np.testing.assert_array_equal(ours, centres[nearest].T)
     with pytest.raises(RetrievalError, match=r"centres must be \[K, 4\]"):
         ClusterCentres(tmp_path / "kmeans.npz", 4)
-
-
-def test_hold_unvoiced_is_causal():
-    f0 = np.array([0, 0, 100, 0, 0, 120, 0], np.float32)
-    filled, uv = hold_unvoiced(f0)
-    np.testing.assert_array_equal(filled, [0, 0, 100, 100, 100, 120, 120])
-    np.testing.assert_array_equal(uv, [0, 0, 1, 0, 0, 1, 0])
-    # A stream continues from its last voiced value, and a prefix never depends on the future.
-    head, _ = hold_unvoiced(f0[:4])
-    tail, _ = hold_unvoiced(f0[4:], last_voiced=float(head[-1]))
-    np.testing.assert_array_equal(np.concatenate([head, tail]), filled)
-
-
-def test_causal_f0_is_one_frame_late_and_streams():
-    raw = np.array([0, 100, 0, 0, 120, 0, 0], np.float32)
-    f0, uv = causal_f0(raw)
-    np.testing.assert_array_equal(f0, [0, 0, 100, 100, 100, 120, 120])
-    np.testing.assert_array_equal(uv, [0, 0, 1, 0, 0, 1, 0])
-    head, _ = causal_f0(raw[:3])
-    tail, _ = causal_f0(raw[3:], previous_raw=float(raw[2]), last_voiced=float(head[-1]))
-    np.testing.assert_array_equal(np.concatenate([head, tail]), f0)
-
-
-def test_time_unit_indices_lag_one_encoder_frame():
-    idx = time_unit_indices(0, 200, 44100, 512, 16000, 320)
-    t_model = np.arange(200) * 512 / 44100
-    assert np.all(idx == np.maximum(np.floor(t_model / 0.02 + 1e-9).astype(int) - 1, 0))
-    np.testing.assert_array_equal(time_unit_indices(50, 10, 44100, 512, 16000, 320), idx[50:60])
-
-
-class ConvEncoder:
-    """A local encoder (400-sample frames, hop 320) standing in for a bundle."""
-
-    class manifest:
-        class speech_encoder:
-            sampling_rate = 16000
-            hop_length = 320
-
-    def encode_units(self, wav):
-        n = (len(wav) - 400) // 320 + 1
-        idx = np.arange(n)[:, None] * 320 + np.arange(400)
-        frames = wav[idx]
-        return np.stack([frames.mean(1), frames.std(1), frames[:, :7].sum(1)])[None].astype(np.float32)
-
-
-def test_units_on_encoder_grid_equal_whole_for_a_local_encoder():
-    wav = np.random.default_rng(2).standard_normal(16000 * 7 + 123).astype(np.float32)
-    enc = ConvEncoder()
-    whole = enc.encode_units(wav)[0]
-    for window, context in ((1.0, 0.1), (2.0, 0.5), (0.5, 0.2)):
-        np.testing.assert_allclose(units_on_encoder_grid(enc, wav, window, context), whole, atol=1e-6)
