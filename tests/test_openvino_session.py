@@ -117,6 +117,30 @@ def test_int64_inputs_and_outputs_pass_through(int64_graph):
         ours.run({"x": np.zeros((1, 1), np.float32)})
 
 
+@needs_openvino
+def test_graph_computing_int64_beyond_int32_is_refused(tmp_path):
+    """A fixed-point phase modulo 2^40 (as the conversion graphs carry it) would wrap in OpenVINO's int32."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["phase", "step"], ["sum"]), helper.make_node("Mod", ["sum", "one"], ["phase_out"]),
+         helper.make_node("Slice", ["phase", "zero", "no_end"], ["tail"])],
+        "wide",
+        [helper.make_tensor_value_info("phase", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("phase_out", TensorProto.INT64, ["n"]),
+         helper.make_tensor_value_info("tail", TensorProto.INT64, ["m"])],
+        [helper.make_tensor("step", TensorProto.INT64, [], [3]),
+         helper.make_tensor("one", TensorProto.INT64, [], [1 << 40]),
+         helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+         helper.make_tensor("no_end", TensorProto.INT64, [1], [np.iinfo(np.int64).max - 1])],
+    )
+    path = tmp_path / "wide.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert openvino_session.wide_int64_constants(path) == ["one"]  # the Slice bound is not counted
+    with pytest.raises(ProviderUnavailableError, match=r"graph wide \(wide.onnx\) computes int64 values beyond "
+                       r"the int32 range \(constants one\).*provider 'cpu'"):
+        open_session("wide", path, ProviderConfig(provider="openvino", ov_cache_dir=""))
+    assert open_session("wide", path, ProviderConfig()).run({"phase": np.array([(1 << 40) - 1])})["phase_out"] == [2]
+
+
 # --------------------------------------------------------------------------- the generator
 
 

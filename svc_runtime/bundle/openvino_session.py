@@ -25,6 +25,10 @@ INSTALL_HINT = 'pip install "svc-toolkit[openvino]" (or pip install openvino)'
 _OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 _OV_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 _INT32 = np.iinfo(np.int32)
+_INT64_SENTINELS = (np.iinfo(np.int64).min, -np.iinfo(np.int64).max, np.iinfo(np.int64).max)
+"""'No limit' values (clamps, slice bounds), which OpenVINO handles whatever the precision."""
+_INDEX_OPS = ("Slice", "StridedSlice")
+"""Ops whose int64 inputs are index bounds, clamped to the tensor (any value is safe)."""
 
 
 def default_cache_dir() -> Path:
@@ -89,6 +93,25 @@ def compile_config(config: ProviderConfig) -> dict[str, str]:
     return properties
 
 
+def wide_int64_constants(path: Path) -> list[str]:
+    """Names of the graph's int64 constants beyond the int32 range (other than the int64 min / max
+    sentinels and slice bounds): a graph holding one computes int64 values that OpenVINO's CPU plugin, which runs
+    int64 in int32, gets wrong (e.g. a fixed-point phase modulo 2^40)."""
+    import openvino  # noqa: PLC0415 - optional dependency
+
+    wide = []
+    for op in _core().read_model(str(path)).get_ops():
+        if op.get_type_name() != "Constant" or op.get_element_type() != openvino.Type.i64:
+            continue
+        if all(t.get_node().get_type_name() in _INDEX_OPS for t in op.output(0).get_target_inputs()):
+            continue
+        values = op.get_data()
+        outside = (values < _INT32.min) | (values > _INT32.max)
+        if np.any(outside & ~np.isin(values, _INT64_SENTINELS)):
+            wide.append(op.get_friendly_name())
+    return wide
+
+
 def check_int32_range(graph: str, feeds: dict[str, np.ndarray]) -> None:
     """Refuse int64 inputs outside the int32 range: OpenVINO's CPU plugin computes int64 tensors
     in int32 (int64 types pass through, values beyond +-2^31 wrap silently)."""
@@ -105,9 +128,11 @@ class OpenVinoSession:
 
     Inputs are cast to the graph's declared dtypes (float32, int64, ...) as ONNX Runtime's
     session does; outputs are fresh numpy arrays (the request's buffers are reused per run).
-    int64 tensors keep their type, but OpenVINO computes them in int32: inputs beyond the
-    int32 range are refused (`check_int32_range`), and a graph whose int64 arithmetic grows
-    past 2^31 inside gives wrong values here.
+    int64 tensors keep their type, but OpenVINO computes them in int32: a graph with int64
+    inputs or outputs is refused at load when it holds int64 constants beyond the int32 range
+    (`wide_int64_constants`), and inputs beyond that range are refused at run time
+    (`check_int32_range`). A graph that grows int64 values past 2^31 by other means would still
+    compute them wrongly here.
     """
 
     def __init__(self, name: str, path: Path, config: ProviderConfig) -> None:
@@ -134,6 +159,13 @@ class OpenVinoSession:
         self._input_dtypes = {
             n: inputs[i].get_element_type().to_dtype() for n, i in self._input_ports.items()
         }
+        if any(port.get_element_type().to_dtype() == np.int64 for port in (*inputs, *outputs)):
+            wide = wide_int64_constants(path)
+            if wide:
+                raise ProviderUnavailableError(
+                    f"graph {name} ({Path(path).name}) computes int64 values beyond the int32 range (constants "
+                    f"{', '.join(wide[:3])}), which OpenVINO's CPU plugin computes in int32; run it with provider 'cpu'"
+                )
         log.info("graph %s (%s) runs on %s", name, Path(path).name, self.provider)
 
     @graph_run
