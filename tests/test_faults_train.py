@@ -75,3 +75,25 @@ def test_units_width_is_checked_against_ssl_dim(tmp_path: Path):
     data["model"]["ssl_dim"] = 64
     config_path.write_text(json.dumps(data))
     extractor.check_config(SvcConfig.load(config_path), config_path)  # agrees: no error
+
+
+def test_features_cli_refuses_a_width_mismatch_before_any_clip(tmp_path: Path):
+    clip = tmp_path / "dataset" / "alice" / "a.wav"
+    clip.parent.mkdir(parents=True)
+    soundfile.write(clip, tone(44100, 1.0), 44100, subtype="PCM_16")
+    lists = tmp_path / "filelists"
+    lists.mkdir()
+    for name in ("train.txt", "val.txt"):
+        (lists / name).write_text(f"{clip}\n")
+    data = json.loads((FIXTURES / "sovits41_small" / "config.json").read_text())
+    data["data"]["training_files"] = str(lists / "train.txt")
+    data["data"]["validation_files"] = str(lists / "val.txt")
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(data))
+    checkpoint = FIXTURES / "contentvec_small" / "fairseq_checkpoint.pt"
+    result = CliRunner().invoke(app, ["features", "-c", str(config_path), "-e", str(checkpoint), "--f0-method", "pm",
+                                      "-j", "0"])
+    text = re.sub(r"\s+", " ", result.output)
+    assert result.exit_code == 2, result.output
+    assert "model.ssl_dim is 768 but the vec768l12 checkpoint" in text and "gives 64-wide units" in text
+    assert "Traceback" not in result.output and not list(clip.parent.glob("*.features.npz"))

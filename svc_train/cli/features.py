@@ -36,7 +36,7 @@ def features_command(
     """
     from svc_train.config import SvcConfig
     from svc_train.data.feature_jobs import FeatureJobError, clips_of, drop_from_filelists, init_worker, process_clip
-    from svc_train.data.features import FEATURE_SUFFIX, FeatureExtractor, FeatureSettings
+    from svc_train.data.features import FEATURE_SUFFIX, FeatureConfigError, FeatureExtractor, FeatureSettings
     from svc_train.data.parallel import run_jobs
 
     if f0_method == "rmvpe" and f0_checkpoint is None:
@@ -60,12 +60,13 @@ def features_command(
     if not clips:
         fail(f"{config}: the file lists are empty")
     try:  # load both networks once, up front: a missing file or a width mismatch fails before any clip
-        units_dim = _units_width(FeatureExtractor(settings))
+        extractor = FeatureExtractor(settings)
     except (OSError, ValueError, RuntimeError) as e:
         fail(f"{f0_method} / {cfg.model.speech_encoder}: {e}")
-    if units_dim != cfg.model.ssl_dim:
-        fail(f"{config}: model.ssl_dim is {cfg.model.ssl_dim} but {encoder_checkpoint} gives {units_dim}-wide units; "
-             f"rerun `svc-train config ... --encoder-checkpoint {encoder_checkpoint}` (it reads the width)")
+    try:
+        extractor.check_config(cfg, config)
+    except FeatureConfigError as e:
+        fail(str(e))
     counts = {"computed": 0, "cached": 0, "excluded": 0}
     excluded: dict[Path, str] = {}
     try:  # an error that is not one clip's audio, or most clips excluded, stops the run (lists unchanged)
@@ -90,10 +91,3 @@ def features_command(
     if counts["computed"] + counts["cached"] == 0:
         raise typer.Exit(int(ExitCode.FAILED))
 
-
-def _units_width(extractor) -> int:
-    """Width of the units the loaded encoder gives (run on one second of silence at 16 kHz)."""
-    import torch
-
-    with torch.no_grad():
-        return int(extractor.encoder(torch.zeros(1, 16000, device=extractor.device)).shape[1])

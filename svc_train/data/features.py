@@ -166,8 +166,8 @@ class FeatureExtractor:
             raise FeatureConfigError(
                 f"{config_path}: model.ssl_dim is {config.model.ssl_dim} but the {self.settings.speech_encoder} "
                 f"checkpoint {self.settings.encoder_checkpoint} gives {self.units_dim}-wide units",
-                "use the encoder the config was made for, or rerun `svc-train config` with this checkpoint "
-                "(it reads the width)")
+                f"use the encoder the config was made for, or rerun `svc-train config ... --encoder-checkpoint "
+                f"{self.settings.encoder_checkpoint}` (it reads the width)")
 
     def raw_f0(self, samples: np.ndarray, n_frames: int) -> np.ndarray:
         """Raw F0 [n_frames] Hz on the (sampling_rate, hop) grid, 0 = unvoiced."""
