@@ -429,21 +429,23 @@ def converter_bundle(tmp_path_factory) -> Path:
         pitch="rmvpe", pitch_checkpoint=fixtures / "rmvpe_small" / "rmvpe.pt", simplify=False,
     ))
     torch.set_num_threads(previous)
-    if not any(g.role == "converter" for g in manifest.graphs.values()):  # TEMPORARY until issue 13 lands
-        pytest.skip("svc-export in this tree writes no converter graph yet (issue 13)")
+    assert any(g.role == "converter" for g in manifest.graphs.values()), "svc-export wrote no converter graph"
     return work / "bundle"
 
 
-def tiny_converter_graph(path: Path, channels: int, harmonics: int, speakers: int, dim: int) -> None:
+def tiny_converter_graph(path: Path, channels: int, harmonics: int, speakers: int, dim: int,
+                         identity: bool = False) -> None:
     """A stand-in converter.onnx with the real graph's inputs and outputs and almost no compute (audio = the mean
     of the sine noise times noise_scale, phase_out = phase_in + state_frame): it isolates the host's own cost and
-    memory, for the valgrind run and the per-block overhead."""
+    memory, for the valgrind run and the per-block overhead. identity: a vol_embedding model's graph (input
+    audio_in) whose audio output is its audio_in, so the host's windowing and stitching must give back its input."""
     import onnx
     from onnx import TensorProto as TP
     from onnx import helper as oh
 
     f, i64 = TP.FLOAT, TP.INT64
-    inputs = [("wav16k", f, ["B", "N16"]), ("speaker", f, ["B", "T", speakers]), ("f0_scale", f, ["B"]),
+    inputs = [("audio_in", f, ["B", "L"])] if identity else []
+    inputs += [("wav16k", f, ["B", "N16"]), ("speaker", f, ["B", "T", speakers]), ("f0_scale", f, ["B"]),
               ("noise_scale", f, [1]), ("noise_prior", f, ["B", channels, "T"]),
               ("sine_noise", f, ["B", "L", harmonics]), ("phase_in", i64, ["B", harmonics]),
               ("state_frame", i64, ["B"]), ("cluster_centres", f, ["K", dim]), ("cluster_ratio", f, [1])]
@@ -452,7 +454,7 @@ def tiny_converter_graph(path: Path, channels: int, harmonics: int, speakers: in
     axis1 = oh.make_tensor("axis1", i64, [1], [1])
     nodes = [oh.make_node("ReduceMean", ["sine_noise"], ["mean"], axes=[2], keepdims=0),
              oh.make_node("Mul", ["mean", "noise_scale"], ["scaled"]),
-             oh.make_node("Unsqueeze", ["scaled", "axis1"], ["audio"]),
+             oh.make_node("Unsqueeze", ["audio_in" if identity else "scaled", "axis1"], ["audio"]),
              oh.make_node("ReduceMean", ["noise_prior"], ["f0"], axes=[1], keepdims=0),
              oh.make_node("ReduceMean", ["speaker"], ["uv"], axes=[2], keepdims=0),
              oh.make_node("Unsqueeze", ["state_frame", "axis1"], ["state_column"]),
@@ -489,15 +491,19 @@ def tiny_bundle(tmp_path_factory) -> Path:
     return bundle
 
 
-def _stereo_song(sr: int = 48000) -> np.ndarray:
-    """Two phrases (vibrato tones) with 1.2 s of near-silence between them and a DC offset: [N, 2] float32."""
+def _stereo_song(sr: int = 48000, lead_in_s: float = 0.0) -> np.ndarray:
+    """Two phrases (vibrato tones, the first over the slicer's 5 s minimum) with 1.2 s of near-silence between
+    them, so the slicer makes two voiced slices (noise streams 0 and 1), after `lead_in_s` of near-silence (over
+    5 s: a silent slice), with a DC offset: [N, 2] float32."""
     sys.path.insert(0, str(REPO / "tests"))
     from pipeline_fixture import vibrato_tone
 
-    a, _ = vibrato_tone(3.2, sr=sr)
+    a, _ = vibrato_tone(5.5, sr=sr)
     b, _ = vibrato_tone(2.1, sr=sr, base_hz=300.0)
-    quiet = (np.random.default_rng(3).standard_normal(int(1.2 * sr)) * 1e-4).astype(np.float32)
-    mono = np.concatenate([a, quiet, 0.7 * b]) + 0.01
+    rng = np.random.default_rng(3)
+    quiet = (rng.standard_normal(int(1.2 * sr)) * 1e-4).astype(np.float32)
+    lead_in = (rng.standard_normal(int(lead_in_s * sr)) * 1e-4).astype(np.float32)
+    mono = np.concatenate([lead_in, a, quiet, 0.7 * b]) + 0.01
     return np.stack([mono, 0.8 * mono], axis=1).astype(np.float32)
 
 
@@ -521,6 +527,8 @@ def test_svc_host_convert_matches_svc_run(c_host, converter_bundle, tmp_path):
     assert sr_got == sr_ref == 44100 and got.shape == ref.shape
     assert np.abs(ref).max() > 1e-3  # real audio, not silence
     assert np.abs(got - ref).max() <= 1e-4
+    # measured: byte-identical files (svc-host writes PCM 16 by soundfile's rule, floor(x * 32768))
+    assert (tmp_path / "c.wav").read_bytes() == (tmp_path / "py" / "song.wav").read_bytes()
 
 
 def test_abi_convert_matches_the_python_converter(lib, converter_bundle):
@@ -679,5 +687,50 @@ def test_block_api_matches_streaming_converter(lib, converter_bundle, block_ms):
             assert np.abs(got.reshape(-1) - ref).max() <= 1e-4  # measured 0 (bit-equal)
             py.reset()
             assert lib.svc_host_reset(host) == SVC_OK
+    finally:
+        lib.svc_host_close(host)
+
+
+@pytest.fixture(scope="session")
+def identity_bundle(tmp_path_factory) -> Path:
+    pytest.importorskip("onnx")
+    bundle = _fake_bundle(tmp_path_factory.mktemp("identity"), vol_embedding=True)
+    tiny_converter_graph(bundle / "converter.onnx", 8, 9, 3, 64, identity=True)
+    return bundle
+
+
+def test_windows_and_crossfades_give_back_an_identity_graphs_input(lib, identity_bundle):
+    """With a graph that returns its model-rate window (audio_in), whole-buffer conversion must rebuild the
+    DC-filtered, resampled input on every voiced slice (windows overlap, crossfade weights sum to 1) and leave the
+    silent slices at 0; streaming must return the input delayed by exactly the latency minus one block."""
+    from svc_runtime.audio.dsp import remove_dc
+    from svc_runtime.audio.resample import resample
+    from svc_runtime.signal.slicer import slice_on_silence
+
+    x = np.ascontiguousarray(_stereo_song(48000, lead_in_s=5.5)[:, 0])
+    status, host, error = open_host(lib, identity_bundle, {"speaker": "bass", "max_window_seconds": 2.0,
+                                                             "context_seconds": 0.5, "block_size": 1000})
+    assert status == SVC_OK, error
+    try:
+        out = np.zeros(lib.svc_host_output_length(host, x.size, 48000), np.float32)
+        assert lib.svc_host_convert(host, x, x.size, 48000, out) == SVC_OK, lib.svc_host_last_error(host)
+        model_rate = remove_dc(resample(x, 48000, 44100), 44100)
+        expected = np.zeros_like(model_rate)
+        segments = slice_on_silence(model_rate, 44100)
+        assert [s.silent for s in segments if s.length] == [True, False, False]
+        for seg in segments:
+            if not seg.silent:
+                expected[seg.start : seg.end] = model_rate[seg.start : seg.end]
+        assert np.abs(out - expected).max() <= 1e-6  # float32 ramps w and 1 - w sum to 1 within 1 ulp
+
+        y = np.ascontiguousarray(model_rate[: 40 * 1000])
+        streamed = np.zeros((40, 1000), np.float32)
+        for i in range(40):
+            assert lib.svc_host_process_block(host, np.ascontiguousarray(y[i * 1000 : (i + 1) * 1000]), streamed[i],
+                                              1000) == SVC_OK
+        delay = lib.svc_host_latency_samples(host) - 1000
+        streamed = streamed.reshape(-1)
+        np.testing.assert_allclose(streamed[delay:], y[: y.size - delay], rtol=0, atol=1e-6)
+        assert np.all(streamed[:delay] == 0)
     finally:
         lib.svc_host_close(host)

@@ -95,6 +95,14 @@ static float *decode(const char *path, int64_t *n_out, int *rate_out) {
     return mono;
 }
 
+/* PCM 16 as svc-run writes it: soundfile's libsndfile (1.2.2) turns a float x in [-1, 1] into
+ * floor(x * 32768) clipped to [-32768, 32767]; Debian's 1.2.0 rounds x * 32767 instead, so the samples are
+ * converted here and written as shorts, and the files are byte-identical whichever libsndfile is installed. */
+static short to_pcm16(float x) {
+    double v = floor((double)x * 32768.0);
+    return (short)(v > 32767.0 ? 32767.0 : (v < -32768.0 ? -32768.0 : v));
+}
+
 static int write_wav(const char *path, const float *x, int64_t n, int rate, int pcm16) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.partial", path);
@@ -102,10 +110,12 @@ static int write_wav(const char *path, const float *x, int64_t n, int rate, int 
     SNDFILE *f = sf_open(tmp, SFM_WRITE, &info);
     if (!f) return fprintf(stderr, "%s: cannot write (%s)\n", path, sf_strerror(NULL)), 1;
     float block[4096];
+    short pcm[4096];
     for (int64_t i = 0; i < n; i += 4096) {
         int64_t k = n - i < 4096 ? n - i : 4096;
         for (int64_t j = 0; j < k; j++) block[j] = x[i + j] > 1.0f ? 1.0f : (x[i + j] < -1.0f ? -1.0f : x[i + j]);
-        if (sf_writef_float(f, block, k) != k) {
+        for (int64_t j = 0; pcm16 && j < k; j++) pcm[j] = to_pcm16(block[j]);
+        if ((pcm16 ? sf_writef_short(f, pcm, k) : sf_writef_float(f, block, k)) != k) {
             sf_close(f);
             remove(tmp);
             return fprintf(stderr, "%s: write failed\n", path), 1;
