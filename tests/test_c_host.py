@@ -677,7 +677,7 @@ def test_block_api_matches_streaming_converter(lib, converter_bundle, block_ms):
     assert status == SVC_OK, error
     try:
         assert lib.svc_host_latency_samples(host) == py.latency_samples
-        for rep in range(2):
+        for _rep in range(2):
             ref = np.concatenate([py.process(x[i * block : (i + 1) * block]) for i in range(n_blocks)])
             got = np.zeros((n_blocks, block), np.float32)
             for i in range(n_blocks):
