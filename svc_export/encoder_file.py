@@ -9,9 +9,10 @@ encoder contract around the user's nodes, which stay as they are:
     wav [batch, samples] -> Unsqueeze(axis 1) -> (the user's graph) -> Transpose -> units [batch, dim, frames]
 
 (no Unsqueeze for a [batch, samples] input, no Transpose for a [1, dim, frames] output).
-A graph whose batch axis is the constant 1 keeps it: the manifest then says ``wav``
-[1, samples]; the runtime feeds one window at a time. The rewritten graph is proved
-against the original file (parity on the usual encoder waveforms) before it goes in.
+A graph whose batch axis is the constant 1 (so-vits-svc's files) runs inside a ``Scan``
+over the batch, one item per iteration, so the bundle's batch axis stays dynamic. The
+rewritten graph is proved against the original file (parity on the usual encoder
+waveforms, batch 2 included) before it goes in.
 
 Such an encoder cannot be fused with the generator from torch modules (no torch form
 of the user's graph exists). `fuse_in_front` composes at the ONNX level instead: the
@@ -30,7 +31,7 @@ import onnx
 import torch
 from onnx import TensorProto, compose, helper, version_converter
 
-from svc_export.onnx_export import GraphExportError, ParityResult, require_parity
+from svc_export.onnx_export import GraphExportError, GraphPlan, ParityResult, _max_error, require_parity
 from svc_export.plans import UNITS_TOLERANCE, WAVEFORM_LENGTHS, waveform_plan
 from svc_runtime.bundle.bundle import sha256_of
 from svc_runtime.bundle.manifest import GraphEntry, ParityRecord, TensorSpec
@@ -44,6 +45,7 @@ from svc_train.encoders.onnx_file import (
 __all__ = [
     "GRAPH_NAME",
     "fuse_in_front",
+    "write_fused_converter",
     "is_encoder_file",
     "load_encoder_file",
     "rewrite_encoder_graph",
@@ -54,6 +56,9 @@ GRAPH_NAME = "speech_encoder"
 INPUT_NAME = "wav"
 OUTPUT_NAME = "units"
 REFERENCE = "source onnx file"
+FUSED_NAME = "converter_f0"
+FUSED_WAV = TensorSpec("wav16k", "float32", ("batch", "wav_samples"))
+"""The fused graph's audio input, as `svc_export.plans.converter_plans` names it for `converter_f0`."""
 
 
 def is_encoder_file(module: object) -> bool:
@@ -83,61 +88,94 @@ def _fresh(name: str, taken: set[str]) -> str:
 
 
 def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
-    """Rename a tensor everywhere in the top-level graph's nodes and outputs."""
+    """Rename a tensor everywhere in the graph's nodes (subgraphs included), outputs and value infos."""
     for node in graph.node:
         node.input[:] = [new if x == old else x for x in node.input]
         node.output[:] = [new if x == old else x for x in node.output]
-    for output in graph.output:
-        if output.name == old:
-            output.name = new
+        for sub in _subgraphs(node):
+            _rename_tensor(sub, old, new)
+    for value in (*graph.output, *graph.value_info):
+        if value.name == old:
+            value.name = new
 
 
 def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def rewrite_encoder_graph(encoder: OnnxContentEncoder, target: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], int]:
-    """Write the user's graph with the bundle's ``wav`` -> ``units`` interface to ``target``.
+def _axes_node(op: str, source: str, target: str, axes: list[int], opset: int, graph: onnx.GraphProto,
+               taken: set[str], name: str) -> onnx.NodeProto:
+    """Unsqueeze / Squeeze over ``axes`` (an input from opset 13, an attribute before)."""
+    if opset >= 13:
+        tensor = helper.make_tensor(_fresh(f"{name}_axes", taken), TensorProto.INT64, [len(axes)], axes)
+        taken.add(tensor.name)
+        graph.initializer.append(tensor)
+        return helper.make_node(op, [source, tensor.name], [target], name=name)
+    return helper.make_node(op, [source], [target], axes=axes, name=name)
 
-    Returns (inputs, outputs, opset) for the manifest.
+
+def rewrite_encoder_graph(encoder: OnnxContentEncoder, target: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], int]:
+    """Write the user's graph with the bundle's ``wav`` [batch, samples] -> ``units`` [batch, dim, frames]
+    interface to ``target``; returns (inputs, outputs, opset) for the manifest.
+
+    A graph whose batch axis is the constant 1 runs inside a ``Scan`` over the batch (one item per
+    iteration, initializers shared from the outer graph), so the bundle's batch axis stays dynamic.
     """
     layout = encoder.layout
     model = onnx.load(str(encoder.path))
     graph = model.graph
     opset = _opset(model)
     taken = {x for node in graph.node for x in (*node.input, *node.output)}
-    taken |= {v.name for v in (*graph.input, *graph.output, *graph.initializer)}
-    batch: int | str = 1 if layout.batch_fixed else "batch"
+    taken |= {v.name for v in (*graph.input, *graph.output, *graph.initializer, *graph.value_info)}
+    taken |= {INPUT_NAME, OUTPUT_NAME}
+    source_in, source_out = layout.input_name, layout.output_name
+    for name in (INPUT_NAME, OUTPUT_NAME):  # free the bundle's names if the user's graph uses them inside
+        if name in (source_in, source_out) or any(name in (*n.input, *n.output) for n in graph.node):
+            fresh = _fresh(name, taken)
+            taken.add(fresh)
+            _rename_tensor(graph, name, fresh)
+            source_in = fresh if source_in == name else source_in
+            source_out = fresh if source_out == name else source_out
+    user_nodes = list(graph.node)
+    del graph.node[:]
+    outer_inputs = [v for v in graph.input if v.name not in (layout.input_name, source_in)]
 
-    source_in = layout.input_name
-    if source_in == INPUT_NAME or layout.input_rank == 3:
-        inner = _fresh(source_in, taken) if source_in == INPUT_NAME else source_in
-        _rename_tensor(graph, source_in, inner)
-        if layout.input_rank == 3:
-            if opset >= 13:
-                axes = helper.make_tensor(_fresh("unsqueeze_axes", taken), TensorProto.INT64, [1], [1])
-                graph.initializer.append(axes)
-                node = helper.make_node("Unsqueeze", [INPUT_NAME, axes.name], [inner], name="svc_wav_to_source")
-            else:
-                node = helper.make_node("Unsqueeze", [INPUT_NAME], [inner], axes=[1], name="svc_wav_to_source")
-        else:
-            node = helper.make_node("Identity", [INPUT_NAME], [inner], name="svc_wav_to_source")
-        graph.node.insert(0, node)
-    kept_inputs = [v for v in graph.input if v.name != source_in]
-    del graph.input[:]
-    graph.input.extend([helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch, "samples"]), *kept_inputs])
-
-    source_out = layout.output_name
-    if source_out == OUTPUT_NAME:
-        renamed = _fresh(source_out, taken)
-        _rename_tensor(graph, source_out, renamed)
-        source_out = renamed
+    if not layout.batch_fixed:  # the user's graph takes the whole batch
+        first = (_axes_node("Unsqueeze", INPUT_NAME, source_in, [1], opset, graph, taken, "svc_wav_to_source")
+                 if layout.input_rank == 3 else helper.make_node("Identity", [INPUT_NAME], [source_in],
+                                                                 name="svc_wav_to_source"))
+        graph.node.extend([first, *user_nodes])
+        batch_units = source_out
+    else:  # one item at a time: Scan over the batch axis
+        if opset < 9:
+            raise GraphExportError(f"{encoder.path}: opset {opset} is too old to run per item (Scan needs opset 9+)")
+        item, item_units = _fresh("svc_item", taken), _fresh("svc_item_units", taken)
+        taken |= {item, item_units}
+        axes = [0, 1] if layout.input_rank == 3 else [0]
+        body_nodes = [
+            _axes_node("Unsqueeze", item, source_in, axes, opset, graph, taken, "svc_item_to_source"),
+            *user_nodes,
+            _axes_node("Squeeze", source_out, item_units, [0], opset, graph, taken, "svc_source_to_item"),
+        ]
+        body = helper.make_graph(
+            body_nodes, "svc_encoder_item",
+            [helper.make_tensor_value_info(item, TensorProto.FLOAT, ["samples"])],
+            [helper.make_tensor_value_info(item_units, TensorProto.FLOAT, None)],
+        )
+        body.value_info.extend(graph.value_info)
+        del graph.value_info[:]
+        batch_units = _fresh("svc_batch_units", taken)
+        graph.node.append(helper.make_node("Scan", [INPUT_NAME], [batch_units], body=body, num_scan_inputs=1,
+                                           name="svc_per_item"))
     if layout.time_axis == 1:
-        graph.node.append(helper.make_node("Transpose", [source_out], [OUTPUT_NAME], perm=[0, 2, 1], name="svc_units"))
+        graph.node.append(helper.make_node("Transpose", [batch_units], [OUTPUT_NAME], perm=[0, 2, 1], name="svc_units"))
     else:
-        graph.node.append(helper.make_node("Identity", [source_out], [OUTPUT_NAME], name="svc_units"))
+        graph.node.append(helper.make_node("Identity", [batch_units], [OUTPUT_NAME], name="svc_units"))
+    del graph.input[:]
+    graph.input.extend([helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", "samples"]),
+                        *outer_inputs])
     del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, encoder.dim, "frames"]))
+    graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", encoder.dim, "frames"]))
 
     try:
         onnx.checker.check_model(model)
@@ -145,8 +183,8 @@ def rewrite_encoder_graph(encoder: OnnxContentEncoder, target: Path) -> tuple[tu
         first = str(error).strip().splitlines()[0]
         raise GraphExportError(f"{encoder.path}: the rewritten encoder graph does not check ({first})") from None
     onnx.save(model, str(target))
-    inputs = (TensorSpec(INPUT_NAME, "float32", (batch, "samples")),)
-    outputs = (TensorSpec(OUTPUT_NAME, "float32", (batch, encoder.dim, "frames")),)
+    inputs = (TensorSpec(INPUT_NAME, "float32", ("batch", "samples")),)
+    outputs = (TensorSpec(OUTPUT_NAME, "float32", ("batch", encoder.dim, "frames")),)
     return inputs, outputs, opset
 
 
@@ -158,8 +196,6 @@ def encoder_file_parity(encoder: OnnxContentEncoder, rewritten: Path) -> list[Pa
     results = []
     for seed, length in enumerate(WAVEFORM_LENGTHS):
         wav = plan.make_inputs(length, seed)[INPUT_NAME]
-        if encoder.layout.batch_fixed:
-            wav = wav[:1]
         with torch.no_grad():
             expected = encoder(wav).numpy()
         got = session.run([OUTPUT_NAME], {INPUT_NAME: wav.numpy()})[0]
@@ -198,6 +234,41 @@ def write_encoder_graph(
     }
 
 
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    graphs = []
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            graphs.append(attribute.g)
+        elif attribute.type == onnx.AttributeProto.GRAPHS:
+            graphs.extend(attribute.graphs)
+    return graphs
+
+
+def _tensor_names(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name of ``graph`` and of its subgraphs (Scan / Loop / If bodies)."""
+    names = {v.name for v in (*graph.input, *graph.output, *graph.value_info, *graph.initializer)}
+    for node in graph.node:
+        names |= {x for x in (*node.input, *node.output) if x}
+        for sub in _subgraphs(node):
+            names |= _tensor_names(sub)
+    return names
+
+
+def _prefix_names(graph: onnx.GraphProto, prefix: str, names: set[str]) -> None:
+    """Prefix every tensor in ``names`` and every node name, subgraphs included (so that a body's
+    references to the outer graph's initializers follow them; onnx.compose.add_prefix does not)."""
+    for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
+        if value.name in names:
+            value.name = prefix + value.name
+    for node in graph.node:
+        node.input[:] = [prefix + x if x in names else x for x in node.input]
+        node.output[:] = [prefix + x if x in names else x for x in node.output]
+        if node.name:
+            node.name = prefix + node.name
+        for sub in _subgraphs(node):
+            _prefix_names(sub, prefix, names)
+
+
 def _at_opset(model: onnx.ModelProto, opset: int, what: str) -> onnx.ModelProto:
     if _opset(model) == opset:
         return model
@@ -224,7 +295,7 @@ def fuse_in_front(encoder_graph: Path, consumer_graph: Path, target: Path, wav_n
     encoder = _at_opset(encoder, opset, str(encoder_graph))
     consumer = _at_opset(consumer, opset, str(consumer_graph))
     encoder.ir_version = consumer.ir_version = max(encoder.ir_version, consumer.ir_version)
-    encoder = compose.add_prefix(encoder, "encoder/")
+    _prefix_names(encoder.graph, "encoder/", _tensor_names(encoder.graph))
     fused = compose.merge_models(encoder, consumer, io_map=[(f"encoder/{OUTPUT_NAME}", OUTPUT_NAME)])
     _rename_tensor(fused.graph, f"encoder/{INPUT_NAME}", wav_name)
     for graph_input in fused.graph.input:
@@ -236,3 +307,46 @@ def fuse_in_front(encoder_graph: Path, consumer_graph: Path, target: Path, wav_n
         first = str(error).strip().splitlines()[0]
         raise GraphExportError(f"{target.name}: the fused graph does not check ({first})") from None
     onnx.save(fused, str(target))
+
+
+def write_fused_converter(
+    synthesis: GraphPlan,
+    graphs: dict[str, GraphEntry],
+    file_for: Callable[[str], Path],
+    on_parity: Callable[[str, list[ParityResult]], None] | None = None,
+) -> dict[str, GraphEntry]:
+    """The ``converter_f0`` graph of a bundle whose encoder is a user's ONNX file: the staged
+    ``speech_encoder`` fused in front of the staged ``synthesis`` graph (`fuse_in_front`), proved
+    against running the two graphs in turn on the synthesis plan's inputs; its manifest entry.
+    """
+    encoder_entry, synthesis_entry = graphs[GRAPH_NAME], graphs[synthesis.name]
+    target = file_for(f"{FUSED_NAME}.onnx")
+    fuse_in_front(file_for(encoder_entry.file), file_for(synthesis_entry.file), target, FUSED_WAV.name)
+    encoder_session = open_session(file_for(encoder_entry.file))
+    synthesis_session, fused_session = open_session(file_for(synthesis_entry.file)), open_session(target)
+    names = [spec.name for spec in synthesis_entry.outputs]
+    controls = [spec.name for spec in synthesis_entry.inputs if spec.name != OUTPUT_NAME]
+    results = []
+    for seed, length in enumerate(synthesis.lengths):
+        values = synthesis.make_inputs(length, seed)
+        feeds = {name: values[name].numpy() for name in controls}
+        wav = values[FUSED_WAV.name].numpy()
+        units = encoder_session.run([OUTPUT_NAME], {INPUT_NAME: wav})[0]
+        want = synthesis_session.run(names, {**feeds, OUTPUT_NAME: units})
+        got = fused_session.run(names, {**feeds, FUSED_WAV.name: wav})
+        for name, a, b in zip(names, got, want):
+            error = _max_error(b, a, synthesis.meta.get("circular", {}).get(name))
+            results.append(ParityResult(FUSED_NAME, name, length, error, synthesis.tolerance[name],
+                                        f"{GRAPH_NAME} + {synthesis.name} graphs"))
+    if on_parity:
+        on_parity(f"{FUSED_NAME} (fp32, fused from {GRAPH_NAME} + {synthesis.name}) vs the two graphs", results)
+    require_parity(results)
+    records = tuple(ParityRecord(r.output, r.length, r.max_abs_error, r.tolerance, r.reference) for r in results)
+    inputs = (FUSED_WAV, *(spec for spec in synthesis_entry.inputs if spec.name != OUTPUT_NAME))
+    return {
+        FUSED_NAME: GraphEntry(
+            role=FUSED_NAME, file=target.name, sha256=sha256_of(target), precision="fp32",
+            opset=max(encoder_entry.opset, synthesis_entry.opset), inputs=inputs, outputs=synthesis_entry.outputs,
+            parity=records,
+        )
+    }

@@ -24,7 +24,7 @@ import torch
 from svc_export.bundle_writer import BundleStaging, check_target
 from svc_export.conv_transpose import PASS_NAME as POLYPHASE_PASS
 from svc_export.conv_transpose import rewrite_file as conv_transposes_as_convs
-from svc_export.encoder_file import is_encoder_file, write_encoder_graph
+from svc_export.encoder_file import is_encoder_file, write_encoder_graph, write_fused_converter
 from svc_export.fp16 import convert_to_fp16
 from svc_export.onnx_export import (
     OPSET,
@@ -377,6 +377,9 @@ def export_bundle(
         if is_encoder_file(nets.encoder):  # a user's ONNX encoder: rewritten to wav -> units and proved, not traced
             step(f"speech_encoder: from {nets.encoder.path.name}")
             graphs.update(write_encoder_graph(nets.encoder, stage.file, on_parity))
+            synthesis = next((plan for plan in plans if plan.name == "synthesis"), None)
+            if synthesis is not None:  # converter_f0 = the file's graph in front of synthesis, fused in ONNX
+                graphs.update(write_fused_converter(synthesis, graphs, stage.file, on_parity))
         if request.trt:
             engines = _build_engines(plans, graphs, stage, request, trt_info, step)
         aux = [_write_aux(payload, stage) for payload in nets.aux_files]
