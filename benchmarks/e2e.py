@@ -35,7 +35,7 @@ from benchmarks.ours import OursConverter, SessionTuning
 from benchmarks.timing import StageTimer, Summary, load_average
 
 SECTIONS = ("throughput", "batch", "streaming", "memory", "coldstart", "tuning", "graphs")
-STAGE_ORDER = ("decode", "resample", "slice", "prepare", "pitch", "content", "generator", "stitch", "write")
+STAGE_ORDER = ("decode", "resample", "slice", "prepare", "pitch", "content", "generator", "graph", "stitch", "write")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 

@@ -31,7 +31,7 @@ ModelSize = Literal["standard", "tiny", "micro"]
 SIZES: tuple[str, ...] = ("standard", "tiny", "micro")
 SEED = 1234
 SPEAKER = "bench"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Bump when the cached files must be rebuilt (a new layout or new sizes)."""
 
 HUBERT_BASE = {

@@ -16,8 +16,10 @@ from svc_runtime.bundle.sessions import ProviderConfig
 from svc_runtime.pipeline.convert import Converter
 from svc_runtime.pipeline.options import ConvertOptions
 
-GRAPH_STAGES = {"encode_units": "content", "pitch_salience": "pitch", "synthesize": "generator"}
-"""Bundle methods and the stage their time is booked to."""
+GRAPH_STAGES = {"encode_units": "content", "pitch_salience": "pitch", "run": "graph"}
+"""Bundle methods and the stage their time is booked to: `run` is the conversion graph (encoder, pitch
+network and generator in one run), `encode_units` / `pitch_salience` the separate graphs the host runs
+for retrieval or host F0 (CREPE)."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,9 @@ class OursConverter:
     def convert_files(self, sources: list[Path], targets: list[Path], timer: StageTimer) -> float:
         """Convert `sources` together (generator chunks batched across them); returns audio seconds.
 
-        Stages: decode, prepare (resample, slicing, F0 decoding, phases; graph time is booked to
-        pitch/content), pitch, content, generator, stitch (render minus generator), write.
+        Stages: decode, prepare (resample, slicing, 16 kHz copies, host F0; graph time is booked to
+        pitch/content), pitch, content, graph (the conversion graph), stitch (render minus graph: the host's
+        per-window work: cutting, noise, feeds, crossfade), write.
         """
         self._timer = timer
         try:
@@ -79,10 +82,10 @@ class OursConverter:
                     prepared.append(self.converter.prepare(decoded))
                 del decoded  # as svc-run convert: the decoded input is not held while rendering
                 timer.seconds["prepare"] -= _graph_seconds(timer, ("pitch", "content")) - before
-            before = timer.seconds.get("generator", 0.0)
+            before = _graph_seconds(timer, ("graph", "content", "pitch"))
             with timer.stage("stitch"):
                 outputs = self.converter.render(prepared)
-            timer.seconds["stitch"] -= timer.seconds.get("generator", 0.0) - before
+            timer.seconds["stitch"] -= _graph_seconds(timer, ("graph", "content", "pitch")) - before
             with timer.stage("write"):
                 for target, audio in zip(targets, outputs):
                     write_audio_atomic(target, audio, self.sr)

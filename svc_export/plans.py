@@ -31,14 +31,16 @@ UNITS_TOLERANCE = 1e-3
 SALIENCE_TOLERANCE = 1e-4
 """Salience within 1e-4 keeps every voicing and argmax decision of the pitch fixtures."""
 
-FP16_TOLERANCE = {"audio": 5e-2, "units": 5e-2, "salience": 1e-2}
-"""fp16 graph vs fp32 graph (both in ONNX Runtime); half precision keeps ~3 decimal digits."""
+FP16_TOLERANCE = {"audio": 5e-2, "units": 5e-2, "salience": 1e-2, "f0": 1.0, "uv": 0.0, "phase_out": 0.5 * 2**40}
+"""fp16 graph vs fp32 graph (both in ONNX Runtime); half precision keeps ~3 decimal digits. Conversion
+graphs: F0 within 1 Hz and no voicing flips; the carried phase follows the F0 and is not gated (half a cycle)."""
 
 FP32_SCOPES = {
     "generator": ("/m_source/", "/coarse_pitch/"),
     "speech_encoder": ("/feature_extractor/",),
     "pitch": ("/mel/",),
     "crepe": ("/framing/",),
+    "converter": ("/m_source/", "/coarse_pitch/", "/feature_extractor/", "/mel/", "/decoder/"),
 }
 """Module scopes kept in fp32 in fp16 graphs: the NSF source (phase and sines), the
 f0 -> coarse-bin mapping, the encoder's first conv stack on raw audio, the pitch networks' STFT/mel front end."""
@@ -248,7 +250,7 @@ def converter_plans(
         return GraphPlan(
             name=name, role=name, module=module.eval(), inputs=tuple(first + controls), outputs=outputs,
             make_inputs=make_inputs, lengths=CONVERTER_LENGTHS, tolerance=dict(tolerance),
-            meta={"fp32_scopes": FP32_SCOPES["generator"], "hop": hop, "circular": {"phase_out": PHASE_ONE}},
+            meta={"fp32_scopes": FP32_SCOPES["converter"], "hop": hop, "circular": {"phase_out": PHASE_ONE}},
         )
 
     units = TensorSpecSketch("units", "float32", ("batch", ssl, "unit_frames"))

@@ -41,8 +41,11 @@ def test_e2e_quick_run_writes_rows_for_both_pipelines(micro_cache: Path, tmp_pat
         assert row["input"].startswith("synthetic")
         rtf = row["rtf"]["median"]
         assert math.isfinite(rtf) and rtf > 0
-        assert row["stages_median_s"]["generator"] > 0
-        assert row["stages_median_s"]["content"] > 0
+        stages = row["stages_median_s"]
+        if row["impl"] == "ours":  # one conversion graph run per window: encoder and generator inside it
+            assert stages["graph"] > 0 and stages["stitch"] >= 0
+        else:
+            assert stages["generator"] > 0 and stages["content"] > 0
         # the stages are parts of the whole: their sum cannot exceed the measured wall time
         assert sum(row["stages_median_s"].values()) <= row["reps"][0]["wall"] * 1.01
     ratio = rows["ours"]["ratio_torch_over_ours"]["median"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from svc_runtime.pipeline.noise import NoiseStream, normals, splitmix64, stream_key
+from svc_runtime.pipeline.noise import NoiseStream, gaussians, normal_table, normals, splitmix64, stream_key
 from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
 from svc_runtime.pipeline.spkmix import SpeakerMixError, load_speaker_mix, parse_speaker_mix
 
@@ -81,16 +81,25 @@ def test_noise_follows_its_published_definition():
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
         return z ^ (z >> 31)
 
-    key = mix(mix(mix(52468) ^ 3) ^ 2)
-    assert stream_key(52468, 3, 2) == key
-    expected = []
-    for i in range(-3, 6):
-        p = (i % 2**64) >> 1 if i >= 0 else (i % 2**64) >> 1
+    def gauss(key: int, j: int) -> np.float32:
+        p = (j % 2**64) >> 1
         u1 = ((mix((key + 2 * p) % 2**64) >> 11) + 1) * 2.0**-53
         u2 = (mix((key + 2 * p + 1) % 2**64) >> 11) * 2.0**-53
         r = np.sqrt(-2.0 * np.log(u1))
-        expected.append(np.float32(r * (np.cos(2 * np.pi * u2) if i % 2 == 0 else np.sin(2 * np.pi * u2))))
-    np.testing.assert_array_equal(normals(key, -3, 9), np.array(expected, np.float32))
+        return np.float32(r * (np.cos(2 * np.pi * u2) if j % 2 == 0 else np.sin(2 * np.pi * u2)))
+
+    table_key = mix(mix(mix(0) ^ 0) ^ 3)
+    assert stream_key(0, 0, 3) == table_key
+    table = normal_table()
+    assert table.shape == (1 << 20,) and abs(float(table.std()) - 1.0) < 2e-3 and abs(float(table.mean())) < 2e-3
+    for j in (0, 1, 2, 12345, (1 << 20) - 1):
+        assert table[j] == gauss(table_key, j)
+    np.testing.assert_array_equal(gaussians(table_key, 7, 5), table[7:12])
+    key = mix(mix(mix(52468) ^ 3) ^ 2)
+    assert stream_key(52468, 3, 2) == key
+    expected = [table[((mix((key + ((i % 2**64) >> 12 if i >= 0 else (i >> 12) % 2**64)) % 2**64) >> 44) + (i & 4095)) % 2**20]
+                for i in range(-4100, 4200, 7)]
+    np.testing.assert_array_equal(normals(key, -4100, 8300)[::7], np.array(expected, np.float32))
 
 
 def test_feature_retrieval_matches_brute_force(tmp_path: Path):

@@ -29,7 +29,8 @@ static void normal_pair(uint64_t base, uint64_t p, double *c, double *s) {
     *s = r * sin(angle);
 }
 
-void svc_noise_normals(uint64_t base, uint64_t first, size_t count, float *out) {
+/* Box-Muller standard normals [first, first + count) of the sequence of `base`: the shared table's source. */
+static void gaussians(uint64_t base, uint64_t first, size_t count, float *out) {
     size_t k = 0;
     uint64_t i = first;
     double c, s;
@@ -48,6 +49,40 @@ void svc_noise_normals(uint64_t base, uint64_t first, size_t count, float *out) 
     if (k < count) {
         normal_pair(base, i >> 1, &c, &s);
         out[k] = (float)c;
+    }
+}
+
+#define TABLE_BITS 20
+#define RUN_BITS 12
+#define KIND_TABLE 3
+
+/* The shared table of 2^20 standard normals: gauss(key(0, 0, KIND_TABLE), j). Built on first use; two threads
+ * building it at once write the same values. */
+static float noise_table[1u << TABLE_BITS];
+static volatile int noise_table_ready = 0;
+
+static const float *table(void) {
+    if (!noise_table_ready) {
+        gaussians(svc_noise_base(0, 0, KIND_TABLE), 0, (size_t)1 << TABLE_BITS, noise_table);
+        noise_table_ready = 1;
+    }
+    return noise_table;
+}
+
+/* element i = table[((splitmix64(base + (i >> 12)) >> 44) + (i & 4095)) mod 2^20]  (i as two's complement) */
+void svc_noise_normals(uint64_t base, uint64_t first, size_t count, float *out) {
+    const float *t = table();
+    const uint64_t mask = ((uint64_t)1 << TABLE_BITS) - 1;
+    size_t k = 0;
+    while (k < count) {
+        uint64_t i = first + (uint64_t)k;
+        uint64_t run = (uint64_t)((int64_t)i >> RUN_BITS);
+        uint64_t place = svc_splitmix64(base + run) >> (64 - TABLE_BITS);
+        uint64_t within = i & (((uint64_t)1 << RUN_BITS) - 1);
+        size_t take = (size_t)(((uint64_t)1 << RUN_BITS) - within);
+        if (take > count - k) take = count - k;
+        for (size_t j = 0; j < take; j++) out[k + j] = t[(place + within + j) & mask];
+        k += take;
     }
 }
 
