@@ -507,6 +507,7 @@ def _stereo_song(sr: int = 48000, lead_in_s: float = 0.0) -> np.ndarray:
     return np.stack([mono, 0.8 * mono], axis=1).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_svc_host_convert_matches_svc_run(c_host, converter_bundle, tmp_path):
     """Same file, bundle, speaker, transpose, seed: the two programs' output files agree (two voiced slices, several
     windows per slice, 48 kHz stereo in, 44.1 kHz out)."""
@@ -634,6 +635,7 @@ def test_svc_host_errors_are_one_line(c_host, tiny_bundle, tmp_path):
     assert not (tmp_path / "o.wav").exists()
 
 
+@pytest.mark.slow
 def test_block_api_has_no_leaks_under_valgrind(c_host, tiny_bundle, tmp_path):
     """200+ blocks through svc_host_process_block (svc-host --block-ms) under valgrind: no definite leaks and no
     invalid reads or writes. The trivial graph keeps ONNX Runtime's share of the run short."""
@@ -657,6 +659,7 @@ def test_block_api_has_no_leaks_under_valgrind(c_host, tiny_bundle, tmp_path):
     assert out.shape == x.shape and np.abs(out).max() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block_ms", [20.0, 100.0])
 def test_block_api_matches_streaming_converter(lib, converter_bundle, block_ms):
     """The same stream through svc_host_process_block and StreamingConverter.process, block by block; then both
