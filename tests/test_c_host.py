@@ -126,13 +126,20 @@ def _base(seed: int, stream: int, kind: int) -> int:
     return _splitmix64(_splitmix64(_splitmix64(seed) ^ stream) ^ kind)
 
 
-def _normal(base: int, i: int) -> np.float32:
-    """The contract's formula, transcribed literally (Python ints and floats)."""
-    p = i >> 1
-    u1 = ((_splitmix64((base + 2 * p) & MASK64) >> 11) + 1) * 2.0**-53
-    u2 = (_splitmix64((base + 2 * p + 1) & MASK64) >> 11) * 2.0**-53
+def _gauss(key: int, j: int) -> np.float32:
+    """Box-Muller element j of the sequence of `key` (docs/bundle.md, "Noise"), transcribed literally."""
+    p = j >> 1
+    u1 = ((_splitmix64((key + 2 * p) & MASK64) >> 11) + 1) * 2.0**-53
+    u2 = (_splitmix64((key + 2 * p + 1) & MASK64) >> 11) * 2.0**-53
     r = math.sqrt(-2.0 * math.log(u1))
-    return np.float32(r * math.cos(2 * math.pi * u2) if i % 2 == 0 else r * math.sin(2 * math.pi * u2))
+    return np.float32(r * math.cos(2 * math.pi * u2) if j % 2 == 0 else r * math.sin(2 * math.pi * u2))
+
+
+def _normal(key: int, i: int) -> np.float32:
+    """normal(key, i) = table[((splitmix64(key + (i >> 12)) >> 44) + (i & 4095)) mod 2^20],
+    table[j] = gauss(key(0, 0, 3), j): only the table entries asked for are computed."""
+    place = _splitmix64((key + (i >> 12)) & MASK64) >> 44
+    return _gauss(_base(0, 0, 3), (place + (i & 4095)) % (1 << 20))
 
 
 def test_splitmix64_reference_values(lib):
@@ -144,9 +151,10 @@ def test_splitmix64_reference_values(lib):
     assert lib.svc_noise_base(52468, 3, 2) == _base(52468, 3, 2)
 
 
-@pytest.mark.parametrize("seed,stream", [(52468, 0), (7, 5), (MASK64, 1)])
-def test_noise_matches_the_contract_formula(lib, seed, stream):
-    C, hop, H, a, b = 6, 8, 3, 5, 9  # odd element offsets start mid-pair (sine: (a*hop)*H odd when H odd... )
+@pytest.mark.parametrize("seed,stream,a", [(52468, 0, 5), (7, 5, 680), (MASK64, 1, 170)])
+def test_noise_matches_the_contract_formula(lib, seed, stream, a):
+    """a = 680 / 170: the prior / sine elements cross a 4096-element run (a new place in the table)."""
+    C, hop, H, b = 6, 8, 3, a + 4
     prior = np.zeros((C, b - a), np.float32)
     lib.svc_noise_prior(seed, stream, a, b, C, prior)
     base = _base(seed, stream, 1)
@@ -183,11 +191,13 @@ def test_noise_windows_agree_with_the_whole_stream(lib):
 
 
 def test_noise_matches_the_python_runtime(lib):
-    """svc_runtime's counter-based noise (docs/bundle.md) draws the same numbers as the C host."""
+    """svc_runtime's counter-based noise (docs/bundle.md) draws the same numbers as the C host: the whole shared
+    table (libm's and numpy's log / cos / sin agree on it), then windows of a stream."""
     from svc_runtime.pipeline import noise
 
-    if not hasattr(noise, "NoiseStream"):
-        pytest.skip("svc_runtime.pipeline.noise has no counter-based NoiseStream yet")
+    lib.svc_noise_table.restype = ctypes.POINTER(ctypes.c_float)
+    table = np.ctypeslib.as_array(lib.svc_noise_table(), shape=(1 << 20,))
+    np.testing.assert_array_equal(table, noise.normal_table())
     field = noise.NoiseStream(52468, 3, 192, 512, 9)
     prior = np.zeros((192, 70), np.float32)
     lib.svc_noise_prior(52468, 3, 11, 81, 192, prior)

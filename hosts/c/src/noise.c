@@ -2,6 +2,7 @@
  * every element is a pure function of (seed, stream, kind, index), so any window of a stream
  * draws exactly the numbers the whole-file conversion draws for the same frames. */
 #include <math.h>
+#include <pthread.h>
 
 #include "svc_internal.h"
 
@@ -56,22 +57,21 @@ static void gaussians(uint64_t base, uint64_t first, size_t count, float *out) {
 #define RUN_BITS 12
 #define KIND_TABLE 3
 
-/* The shared table of 2^20 standard normals: gauss(key(0, 0, KIND_TABLE), j). Built on first use; two threads
- * building it at once write the same values. */
+/* The shared table of 2^20 standard normals: gauss(key(0, 0, KIND_TABLE), j), built once per process
+ * (pthread_once: several handles on several threads may draw noise at once). */
 static float noise_table[1u << TABLE_BITS];
-static volatile int noise_table_ready = 0;
+static pthread_once_t noise_table_once = PTHREAD_ONCE_INIT;
 
-static const float *table(void) {
-    if (!noise_table_ready) {
-        gaussians(svc_noise_base(0, 0, KIND_TABLE), 0, (size_t)1 << TABLE_BITS, noise_table);
-        noise_table_ready = 1;
-    }
+static void build_table(void) { gaussians(svc_noise_base(0, 0, KIND_TABLE), 0, (size_t)1 << TABLE_BITS, noise_table); }
+
+const float *svc_noise_table(void) {
+    pthread_once(&noise_table_once, build_table);
     return noise_table;
 }
 
 /* element i = table[((splitmix64(base + (i >> 12)) >> 44) + (i & 4095)) mod 2^20]  (i as two's complement) */
 void svc_noise_normals(uint64_t base, uint64_t first, size_t count, float *out) {
-    const float *t = table();
+    const float *t = svc_noise_table();
     const uint64_t mask = ((uint64_t)1 << TABLE_BITS) - 1;
     size_t k = 0;
     while (k < count) {

@@ -18,7 +18,9 @@
 SVC_INTERNAL_API uint64_t svc_splitmix64(uint64_t x);
 /* splitmix64(splitmix64(splitmix64(seed) ^ stream) ^ kind); kind 0 phase, 1 prior, 2 sine. */
 SVC_INTERNAL_API uint64_t svc_noise_base(uint64_t seed, uint64_t stream, uint64_t kind);
-/* normal(i) for i in [first, first + count) into out (float32, double math). */
+/* The shared table of 2^20 standard normals (Box-Muller of key(0, 0, 3)), built on first use. */
+SVC_INTERNAL_API const float *svc_noise_table(void);
+/* normal(i) for i in [first, first + count): table[((splitmix64(base + (i >> 12)) >> 44) + (i & 4095)) mod 2^20]. */
 SVC_INTERNAL_API void svc_noise_normals(uint64_t base, uint64_t first, size_t count, float *out);
 /* Prior noise of frames [a, b): out [C, b - a], element (c, t) = normal((a + t) * C + c). */
 SVC_INTERNAL_API void svc_noise_prior(uint64_t seed, uint64_t stream, int64_t a, int64_t b, int channels, float *out);
