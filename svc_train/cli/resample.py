@@ -31,7 +31,13 @@ def resample_command(
 ) -> None:
     """Prepare a dataset: trim silence (top_db 40), peak-normalise, loudness-match, resample, write 16-bit wav."""
     from svc_train.data.parallel import run_jobs
-    from svc_train.data.resample import FileResult, ResampleSettings, default_workers, list_speaker_files, target_path
+    from svc_train.data.resample import (
+        ResampleResult,
+        ResampleSettings,
+        default_workers,
+        list_speaker_files,
+        target_path,
+    )
 
     given = {k: v for k, v in (("sampling_rate", sampling_rate), ("target_lufs", target_lufs)) if v is not None}
     try:
@@ -43,12 +49,12 @@ def resample_command(
         warn(problem)
     jobs = []
     seen: dict[Path, Path] = {}
-    skipped: list[FileResult] = []
+    skipped: list[ResampleResult] = []
     for speaker, files in speakers.items():
         for source in files:
             target = target_path(out_dir, speaker, source, in_dir / speaker)
             if target in seen:
-                skipped.append(FileResult(str(source), error=f"same output name as {seen[target]}; rename one"))
+                skipped.append(ResampleResult(str(source), error=f"same output name as {seen[target]}; rename one"))
                 continue
             seen[target] = source
             jobs.append((source, target, settings))

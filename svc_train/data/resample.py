@@ -67,7 +67,7 @@ class ClipTooShortError(TrainingDataError):
 
 
 @dataclass
-class FileResult:
+class ResampleResult:
     """What happened to one input file. ``error`` set means it was skipped."""
 
     source: str
@@ -164,9 +164,9 @@ def _match_loudness(samples: np.ndarray, settings: ResampleSettings, notes: list
     return out, loudness
 
 
-def prepare_file(source: Path, target: Path, settings: ResampleSettings) -> FileResult:
-    """Decode, prepare and write one file; every failure becomes ``FileResult.error`` (never raises)."""
-    result = FileResult(source=str(source))
+def prepare_file(source: Path, target: Path, settings: ResampleSettings) -> ResampleResult:
+    """Decode, prepare and write one file; every failure becomes ``ResampleResult.error`` (never raises)."""
+    result = ResampleResult(source=str(source))
     try:
         decoded = decode_audio(source, min_duration_s=0.0, peak_limit=float("inf"))
         result.notes.extend(decoded.notes)
@@ -190,7 +190,7 @@ def default_workers() -> int:
 __all__ = [
     "AUDIO_SUFFIXES",
     "ClipTooShortError",
-    "FileResult",
+    "ResampleResult",
     "ResampleSettings",
     "default_workers",
     "list_speaker_files",
