@@ -27,6 +27,7 @@ from torch import nn
 from svc_runtime.diffusion.mel import MelSpec
 from svc_runtime.schema import read_dataclass, to_mapping
 from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
+from svc_train.models.modules import LRELU_SLOPE, ResBlock1, ResBlock2
 from svc_train.models.nsf_source import (
     SINE_AMP,
     VOICED_NOISE_STD,
@@ -34,9 +35,7 @@ from svc_train.models.nsf_source import (
     sample_phases,
 )
 from svc_train.safe_pickle import read_weights_only
-from svc_train.weight_norm import WeightNormError, fold_state
-
-LRELU_SLOPE = 0.1
+from svc_train.weight_norm import WeightNormError, fold_module, fold_state
 
 
 class VocoderLoadError(ValueError):
@@ -88,39 +87,6 @@ class VocoderConfig(MelSpec):
         return to_mapping(self)
 
 
-def _padding(kernel: int, dilation: int = 1) -> int:
-    return (kernel * dilation - dilation) // 2
-
-
-class ResBlock1(nn.Module):
-    def __init__(self, channels: int, kernel: int, dilation: tuple[int, ...]) -> None:
-        super().__init__()
-        self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, 1, dilation=d, padding=_padding(kernel, d)) for d in dilation[:3]
-        )
-        self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, 1, dilation=1, padding=_padding(kernel)) for _ in dilation[:3]
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for c1, c2 in zip(self.convs1, self.convs2):
-            x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
-        return x
-
-
-class ResBlock2(nn.Module):
-    def __init__(self, channels: int, kernel: int, dilation: tuple[int, ...]) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, 1, dilation=d, padding=_padding(kernel, d)) for d in dilation[:2]
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv in self.convs:
-            x = x + conv(F.leaky_relu(x, LRELU_SLOPE))
-        return x
-
-
 class SineSource(nn.Module):
     """Harmonic sine source merged into one excitation (so-vits-svc's ``SourceModuleHnNSF``).
 
@@ -157,7 +123,7 @@ class NsfHifiGanGenerator(nn.Module):
         self.ups = nn.ModuleList()
         self.noise_convs = nn.ModuleList()
         self.resblocks = nn.ModuleList()
-        block = ResBlock1 if config.resblock == "1" else ResBlock2
+        block = ResBlock1 if config.resblock == "1" else ResBlock2  # the generator's blocks, weight norm folded
         rates = config.upsample_rates
         for i, (u, k) in enumerate(zip(rates, config.upsample_kernel_sizes)):
             c_out = c0 // (2 ** (i + 1))
@@ -168,7 +134,7 @@ class NsfHifiGanGenerator(nn.Module):
             else:
                 self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=1))
             for kr, dil in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes):
-                self.resblocks.append(block(c_out, kr, dil))
+                self.resblocks.append(fold_module(block(c_out, kr, tuple(dil))))
         self.conv_post = nn.Conv1d(c0 // (2 ** len(rates)), 1, 7, 1, padding=3)
 
     def forward(self, mel: torch.Tensor, f0: torch.Tensor, phase: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
