@@ -24,11 +24,12 @@ def probe_units_dim(speech_encoder: str, checkpoint: Path) -> int:
     """Unit size of a speech-encoder checkpoint: run it on one second of silence at 16 kHz."""
     import torch
 
+    from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE
     from svc_train import load_content_encoder
 
     encoder = load_content_encoder(speech_encoder, checkpoint)
     with torch.no_grad():
-        units = encoder(torch.zeros(1, 16000))
+        units = encoder(torch.zeros(1, ENCODER_SAMPLE_RATE))  # one second
     return int(units.shape[1])
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE
 from svc_train.encoders.layouts import (
     DEFAULT_CONV_FEATURE_LAYERS,
     CheckpointLayoutError,
@@ -62,7 +63,7 @@ _ORIGINAL_UNUSED = re.compile(r"^(label_embs_concat|final_proj\..*)$")
 class WavLMContentEncoder(nn.Module):
     """wav [B, N] float32 16 kHz -> units [B, hidden, frames] from transformers' WavLMModel."""
 
-    sample_rate = 16000
+    sample_rate = ENCODER_SAMPLE_RATE
 
     def __init__(self, name: str, model: nn.Module, normalize: bool):
         super().__init__()
