@@ -97,7 +97,7 @@ def wide_int64_constants(path: Path) -> list[str]:
     """Names of the graph's int64 constants beyond the int32 range (other than the int64 min / max
     sentinels and slice bounds): a graph holding one computes int64 values that OpenVINO's CPU plugin, which runs
     int64 in int32, gets wrong (e.g. a fixed-point phase modulo 2^40)."""
-    import openvino  # noqa: PLC0415 - optional dependency
+    import openvino
 
     wide = []
     for op in _core().read_model(str(path)).get_ops():
