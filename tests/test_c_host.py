@@ -93,6 +93,8 @@ def lib(c_host):
         "svc_host_process_block": (c_int, [ctypes.c_void_p, F32, F32, i64]),
         "svc_host_reset": (c_int, [ctypes.c_void_p]),
         "svc_host_latency_samples": (i64, [ctypes.c_void_p]),
+        "svc_host_history_samples": (i64, [ctypes.c_void_p]),
+        "svc_host_reset_history": (c_int, [ctypes.c_void_p, F32, i64]),
     }
     for name, (res, args) in protos.items():
         fn = getattr(so, name)
@@ -673,7 +675,7 @@ def test_block_api_has_no_leaks_under_valgrind(c_host, tiny_bundle, tmp_path):
 @pytest.mark.parametrize("block_ms", [20.0, 100.0])
 def test_block_api_matches_streaming_converter(lib, converter_bundle, block_ms):
     """The same stream through svc_host_process_block and StreamingConverter.process, block by block; then both
-    reset and run again."""
+    reset and run again, then both reset with a history (a resumed stream) and run again."""
     from svc_runtime import Bundle
     from svc_runtime.streaming import StreamingConverter, StreamingOptions
 
@@ -690,7 +692,10 @@ def test_block_api_matches_streaming_converter(lib, converter_bundle, block_ms):
     assert status == SVC_OK, error
     try:
         assert lib.svc_host_latency_samples(host) == py.latency_samples
-        for _rep in range(2):
+        lead = lib.svc_host_history_samples(host)
+        assert lead == py.window * py.hop
+        history = np.ascontiguousarray(x[-lead:][::-1])  # a resumed stream: some audio before its first block
+        for rep in range(3):
             ref = np.concatenate([py.process(x[i * block : (i + 1) * block]) for i in range(n_blocks)])
             got = np.zeros((n_blocks, block), np.float32)
             for i in range(n_blocks):
@@ -698,8 +703,14 @@ def test_block_api_matches_streaming_converter(lib, converter_bundle, block_ms):
                 assert lib.svc_host_process_block(host, chunk, got[i], block) == SVC_OK, lib.svc_host_last_error(host)
             assert np.abs(ref).max() > 1e-3
             assert np.abs(got.reshape(-1) - ref).max() <= 1e-4  # measured 0 (bit-equal)
-            py.reset()
-            assert lib.svc_host_reset(host) == SVC_OK
+            if rep == 0:
+                py.reset()
+                assert lib.svc_host_reset(host) == SVC_OK
+            else:
+                py.reset(history)
+                assert lib.svc_host_reset_history(host, history, lead) == SVC_OK, lib.svc_host_last_error(host)
+        assert lib.svc_host_reset_history(host, history[:-1].copy(), lead - 1) == SVC_ERR_ARGUMENT
+        assert lib.svc_host_last_error(host).decode() == f"history must be {lead} samples (one window), got {lead - 1}"
     finally:
         lib.svc_host_close(host)
 

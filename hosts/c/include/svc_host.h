@@ -77,8 +77,13 @@ SVC_API svc_status svc_host_resample(const float *in, int64_t n, int in_rate, in
  * converted as 0 and reported with SVC_ERR_INPUT (the output is still written and the stream goes on). */
 SVC_API int svc_host_block_size(const svc_host *host);
 SVC_API svc_status svc_host_process_block(svc_host *host, const float *in, float *out, int64_t n);
-/* Forget the stream: the next block starts a new one. */
+/* Forget the stream: the next block starts a new one (as if preceded by silence). */
 SVC_API svc_status svc_host_reset(svc_host *host);
+/* Samples of audio one window spans (at the model rate): the history svc_host_reset_history takes. */
+SVC_API int64_t svc_host_history_samples(const svc_host *host);
+/* As svc_host_reset, with `history` (n = svc_host_history_samples samples at the model rate) as the audio that
+ * precedes the stream (e.g. to resume one): the first window's left context is this audio. */
+SVC_API svc_status svc_host_reset_history(svc_host *host, const float *history, int64_t n);
 /* Algorithmic latency of the stream in samples at the model rate (one block + look-ahead + fade); 0 without streaming. */
 SVC_API int64_t svc_host_latency_samples(const svc_host *host);
 

@@ -637,7 +637,19 @@ int64_t svc_host_latency_samples(const svc_host *h) { return h && h->stream ? sv
 svc_status svc_host_reset(svc_host *h) {
     if (!h) return svc_fail(NULL, SVC_ERR_ARGUMENT, "svc_host_reset: host is NULL");
     if (!h->stream) return svc_fail(h, SVC_ERR_ARGUMENT, "streaming is off: open the bundle with \"block_size\" set");
-    return svc_stream_reset(h);
+    return svc_stream_reset(h, NULL);
+}
+
+int64_t svc_host_history_samples(const svc_host *h) { return h && h->stream ? svc_stream_history_samples(h) : 0; }
+
+svc_status svc_host_reset_history(svc_host *h, const float *history, int64_t n) {
+    if (!h) return svc_fail(NULL, SVC_ERR_ARGUMENT, "svc_host_reset_history: host is NULL");
+    if (!h->stream) return svc_fail(h, SVC_ERR_ARGUMENT, "streaming is off: open the bundle with \"block_size\" set");
+    if (!history) return svc_fail(h, SVC_ERR_ARGUMENT, "svc_host_reset_history: history is NULL");
+    if (n != svc_stream_history_samples(h))
+        return svc_fail(h, SVC_ERR_ARGUMENT, "history must be %lld samples (one window), got %lld",
+                        (long long)svc_stream_history_samples(h), (long long)n);
+    return svc_stream_reset(h, history);
 }
 
 svc_status svc_host_process_block(svc_host *h, const float *in, float *out, int64_t n) {

@@ -67,7 +67,8 @@ svc_status svc_run_window(svc_host *h, const svc_window *w);
 
 svc_status svc_stream_create(svc_host *h);
 void svc_stream_destroy(svc_stream *s);
-svc_status svc_stream_reset(svc_host *h);
+svc_status svc_stream_reset(svc_host *h, const float *history);
+int64_t svc_stream_history_samples(const svc_host *h);
 svc_status svc_stream_process(svc_host *h, const float *in, float *out);
 int64_t svc_stream_latency(const svc_host *h);
 

@@ -91,15 +91,22 @@ svc_status svc_stream_create(svc_host *h) {
         !s->prior_tmp || !s->sine)
         return svc_fail(h, SVC_ERR_MEMORY, "out of memory for the stream buffers");
     for (int64_t j = 0; j < s->fade; j++) s->ramp[j] = (float)(((double)j + 0.5) / (double)s->fade);
-    return svc_stream_reset(h);
+    return svc_stream_reset(h, NULL);
 }
 
-svc_status svc_stream_reset(svc_host *h) {
+int64_t svc_stream_history_samples(const svc_host *h) { return h->stream->window * h->model.hop; }
+
+svc_status svc_stream_reset(svc_host *h, const float *history) {
     svc_stream *s = h->stream;
     int64_t hop = h->model.hop;
     svc_noise_initial_phase(h->opt.seed, 0, h->model.n_harmonics, s->phase);
-    s->inp_len = s->window * hop; /* one window of silence before the stream */
-    memset(s->inp, 0, (size_t)s->inp_len * sizeof(float));
+    s->inp_len = s->window * hop; /* one window of silence (or the history) before the stream */
+    int64_t bad = 0;
+    for (int64_t j = 0; j < s->inp_len; j++) {
+        float v = history ? history[j] : 0.0f;
+        if (!isfinite(v)) v = 0.0f, bad++;
+        s->inp[j] = v;
+    }
     s->inp_start = 0;
     s->n_in = s->inp_len;
     s->origin = (s->n_in + s->block) / hop - s->window;
@@ -109,6 +116,9 @@ svc_status svc_stream_reset(svc_host *h) {
     s->noise_start = -1; /* nothing drawn */
     s->fifo_len = s->delay - s->fade;
     memset(s->fifo, 0, (size_t)s->fifo_len * sizeof(float));
+    if (bad)
+        return svc_fail(h, SVC_ERR_INPUT, "the history held %lld non-finite samples (NaN or Inf); they were taken as 0",
+                        (long long)bad);
     return SVC_OK;
 }
 
