@@ -670,6 +670,20 @@ def test_block_api_has_no_leaks_under_valgrind(c_host, tiny_bundle, tmp_path):
     out, _ = soundfile.read(tmp_path / "out.wav", dtype="float32")
     assert out.shape == x.shape and np.abs(out).max() > 0
 
+    # error paths free what they allocated: a manifest with a bad speaker id, an unknown speaker
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    data = json.loads((tiny_bundle / "manifest.json").read_text())
+    data["model"]["speakers"]["bass"] = "one"
+    (corrupt / "manifest.json").write_text(json.dumps(data))
+    for bundle, speaker in ((corrupt, "alto"), (tiny_bundle, "nobody")):
+        done = subprocess.run(
+            ["valgrind", "--leak-check=full", "--error-exitcode=9", str(c_host / "svc-host"), "convert",
+             str(tmp_path / "in.wav"), str(tmp_path / "never.wav"), "--bundle", str(bundle), "--speaker", speaker],
+            capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1, done.stderr[-3000:]  # the program's own error, not valgrind's 9
+        assert "definitely lost: 0 bytes in 0 blocks" in done.stderr or "no leaks are possible" in done.stderr
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("block_ms", [20.0, 100.0])
