@@ -163,6 +163,7 @@ static int stream_file(svc_host *h, const float *in, int64_t n, int rate, float 
 
 int main(int argc, char **argv) {
     if (argc < 2) return usage();
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return usage() - 2;
     const char *cmd = argv[1], *in_path = NULL, *out_path = NULL, *bundle = NULL, *speaker = NULL;
     double transpose = 0, noise_scale = 0.4, block_ms = 0, max_window = 30, context = 1.0;
     long long seed = 52468, threads = 0;
