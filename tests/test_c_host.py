@@ -544,15 +544,18 @@ def test_svc_host_convert_matches_svc_run(c_host, converter_bundle, tmp_path):
     assert (tmp_path / "c.wav").read_bytes() == (tmp_path / "py" / "song.wav").read_bytes()
 
 
-def test_abi_convert_matches_the_python_converter(lib, converter_bundle):
-    """svc_host_convert against svc_runtime's Converter on the same samples (float output, no file rounding)."""
+@pytest.mark.parametrize("options", [
+    dict(speaker="alice", transpose=-2.5, seed=5, noise_scale=0.3, max_window_seconds=2.0, context_seconds=0.5),
+    dict(speaker=1, transpose=7, seed=0, clip_seconds=1.5, context_seconds=0.3, pad_seconds=0.3,
+         crossfade_seconds=0.02, slice_db=-35.0, remove_dc=False),
+], ids=["windows", "clip_pad_fade_slice_dc"])
+def test_abi_convert_matches_the_python_converter(lib, converter_bundle, options):
+    """svc_host_convert against svc_runtime's Converter on the same samples and options (float output)."""
     from svc_runtime import Bundle
     from svc_runtime.pipeline.convert import Converter
     from svc_runtime.pipeline.options import ConvertOptions
 
     x = np.ascontiguousarray(_stereo_song(32000).mean(axis=1, dtype=np.float64).astype(np.float32))
-    options = dict(speaker="alice", transpose=-2.5, seed=5, noise_scale=0.3, max_window_seconds=2.0,
-                   context_seconds=0.5)
     conv = Converter(Bundle.load(converter_bundle), ConvertOptions(**options))
     ref = conv.render([conv.prepare(types.SimpleNamespace(samples=x, sample_rate=32000, notes=[]))])[0]
     status, host, error = open_host(lib, converter_bundle, dict(options, threads=1))

@@ -43,7 +43,8 @@ SVC_API int svc_host_abi_version(void);
  * options_json: NULL or a JSON object; keys (all optional):
  *   "speaker": name or id (required when the bundle has several speakers), "transpose": semitones [-48, 48],
  *   "seed": integer >= 0 (52468), "noise_scale": [0, 2] (0.4), "threads": ONNX Runtime intra-op threads (0 = its
- *   default), "slice_db": [-100, 0] (-40), "pad_seconds" (0.5), "max_window_seconds" (30), "context_seconds" (1.0),
+ *   default), "slice_db": [-100, 0] (-40), "pad_seconds" (0.5), "max_window_seconds" (30), "clip_seconds" (0: whole
+ *   slices up to the max window), "context_seconds" (1.0),
  *   "crossfade_seconds" (0.05), "remove_dc": bool (true), "block_size": samples per streamed block at the model
  *   rate (0 = no streaming), "stream_context_seconds" (0.5), "stream_crossfade_seconds" (0.005),
  *   "lookahead_seconds" (0.04).

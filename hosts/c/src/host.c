@@ -201,7 +201,7 @@ done:
 /* ------------------------------------------------------------------ options */
 
 static const char *const OPTION_KEYS[] = {
-    "speaker", "transpose", "seed", "noise_scale", "threads", "slice_db", "pad_seconds", "max_window_seconds",
+    "speaker", "transpose", "seed", "noise_scale", "threads", "slice_db", "pad_seconds", "max_window_seconds", "clip_seconds",
     "context_seconds", "crossfade_seconds", "remove_dc", "block_size", "stream_context_seconds",
     "stream_crossfade_seconds", "lookahead_seconds", NULL};
 
@@ -285,6 +285,8 @@ static svc_status parse_options(svc_host *h, const char *json) {
             number_option(h, root, "pad_seconds", 0, 60, "pad seconds must be in [0, 60]", &o->pad_seconds) ||
             number_option(h, root, "max_window_seconds", 2, 3600, "max window must be at least 2 s",
                           &o->max_window_seconds) ||
+            number_option(h, root, "clip_seconds", 0, 3600, "clip seconds must be >= 0 (0 = whole slices)",
+                          &o->clip_seconds) ||
             number_option(h, root, "context_seconds", 0, 60, "context seconds must be in [0, 60]",
                           &o->context_seconds) ||
             number_option(h, root, "crossfade_seconds", 0, 60, "crossfade seconds must be >= 0",
@@ -533,7 +535,8 @@ static svc_status convert_slice(svc_host *h, const float *x, int64_t start, int6
     const svc_options *o = &h->opt;
     double frames_per_s = (double)sr / (double)hop;
     int64_t context = (int64_t)ceil(o->context_seconds * frames_per_s);
-    int64_t window = (int64_t)ceil(o->max_window_seconds * frames_per_s) + 2 * context;
+    double kept = o->clip_seconds > 0 ? o->clip_seconds : o->max_window_seconds;
+    int64_t window = (int64_t)ceil(kept * frames_per_s) + 2 * context;
     int64_t fade = (int64_t)svc_round_half_even(o->crossfade_seconds * sr);
     int64_t pad = (int64_t)svc_round_half_even(o->pad_seconds * sr);
     int64_t length = end - start;

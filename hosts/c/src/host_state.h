@@ -24,7 +24,8 @@ typedef struct {
 
 typedef struct {
     int speaker_id;
-    double transpose, noise_scale, slice_db, pad_seconds, max_window_seconds, context_seconds, crossfade_seconds;
+    double transpose, noise_scale, slice_db, pad_seconds, max_window_seconds, clip_seconds, context_seconds,
+        crossfade_seconds;
     uint64_t seed;
     int threads, remove_dc;
     int64_t block_size;
