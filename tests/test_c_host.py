@@ -775,3 +775,22 @@ def test_windows_and_crossfades_give_back_an_identity_graphs_input(lib, identity
         assert np.all(streamed[:delay] == 0)
     finally:
         lib.svc_host_close(host)
+
+
+def test_svc_host_block_mode_lines_up_with_its_input(c_host, identity_bundle, tmp_path):
+    """svc-host --block-ms streams the file (resampled to the model rate) and removes the stream's delay: with the
+    identity graph the output file is the model-rate input, sample for sample."""
+    import soundfile
+
+    from svc_runtime.audio.resample import resample
+
+    x = np.ascontiguousarray(_stereo_song(48000)[: 3 * 48000, 0])
+    soundfile.write(tmp_path / "in.wav", x, 48000, subtype="FLOAT")
+    done = subprocess.run([str(c_host / "svc-host"), "convert", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"),
+                           "--bundle", str(identity_bundle), "--speaker", "alto", "--block-ms", "50",
+                           "--subtype", "float"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out, sr = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    expected = resample(x, 48000, 44100)
+    assert sr == 44100 and out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
