@@ -365,10 +365,20 @@ PROBE_FRAMES = 16
 _NUMPY = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
 
 
-def probe_axes(entry: "GraphEntry", hop_length: int, frames: int = PROBE_FRAMES) -> dict[str, int] | None:
-    """Sizes of the entry's named axes for a probe run, or None when the graph is not on the generator's
-    frame grid (no `frames` input axis, or a named axis other than batch / frames / samples)."""
-    sizes = {"batch": 1, "frames": frames, "samples": frames * hop_length}
+def probe_sizes(manifest: "Manifest", frames: int = PROBE_FRAMES) -> dict[str, int]:
+    """Sizes of the named axes for a `frames`-frame probe, from the manifest's own rates: `samples` on the
+    generator grid (frames x hop), `wav_samples` / `unit_frames` the same span at the speech encoder's rate
+    and frame grid, one cluster centre."""
+    model, encoder = manifest.model, manifest.speech_encoder
+    wav = (frames * model.hop_length * encoder.sampling_rate + model.sampling_rate // 2) // model.sampling_rate
+    return {"batch": 1, "frames": frames, "samples": frames * model.hop_length, "wav_samples": wav,
+            "unit_frames": max(1, wav // encoder.hop_length), "centres": 1}
+
+
+def probe_axes(entry: "GraphEntry", manifest: "Manifest") -> dict[str, int] | None:
+    """`probe_sizes` when `entry` is a graph on the generator's frame grid (a `frames` input axis, every
+    named axis known, every input dtype plain), else None."""
+    sizes = probe_sizes(manifest)
     named = {d for t in entry.inputs + entry.outputs for d in t.shape if isinstance(d, str)}
     on_grid = any("frames" in t.shape for t in entry.inputs)
     if not on_grid or not named <= set(sizes) or any(t.dtype not in _NUMPY for t in entry.inputs):
@@ -376,12 +386,13 @@ def probe_axes(entry: "GraphEntry", hop_length: int, frames: int = PROBE_FRAMES)
     return sizes
 
 
-def probe_graph(session: "GraphSession", entry: "GraphEntry", hop_length: int) -> None:
+def probe_graph(session: "GraphSession", entry: "GraphEntry", manifest: "Manifest") -> None:
     """Run `session` once on zeros shaped by `entry` (`probe_axes`) and check every output's size; a
     BundleError when the graph fails there or its outputs disagree with the manifest (e.g. its hop)."""
-    sizes = probe_axes(entry, hop_length)
+    sizes = probe_axes(entry, manifest)
     if sizes is None:
         return
+    hop = manifest.model.hop_length
     feeds = {t.name: np.zeros([sizes[d] if isinstance(d, str) else d for d in t.shape], _NUMPY[t.dtype])
              for t in entry.inputs}
     where = f"graph {session.name} ({entry.file})"
@@ -393,7 +404,7 @@ def probe_graph(session: "GraphSession", entry: "GraphEntry", hop_length: int) -
             return  # cannot tell here; the files will say
         cause = exc.cause if hasattr(exc, "cause") else short_cause(exc)
         raise BundleError(f"{where} fails on a {sizes['frames']}-frame probe shaped by the manifest "
-                          f"(hop {hop_length}): {cause}", hint) from None
+                          f"(hop {hop}): {cause}", hint) from None
     for spec in entry.outputs:
         value = outputs.get(spec.name)
         if value is None:
@@ -404,16 +415,21 @@ def probe_graph(session: "GraphSession", entry: "GraphEntry", hop_length: int) -
             extra = ""
             if "samples" in spec.shape and value.ndim == len(want):
                 axis = spec.shape.index("samples")
-                extra = f": {value.shape[axis] / sizes['frames']:g} samples per frame, the manifest's hop is {hop_length}"
+                extra = f": {value.shape[axis] / sizes['frames']:g} samples per frame, the manifest's hop is {hop}"
             raise BundleError(f"{where} returns {spec.name} of shape {got} for {sizes['frames']} frames, the "
                               f"manifest says {_fmt(spec.shape)} = {'x'.join(map(str, want))}{extra}", hint)
 
 
-def probe_open_graphs(bundle) -> None:
-    """`probe_graph` on every session `bundle` has open (graphs of the voice model, not diffusion)."""
+def probe_open_graphs(bundle, names: set[str] | None = None) -> set[str]:
+    """`probe_graph` on the sessions `bundle` has open (graphs of the voice model, not diffusion), or only
+    those among `names`; returns the names of the graphs it probed."""
     from svc_runtime.bundle.bundle import DIFFUSION_ROLES
 
+    probed = set()
     for session in list(bundle.sessions.values()):
         entry = bundle.manifest.graphs.get(session.name)
-        if entry is not None and entry.role not in DIFFUSION_ROLES:
-            probe_graph(session, entry, bundle.manifest.model.hop_length)
+        if entry is None or entry.role in DIFFUSION_ROLES or (names is not None and session.name not in names):
+            continue
+        probe_graph(session, entry, bundle.manifest)
+        probed.add(session.name)
+    return probed

@@ -2,7 +2,8 @@
 how to resume, and the exit status.
 
 Exit status: 0 every file converted or skipped; 1 some files failed, or the batch stopped early
-(disk full); 130 / 143 interrupted by SIGINT / SIGTERM (the file in progress is abandoned, its
+(disk full); 2 the bundle's graphs do not fit its manifest (found by probing the first graph that
+failed); 130 / 143 interrupted by SIGINT / SIGTERM (the file in progress is abandoned, its
 temporary output removed). A traceback is printed only for an internal error (a bug).
 """
 
@@ -55,9 +56,9 @@ def run_batch(runner: BatchRunner, jobs: list[FileJob], out_dir: Path, console: 
                       f"progress was abandoned, nothing partial is left); {RESUME_HINT}")
         return interrupted.exit_code
     if runner.stopped is not None:
-        console.print(f"[red]stopped[/red]: {escape(runner.stopped)}; {left} file(s) not attempted; "
-                      f"{RESUME_HINT}")
-        return EXIT_FAILED
+        resume = f"; {RESUME_HINT}" if runner.stop_code == EXIT_FAILED else ""
+        console.print(f"[red]stopped[/red]: {escape(runner.stopped)}; {left} file(s) not attempted{resume}")
+        return runner.stop_code
     return EXIT_FAILED if any(r.status == "failed" for r in results) else 0
 
 

@@ -29,9 +29,13 @@ from svc_runtime.audio.decode import MAX_DURATION_S, decode_audio
 from svc_runtime.audio.write import write_audio_atomic
 from svc_runtime.bundle.validate import probe_open_graphs
 from svc_runtime.errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
     REPORT_HINT,
+    BundleError,
     DiskFullError,
     InputAudioError,
+    ModelRunError,
     OutOfMemoryError,
     OutputWriteError,
     SvcError,
@@ -176,6 +180,7 @@ class _Item:
     prepared: PreparedFile | None = None
     result: FileResult | None = None  # decided before rendering (skipped, failed)
     error: BaseException | None = None  # a failure that may be retried (out of memory)
+    cause: BaseException | None = None  # what made `result` a failure
     claim: outputs.Claim | None = None
 
 
@@ -186,7 +191,9 @@ class BatchRunner:
     when it was converted with other settings (recorded next to it). max_duration_s: longest input
     accepted (from its header, before decoding). guard: `interrupt.catch_signals()`'s guard, so a
     signal waits until an output being written is complete. After `run`, `stopped` holds the reason
-    when the batch stopped early (disk full), None otherwise.
+    when the batch stopped early, None otherwise, and `stop_code` the exit status that goes with it:
+    EXIT_FAILED for a full disk, EXIT_USAGE for a bundle whose graph does not fit its manifest (each
+    graph that fails on a file is probed once, `validate.probe_graph`).
     """
 
     def __init__(self, converter: Converter, skip_existing: bool = False, prefetch: int = 2, group: int = 4,
@@ -199,7 +206,9 @@ class BatchRunner:
         self.group = group
         self.guard = guard or NoGuard()
         self.stopped: str | None = None
-        probe_open_graphs(converter.bundle)  # a manifest that does not fit its graphs stops here, not per file
+        self.stop_code = EXIT_FAILED
+        # a manifest that does not fit its graphs stops here (open sessions) or at the first failure of a graph
+        self._probed = probe_open_graphs(converter.bundle)
         self.settings = outputs.conversion_settings(converter.options, converter.bundle)
         self._small: Converter | None = None
 
@@ -248,6 +257,7 @@ class BatchRunner:
             item.error = e
         except Exception as e:  # one file's failure must not stop the batch
             item.result = failure(item.job, e)
+            item.cause = e
         return item
 
     # ----------------------------------------------------------------- the loop
@@ -349,13 +359,32 @@ class BatchRunner:
                     item.result = out.result
                 elif isinstance(out, BaseException):
                     item.result = failure(item.job, out)
+                    item.cause = out
                 else:
                     item.result = self._write(item, out)
+            if item.result.status == "failed" and self.stopped is None:
+                problem = self._bundle_problem(item.cause)
+                if problem is not None:
+                    self.stopped, self.stop_code = problem, EXIT_USAGE
+                    item.result = FileResult(item.job, "failed", problem)
             if item.claim is not None:
                 item.claim.release()
                 item.claim = None
             item.prepared = None
             yield item.result
+
+    def _bundle_problem(self, exc: BaseException | None) -> str | None:
+        """After a graph failed on a file (not out of memory): probe that graph once; the BundleError's text
+        when the graph does not fit its manifest (every file would fail), else None."""
+        graph = getattr(exc, "graph", None)
+        if not isinstance(exc, ModelRunError) or isinstance(exc, MemoryError) or graph in self._probed:
+            return None
+        self._probed.add(graph)
+        try:
+            probe_open_graphs(self.converter.bundle, {graph})
+        except BundleError as e:
+            return str(e)
+        return None
 
     def _render_one(self, item: _Item, converter: Converter):
         """Audio of one prepared file, or the exception that stopped it (`_Decided`: a failed re-prepare)."""
@@ -400,7 +429,7 @@ class BatchRunner:
                     job.target.unlink(missing_ok=True)
                     raise output_write_error(outputs.settings_path(job.target), e) from e
         except DiskFullError as e:
-            self.stopped = str(e)
+            self.stopped, self.stop_code = str(e), EXIT_FAILED
             return FileResult(job, "failed", str(e))
         except OutputWriteError as e:
             return FileResult(job, "failed", str(e))
