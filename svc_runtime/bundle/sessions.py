@@ -71,6 +71,9 @@ class ProviderConfig:
     performance_hint: OpenVINO only: "latency" (one stream, default) or "throughput".
     ov_cache_dir: OpenVINO's compiled-model cache (None: `openvino_session.default_cache_dir()`,
         "": no cache).
+    cuda_graph: CUDA only: ONNX Runtime captures each fixed-shape run as a CUDA graph and replays it
+        (CUDA provider option `enable_cuda_graph`). Needs device-bound inputs and outputs at fixed
+        addresses: run such sessions through `svc_runtime.bundle.binding.ConversionBinding`.
     """
 
     provider: str = "cpu"
@@ -84,6 +87,7 @@ class ProviderConfig:
     inference_precision: str = "fp32"
     performance_hint: str = "latency"
     ov_cache_dir: str | None = None
+    cuda_graph: bool = False
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -95,6 +99,8 @@ class ProviderConfig:
                              f"got {self.inference_precision!r}")
         if self.inference_precision != "fp32" and self.provider != "openvino":
             raise ValueError(f"inference_precision {self.inference_precision} needs provider 'openvino'")
+        if self.cuda_graph and self.provider != "cuda":
+            raise ValueError(f"cuda_graph needs provider 'cuda' (CUDA-graph capture), got {self.provider!r}")
         if self.performance_hint not in PERFORMANCE_HINTS:
             raise ValueError(f"performance_hint must be one of {', '.join(PERFORMANCE_HINTS)}; "
                              f"got {self.performance_hint!r}")
@@ -129,7 +135,10 @@ class ProviderConfig:
                 f"execution provider {self.provider!r} ({wanted}) is not available in this onnxruntime "
                 f"(available: {', '.join(available)}); {hint}".rstrip("; ")
             )
-        cuda = ("CUDAExecutionProvider", {"device_id": self.device_id})
+        cuda_options: dict[str, object] = {"device_id": self.device_id}
+        if self.cuda_graph:
+            cuda_options["enable_cuda_graph"] = "1"
+        cuda = ("CUDAExecutionProvider", cuda_options)
         if self.provider == "cpu":
             return ["CPUExecutionProvider"]
         if self.provider == "cuda":
@@ -201,11 +210,20 @@ class OrtSession:
         self._input_dtypes = {i.name: _NUMPY_DTYPES.get(i.type) for i in self._session.get_inputs()}
         self._device_id = config.device_id
         self._use_binding = config.on_gpu
+        self._cuda_graph = config.cuda_graph
         self._buffers: dict[str, ort.OrtValue] = {}
         log.info("graph %s (%s) runs on %s", name, Path(path).name, self.provider)
 
+    @property
+    def ort_session(self) -> ort.InferenceSession:
+        """The ONNX Runtime session itself (for `svc_runtime.bundle.binding`'s device-resident I/O)."""
+        return self._session
+
     @graph_run
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._cuda_graph:
+            raise ValueError(f"graph {self.name}: a CUDA-graph session runs only through "
+                             "svc_runtime.bundle.binding.ConversionBinding (fixed device buffers)")
         feeds = checked_feeds(self.name, self.input_names, self._input_dtypes, feeds)
         if not self._use_binding:
             values = self._session.run(list(self.output_names), feeds)
