@@ -200,7 +200,7 @@ class OrtSession:
         options.enable_cpu_mem_arena = config.cpu_mem_arena
         for key, value in config.session_config_entries().items():
             options.add_session_config_entry(key, value)
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: a failed run reaches the caller as one ModelRunError
         self.name = name
         with loading_graph(name, path):
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=config.ort_providers())
