@@ -220,7 +220,12 @@ class BatchRunner:
         if self.skip_existing and job.target.is_file():
             item.result = FileResult(job, "skipped", "output exists", notes=self._mismatch_note(job))
             return item
-        claim = outputs.try_claim(job.target)
+        try:
+            claim = outputs.try_claim(job.target)
+        except OSError as e:
+            item.cause = output_write_error(outputs.claim_path(job.target), e)
+            item.result = failure(job, item.cause)
+            return item
         if isinstance(claim, str):
             item.result = FileResult(job, "skipped", claim)
             return item
@@ -342,9 +347,7 @@ class BatchRunner:
             try:
                 rendered = self.converter.render_each([i.prepared for i in todo])
                 audio = {id(i): a for i, a in zip(todo, rendered)}
-            except MemoryError:
-                audio = {}  # one by one below: a smaller group may fit
-            except Exception:
+            except Exception:  # out of memory or one file's fault: render one by one below, where it is pinned
                 audio = {}
         for item in batch:
             if self.stopped is not None:
@@ -362,6 +365,8 @@ class BatchRunner:
                     item.cause = out
                 else:
                     item.result = self._write(item, out)
+            if isinstance(item.cause, DiskFullError) and self.stopped is None:
+                self.stopped, self.stop_code = str(item.cause), EXIT_FAILED
             if item.result.status == "failed" and self.stopped is None:
                 problem = self._bundle_problem(item.cause)
                 if problem is not None:

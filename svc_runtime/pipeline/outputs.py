@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -38,9 +39,9 @@ def settings_path(target: Path) -> Path:
 class Claim:
     """An exclusive claim on one output (held until `release`)."""
 
-    def __init__(self, target: Path, fd: int) -> None:
+    def __init__(self, target: Path, fd: int | None) -> None:
         self.target = target
-        self._fd: int | None = fd
+        self._fd = fd  # None: the file system has no locks, nothing is held
 
     def release(self) -> None:
         """Remove the claim file and drop the lock (idempotent)."""
@@ -62,7 +63,8 @@ def _holder(path: Path) -> str:
 
 
 def try_claim(target: Path) -> Claim | str:
-    """Claim `target` for this process: a `Claim`, or a message naming the worker that holds it."""
+    """Claim `target` for this process: a `Claim`, or a message naming the worker that holds it.
+    On a file system without locks (ENOLCK) the claim holds nothing; OSError when the folder is not writable."""
     path = claim_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(8):
@@ -72,6 +74,12 @@ def try_claim(target: Path) -> Claim | str:
         except BlockingIOError:
             os.close(fd)
             return f"being converted by {_holder(path)}"
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):  # a file system without locks: no claim
+                path.unlink(missing_ok=True)
+                return Claim(target, None)
+            raise
         # The holder may have removed the file between our open and lock: only a lock on the
         # file that is still at `path` counts.
         try:
@@ -100,7 +108,7 @@ def remove_stale_files(out_dir: Path) -> int:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError:  # held by a live worker (or no locks here): leave it
             os.close(fd)
             continue
         try:
