@@ -140,10 +140,30 @@ def frame_phases(f0: torch.Tensor, hop: int, source_sr: float, harmonics: int, p
     return phases, phase_out
 
 
+class FilledF0(nn.Module):
+    """Raw F0 [B, T] + pitch factor [B] -> (F0 the generator uses [B, T], uv [B, T]): `fill_unvoiced`, scaled.
+    A module so its nodes carry a scope name (`/f0_track/`) that fp16 graphs keep in fp32."""
+
+    def forward(self, f0_raw: torch.Tensor, f0_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f0, uv = fill_unvoiced(f0_raw)
+        return f0 * f0_scale.unsqueeze(1), uv
+
+
+class PhaseTrack(nn.Module):
+    """`frame_phases` as a module (scope `/phase_track/`, kept in fp32 and int64 by fp16 graphs)."""
+
+    def __init__(self, hop: int, source_sr: float, harmonics: int):
+        super().__init__()
+        self.hop, self.source_sr, self.harmonics = hop, source_sr, harmonics
+
+    def forward(self, f0: torch.Tensor, phase_in: torch.Tensor, state_frame: torch.Tensor):
+        return frame_phases(f0, self.hop, self.source_sr, self.harmonics, phase_in, state_frame)
+
+
 # --------------------------------------------------------------------------- pitch
 
 
-class SalienceDecoder(nn.Module):
+class SalienceToF0(nn.Module):
     """Pitch-network salience [B, F, bins] -> F0 [B, F] Hz (0 = unvoiced), as `svc_runtime.pitch.decode`.
 
     rmvpe: salience-weighted mean cents of the 9 bins around the argmax (window cut at the range ends),
@@ -187,7 +207,7 @@ class SalienceDecoder(nn.Module):
 class PitchTrack(nn.Module):
     """wav16k [B, N16] -> raw F0 [B, T] on the frame grid: network, decoder, nearest resize (`repeat_expand`)."""
 
-    def __init__(self, network: nn.Module, decoder: SalienceDecoder):
+    def __init__(self, network: nn.Module, decoder: SalienceToF0):
         super().__init__()
         self.network = network
         self.decoder = decoder
@@ -216,8 +236,9 @@ class SynthesisCore(nn.Module):
         self.coarse_pitch = CoarsePitch()
         self.unit_mode = unit_mode
         self.hop = int(synthesizer.hop)
-        self.source_sr = float(synthesizer.dec.m_source.source_sr)
-        self.harmonics = int(synthesizer.dec.m_source.harmonics)
+        self.f0_track = FilledF0()
+        self.phase_track = PhaseTrack(self.hop, float(synthesizer.dec.m_source.source_sr),
+                                      int(synthesizer.dec.m_source.harmonics))
 
     @staticmethod
     def cluster_blend(units: torch.Tensor, centres: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
@@ -233,8 +254,7 @@ class SynthesisCore(nn.Module):
         units = self.cluster_blend(units, cluster_centres, cluster_ratio)
         columns = align_columns(self.unit_mode, size_of(units, -1), size_of(noise_prior, -1), noise_prior)
         c = units[:, :, columns]
-        f0, uv = fill_unvoiced(f0_raw)
-        f0 = f0 * f0_scale.unsqueeze(1)
+        f0, uv = self.f0_track(f0_raw, f0_scale)
         vol = volume_frames(audio, self.hop, noise_prior) if audio is not None else None
         g = speaker_conditioning(speaker, model.emb_g)
         x_mask = torch.ones_like(f0).unsqueeze(1)
@@ -245,7 +265,7 @@ class SynthesisCore(nn.Module):
             f0 = torch.where(auto_f0 > 0.5, predicted, f0)
         z_p, _, _, _ = model.enc_p(x, x_mask, self.coarse_pitch(f0), noise_scale=noise_scale, noise=noise_prior)
         z = model.flow(z_p, x_mask, g=g, reverse=True)
-        phases, phase_out = frame_phases(f0, self.hop, self.source_sr, self.harmonics, phase_in, state_frame)
+        phases, phase_out = self.phase_track(f0, phase_in, state_frame)
         wave = model.dec(z * x_mask, f0, g, phase=phases, sine_noise=sine_noise)
         return wave, f0, uv, phase_out
 

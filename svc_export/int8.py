@@ -241,6 +241,57 @@ def generator_calibration_feeds(
     return feeds
 
 
+def conversion_calibration_feeds(
+    clips: list[np.ndarray], shape: GeneratorShape, input_names: tuple[str, ...], encoder_graph: Path | None,
+    seed: int = 0,
+) -> list[dict[str, np.ndarray]]:
+    """Inputs (batch 1) of a conversion graph (`converter`, `converter_f0` or `synthesis`) for windows of
+    `CALIBRATION_CHUNK_SECONDS` cut from `clips`, built the way `svc_runtime.pipeline.convert` builds them."""
+    from svc_runtime.pipeline.window import samples_at
+
+    rng = np.random.default_rng(seed)
+    encoder = _cpu_session(encoder_graph) if encoder_graph is not None and "units" in input_names else None
+    hop, sr = shape.hop_length, shape.sampling_rate
+    chunk = max(16, round(CALIBRATION_CHUNK_SECONDS * sr / hop))
+    feeds = []
+    for clip in clips:
+        n_frames = clip.size // hop
+        wav16k = resample(clip[: n_frames * hop], sr, 16000).astype(np.float32)
+        f0_raw = _f0_on_frames(clip, sr, hop, n_frames)
+        if not (f0_raw > 0).any():
+            f0_raw = np.full(n_frames, 220.0, dtype=np.float32)  # no voice found: calibrate on a steady tone
+        for start in range(0, n_frames - 15, chunk):
+            stop = min(start + chunk, n_frames)
+            frames = stop - start
+            window16 = wav16k[samples_at(start, hop, sr) : samples_at(stop, hop, sr)]
+            speaker = np.zeros((1, frames, shape.n_speakers), dtype=np.float32)
+            speaker[0, :, len(feeds) % shape.n_speakers] = 1.0
+            feed = {
+                "wav16k": window16[None],
+                "f0_in": f0_raw[None, start:stop],
+                "speaker": speaker,
+                "f0_scale": np.ones(1, np.float32),
+                "noise_scale": np.array([NOISE_SCALE], dtype=np.float32),
+                "noise_prior": rng.standard_normal((1, shape.inter_channels, frames), dtype=np.float32),
+                "sine_noise": rng.standard_normal((1, frames * hop, shape.n_harmonics), dtype=np.float32),
+                "phase_in": rng.integers(0, 1 << 40, (1, shape.n_harmonics), dtype=np.int64),
+                "state_frame": np.array([frames], np.int64),
+                "cluster_centres": np.zeros((1, shape.ssl_dim), np.float32),
+                "cluster_ratio": np.zeros(1, np.float32),
+                "audio_in": clip[None, start * hop : stop * hop].astype(np.float32),
+                "auto_f0": np.zeros(1, np.float32),
+            }
+            if "units" in input_names:
+                feed["units"] = (encoder.run(None, {"wav": window16[None]})[0] if encoder is not None else
+                                 rng.standard_normal((1, shape.ssl_dim, max(1, window16.size // 320)), dtype=np.float32))
+            feeds.append({k: v for k, v in feed.items() if k in input_names})
+            if len(feeds) >= MAX_CALIBRATION_CHUNKS:
+                return feeds
+    if not feeds:
+        raise ValueError(f"calibration audio is too short: needs at least {16 * hop} samples at {sr} Hz")
+    return feeds
+
+
 # --------------------------------------------------------------------------- quantization
 
 
@@ -374,31 +425,38 @@ def compare_generator(int8_graph: Path, fp32_graph: Path, feeds: list[dict[str, 
     return Int8Report(
         graph=int8_graph.name, output="audio", snr_db=_snr_db(b, error), max_abs=float(np.abs(error).max()),
         rms_reference=float(np.sqrt(np.mean(np.square(b, dtype=np.float64)))), cosine=None,
-        length=sum(f["f0"].shape[1] for f in feeds), quantized=quantized, calibration=calibration,
+        length=sum(f["noise_prior"].shape[-1] for f in feeds), quantized=quantized, calibration=calibration,
     )
 
 
 def quantize_generator(
     src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], calibration: str = "given features",
-    min_snr_db: float = MIN_GENERATOR_SNR_DB,
+    min_snr_db: float = MIN_GENERATOR_SNR_DB, within: str | None = None, dynamic_scope: str | None = None,
 ) -> Int8Report:
     """Write the int8 generator `dst` from fp32 graph `src`, calibrated on `feeds`; its report.
 
     Raises `Int8QualityError` (and removes `dst`) when the audio SNR against `src` on the
-    feeds is below `min_snr_db`.
+    feeds is below `min_snr_db`. Conversion graphs: `within` limits the static quantization to the
+    generator's nodes (scope `/core/`: not the speech encoder's or pitch network's convolutions)
+    and `dynamic_scope` names the speech encoder whose MatMuls are then quantized dynamically.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     src, dst = Path(src), Path(dst)
     with tempfile.TemporaryDirectory(prefix="svc-int8-") as work:
         source = _prepared(src, Path(work))
         model = onnx.load(str(source), load_external_data=False)
-        nodes = generator_nodes_to_quantize(model)
+        nodes = [n for n in generator_nodes_to_quantize(model) if within is None or within in n]
+        if not nodes:  # an empty list would mean "every node" to ONNX Runtime's quantizer
+            raise ValueError(f"{src.name}: no generator nodes to quantize (scope {within!r})")
+        matmuls = [n.name for n in model.graph.node if dynamic_scope and n.op_type == "MatMul"
+                   and dynamic_scope in n.name and not _in_scopes(n.name, ENCODER_FP32_SCOPES)]
         names = {i.name for i in model.graph.input}
         inputs = [{k: v for k, v in feed.items() if k in names} for feed in feeds]
         del model
+        static_out = Path(work) / "static.onnx" if matmuls else dst
         quantize_static(
-            str(source), str(dst), _Feeds(inputs),
+            str(source), str(static_out), _Feeds(inputs),
             quant_format=QuantFormat.QOperator,
             op_types_to_quantize=["Conv", "LeakyRelu", "Add"],
             nodes_to_quantize=nodes,
@@ -408,7 +466,10 @@ def quantize_generator(
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"CalibTensorRangeSymmetric": False},
         )
-    report = compare_generator(dst, src, feeds, calibration, len(nodes))
+        if matmuls:
+            quantize_dynamic(str(static_out), str(dst), op_types_to_quantize=["MatMul"], per_channel=False,
+                             weight_type=QuantType.QInt8, nodes_to_quantize=matmuls)
+    report = compare_generator(dst, src, feeds, calibration, len(nodes) + len(matmuls))
     if not report.snr_db >= min_snr_db:
         dst.unlink(missing_ok=True)
         raise Int8QualityError(
@@ -492,6 +553,24 @@ def add_int8_graphs(
         dst = stage_file("speech_encoder.int8.onnx")
         report = quantize_speech_encoder(stage_file(encoder.file), dst, wavs, origin)
         entries["speech_encoder_int8"] = _entry(encoder, dst, report)
+        reports.append(report)
+    for role in ("converter", "converter_f0", "synthesis"):  # the graphs the runtime converts with
+        graph = graphs.get(role)
+        if graph is None:
+            continue
+        feeds = conversion_calibration_feeds(clips, shape, graph.input_names(),
+                                             stage_file(encoder.file) if encoder else None)
+        dst = stage_file(f"{role}.int8.onnx")
+        scope = "/encoder/" if role != "synthesis" else None
+        try:  # generator int8 + speech encoder dynamic int8; the generator alone when that misses the gate
+            report = quantize_generator(stage_file(graph.file), dst, feeds, origin, within="/core/",
+                                        dynamic_scope=scope)
+        except Int8QualityError:
+            if scope is None:
+                raise
+            report = quantize_generator(stage_file(graph.file), dst, feeds, f"{origin}; encoder kept fp32",
+                                        within="/core/")
+        entries[f"{role}_int8"] = _entry(graph, dst, report)
         reports.append(report)
     generator = graphs["generator"]
     units = f"{origin}; units {'from the fp32 speech encoder' if encoder else 'random (no speech encoder graph)'}"

@@ -16,8 +16,8 @@ from torch import nn
 
 from svc_export.graphs import F0PredictorGraph, GeneratorGraph, WaveformGraph
 from svc_export.onnx_export import GraphPlan, TensorSpecSketch
-from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
 from svc_runtime.pipeline.window import samples_at
+from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
 
 GENERATOR_LENGTHS = (40, 100, 7)
 """Frames of the generator parity runs (the first is the tracing example)."""
@@ -40,7 +40,8 @@ FP32_SCOPES = {
     "speech_encoder": ("/feature_extractor/",),
     "pitch": ("/mel/",),
     "crepe": ("/framing/",),
-    "converter": ("/m_source/", "/coarse_pitch/", "/feature_extractor/", "/mel/", "/decoder/"),
+    "converter": ("/m_source/", "/coarse_pitch/", "/feature_extractor/", "/mel/", "/decoder/", "/f0_track/",
+                  "/phase_track/", "/f0_decoder/"),
 }
 """Module scopes kept in fp32 in fp16 graphs: the NSF source (phase and sines), the
 f0 -> coarse-bin mapping, the encoder's first conv stack on raw audio, the pitch networks' STFT/mel front end."""
@@ -189,7 +190,7 @@ def converter_plans(
 ) -> list[GraphPlan]:
     """Plans of the `synthesis` graph, and of `converter_f0` (with an encoder) and `converter` (with an
     encoder and a `PitchTrack`): the inputs docs/bundle.md describes, in the order the modules take them."""
-    from svc_export.converter_graph import (  # noqa: PLC0415
+    from svc_export.converter_graph import (
         PHASE_ONE,
         ConverterF0Graph,
         ConverterGraph,

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from svc_runtime.audio.resample import resample
+from svc_runtime.bundle.binding import ConversionBinding
+from svc_runtime.bundle.sessions import ProviderConfig
 from svc_runtime.pipeline.features import make_f0_source
 from svc_runtime.pipeline.noise import NoiseStream
 from svc_runtime.pipeline.window import Controls, Window, run_windows
@@ -70,9 +72,15 @@ class StreamingOptions:
 
 
 class StreamingConverter:
-    """Converts a stream in fixed blocks of `block_size` samples at the bundle's sample rate."""
+    """Converts a stream in fixed blocks of `block_size` samples at the bundle's sample rate.
 
-    def __init__(self, bundle, block_size: int, options: StreamingOptions = StreamingOptions()) -> None:
+    device: run the graph through `ConversionBinding` on this provider (device-resident buffers, the
+    phase carried on the device, one upload and one download per block; `cuda_graph=True` replays each
+    block as a CUDA graph); None: `run_windows` through the bundle's session.
+    """
+
+    def __init__(self, bundle, block_size: int, options: StreamingOptions = StreamingOptions(),
+                 device: ProviderConfig | None = None) -> None:
         m = bundle.manifest.model
         self.bundle = bundle
         self.options = options
@@ -100,6 +108,7 @@ class StreamingConverter:
             raise ValueError(f"{bundle.path}: the bundle has no {self.role} graph; re-export it with svc-export")
         self.f0_source = None if in_graph else make_f0_source(bundle, options.f0_method)
         self.controls = Controls.create(options.transpose, options.noise_scale, m.ssl_dim)
+        bundle.open(self.role)
         self.fade = int(round(options.crossfade_seconds * self.sr))
         if self.fade > self.hop:
             raise ValueError(
@@ -122,6 +131,7 @@ class StreamingConverter:
         self._ramp = crossfade_weights(self.fade) if self.fade else np.zeros(0, np.float32)
         self._speaker = np.zeros((self.window, m.n_speakers), np.float32)
         self._speaker[:, self.speaker_id] = 1.0
+        self.binding = None if device is None else ConversionBinding(bundle, self.role, device)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -147,6 +157,7 @@ class StreamingConverter:
         self._origin = (self._n_in + self.block_size) // self.hop - self.window
         self._phase = self._noise.initial_phase()  # NSF phase before frame `_phase_frame`
         self._phase_frame = self._origin
+        self._phase_on_device = False
         self._done = self.window  # frames emitted (the silence counts as emitted)
         self._tail = np.zeros(self.fade, np.float32)  # faded-out tail waiting for the next piece
         # output FIFO, starts with the delay; the first piece begins `fade` samples early (inside the silence)
@@ -197,10 +208,15 @@ class StreamingConverter:
             f0=None if self.f0_source is None else self.f0_source(audio, self.window),
             audio=audio if self.model.vol_embedding else None,
         )
-        result = run_windows(self.bundle, self.role, [window], self.controls)[0]
-        self._phase, self._phase_frame = result.phase_out, next_ga
+        if self.binding is None:
+            result = run_windows(self.bundle, self.role, [window], self.controls)[0]
+            converted, self._phase = result.audio, result.phase_out
+        else:  # the phase stays on the device; only the audio comes back
+            converted = self.binding.run([window], self.controls, carry_phase=self._phase_on_device).audio[0]
+            self._phase_on_device = True
+        self._phase_frame = next_ga
         if k1 > self._done:
-            self._emit(result.audio, ga, self._done, k1)
+            self._emit(converted, ga, self._done, k1)
             self._done = k1
 
     def _emit(self, audio: np.ndarray, ga: int, k0: int, k1: int) -> None:

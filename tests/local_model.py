@@ -48,6 +48,9 @@ class LocalModel:
     def has_graph(self, role: str) -> bool:
         return role == ROLE
 
+    def open(self, *roles: str) -> None:
+        assert set(roles) <= {ROLE}, roles
+
     def graph_entry(self, role: str):
         return SimpleNamespace(input_names=lambda: INPUTS)
 

@@ -53,8 +53,9 @@ def zero_noise(frames: int, batch: int = 1) -> dict[str, np.ndarray]:
 
 def test_every_graph_matches_torch_at_three_lengths(exported):
     _, manifest, parity = exported
-    assert set(manifest.graphs) == {"generator", "generator_fp16", "f0_predictor", "pitch", "pitch_fp16"}
-    for name in ("generator", "f0_predictor", "pitch"):
+    assert set(manifest.graphs) == {"generator", "generator_fp16", "f0_predictor", "pitch", "pitch_fp16",
+                                    "synthesis", "synthesis_fp16"}  # no speech encoder: no converter graphs
+    for name in ("generator", "f0_predictor", "pitch", "synthesis"):
         records = manifest.graphs[name].parity
         assert len({r.length for r in records}) == 3, name
         assert all(r.reference == "torch" and r.max_abs_error <= r.tolerance for r in records), records
@@ -231,7 +232,7 @@ def test_svc_run_info_prints_the_manifest_summary(exported, tmp_path):
     shutil.copytree(exported[0], copy)
     (copy / "generator.onnx").write_bytes(b"broken")
     result = runner.invoke(app, ["info", str(copy)], env={"COLUMNS": "200"})
-    assert result.exit_code == 1 and "generator.onnx" in result.output and "corrupted" in result.output
+    assert result.exit_code == 2 and "generator.onnx" in result.output and "corrupted" in result.output
 
 
 def test_corrupted_graph_is_caught_by_sha256(exported, tmp_path):
@@ -275,7 +276,10 @@ def test_bad_generator_inputs_are_clear_errors(bundle, io):
 
 def test_load_only_some_roles(exported):
     generator_only = Bundle.load(exported[0], roles=("generator",), verify=False)
-    assert list(generator_only.sessions) == ["generator"] and not generator_only.has_graph("pitch")
+    assert list(generator_only.sessions) == ["generator"]  # the others open on first use
+    assert generator_only.has_graph("pitch") and "pitch" not in generator_only.sessions
+    generator_only.pitch_salience(np.zeros(1600, np.float32))
+    assert list(generator_only.sessions) == ["generator", "pitch"]
     with pytest.raises(ValueError, match="roles \\['vocoder'\\] are not runnable here"):
         Bundle.load(exported[0], roles=("vocoder",))
 

@@ -107,7 +107,7 @@ def test_chunked_diffusion_stays_close_to_one_window(diffusion_bundle, mode, tol
 def test_bundle_exposes_the_diffusion_runtime_over_its_sessions(diffusion_bundle):
     bundle = Bundle.load(diffusion_bundle)
     assert bundle.has_diffusion and bundle.has_enhancer
-    assert not bundle.has_graph("diffusion_denoiser")  # opened on first use only
+    assert "diffusion_denoiser" not in bundle.sessions  # opened on first use only
     diffusion = bundle.diffusion()
     assert isinstance(diffusion, ShallowDiffusion) and bundle.diffusion() is diffusion
     assert {"diffusion_condition", "diffusion_denoiser", "vocoder"} <= set(bundle.sessions)

@@ -221,23 +221,21 @@ def test_conversion_writes_the_same_bytes_with_any_block_size(tmp_path: Path, mo
     assert np.abs(out).max() > 1e-3  # something was converted
 
 
-def test_units_kept_on_the_encoder_grid_render_the_same_audio():
+def test_a_prepared_slice_holds_only_its_16khz_audio():
+    """Units, F0 and phases live inside the conversion graph now: until its windows run, a slice of a
+    model without vol_embedding keeps just its 16 kHz copy (~0.36 of the model-rate bytes) and the host F0."""
     from svc_runtime.audio import DecodedAudio
     from svc_runtime.bundle.bundle import Bundle
     from svc_runtime.pipeline.convert import Converter
-    from svc_runtime.pipeline.features import align_units
     from svc_runtime.pipeline.options import ConvertOptions
     from tests.pipeline_fixture import SR, small_bundle_dir, vibrato_tone
 
     conv = Converter(Bundle.load(small_bundle_dir()), ConvertOptions(speaker="alice", f0_method="pm", clip_seconds=1.0,
                                                                       context_seconds=0.25, crossfade_seconds=0.02))
-    x, _ = vibrato_tone(3.0)
-    lazy = conv.prepare(DecodedAudio(x, SR, 1))
-    eager = conv.prepare(DecodedAudio(x, SR, 1))
-    for seg in eager.segments:
-        assert seg.c_columns is not None and seg.c.shape[1] < 0.7 * seg.n_frames  # ~50 of ~86 frames/s kept
-        aligned = align_units(seg.c, seg.n_frames, conv.model.unit_interpolate_mode)
-        assert np.array_equal(seg.frame_units(), aligned)
-        seg.c, seg.c_columns = aligned, None  # one column per generator frame, as the units were kept before
-    assert sum(len(s.chunks) for s in lazy.segments) >= 3
-    assert np.array_equal(conv.render([lazy])[0], conv.render([eager])[0])
+    prepared = conv.prepare(DecodedAudio(vibrato_tone(3.0)[0], SR, 1))
+    for seg in prepared.segments:
+        assert seg.audio is None and seg.wav16k.dtype == np.float32
+        assert seg.wav16k.shape[0] == (seg.n_frames * 512 * 16000 + SR // 2) // SR
+        assert seg.f0.shape == (seg.n_frames,)
+    conv.render([prepared])
+    assert all(seg.wav16k is None and seg.f0 is None for seg in prepared.segments)

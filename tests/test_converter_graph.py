@@ -21,7 +21,7 @@ import torch
 
 from svc_export.converter_graph import (
     PHASE_ONE,
-    SalienceDecoder,
+    SalienceToF0,
     fill_unvoiced,
     frame_phases,
     left_columns,
@@ -93,16 +93,16 @@ def test_salience_decoders_and_volume_equal_the_numpy_ones():
     rng = np.random.default_rng(2)
     salience = (rng.random((2, 100, 360)).astype(np.float32) ** 8)
     salience[:, ::7] *= 0.04  # some frames below the threshold: unvoiced
-    rmvpe = SalienceDecoder("rmvpe", 360, 0.05)(torch.from_numpy(salience)).numpy()
+    rmvpe = SalienceToF0("rmvpe", 360, 0.05)(torch.from_numpy(salience)).numpy()
     np.testing.assert_allclose(rmvpe, decode_rmvpe(salience, 0.05), atol=5e-3)  # Hz; float32 cents (measured 1.5e-3)
-    fcpe = SalienceDecoder("fcpe", 360, 0.05, (32.7, 1975.5), (50.0, 1100.0))(torch.from_numpy(salience)).numpy()
+    fcpe = SalienceToF0("fcpe", 360, 0.05, (32.7, 1975.5), (50.0, 1100.0))(torch.from_numpy(salience)).numpy()
     np.testing.assert_allclose(fcpe, decode_fcpe(salience, "local_argmax", 0.05), atol=5e-3)  # measured 4.9e-4
     assert (rmvpe == 0).any() and (rmvpe > 0).any()
     x = rng.standard_normal((2, 86 * HOP)).astype(np.float32) * 0.1
     vol = volume_frames(torch.from_numpy(x), HOP, torch.zeros(1, 1, 86)).numpy()
     np.testing.assert_allclose(vol, volume_envelope(x, HOP), atol=1e-7)  # measured 1.5e-8
     with pytest.raises(ValueError, match="no in-graph decoder"):
-        SalienceDecoder("crepe", 360, 0.05)
+        SalienceToF0("crepe", 360, 0.05)
 
 
 # --------------------------------------------------------------------------- exported bundles

@@ -103,9 +103,11 @@ def test_cli_writes_a_complete_bundle(cli_bundle):
     out, output, _ = cli_bundle
     assert "vs PyTorch" in output and "max abs error" in output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "svc-bundle" and manifest["schema_version"] == 1
+    assert manifest["format"] == "svc-bundle" and manifest["schema_version"] == 2
     assert set(manifest["graphs"]) == {
-        "generator", "speech_encoder", "pitch", "nsf_hifigan", "diffusion_condition", "diffusion_denoiser"}
+        "converter", "converter_f0", "synthesis", "generator", "speech_encoder", "pitch", "nsf_hifigan",
+        "diffusion_condition", "diffusion_denoiser"}
+    assert "audio_in" in {i["name"] for i in manifest["graphs"]["converter"]["inputs"]}  # vol_embedding model
     assert manifest["model"]["vol_embedding"] is True and manifest["model"]["speakers"] == {"a": 0, "b": 1, "c": 2}
     assert manifest["speech_encoder"] == {
         "name": "vec768l12", "sampling_rate": 16000, "hop_length": 320, "dim": 64, "graph": "speech_encoder"
@@ -169,8 +171,8 @@ def test_cli_bundle_runs_encoder_pitch_and_volume(cli_bundle):
         bundle.predict_f0(c, f0, uv, bundle.one_hot_speakers(0, 1, frames))
 
 
-def _assert_rejected(result, message: str, out: Path) -> None:
-    assert result.exit_code == 2, result.output
+def _assert_rejected(result, message: str, out: Path, code: int = 2) -> None:
+    assert result.exit_code == code, result.output
     assert message in " ".join(result.output.split()), result.output
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
@@ -221,7 +223,7 @@ def test_trt_without_tensorrt_or_gpu_stops_cleanly(tmp_path):
         has_trt = False
     if has_trt:
         pytest.skip("tensorrt and a GPU are present")
-    _assert_rejected(result, "--trt needs", out)
+    _assert_rejected(result, "--trt needs", out, code=3)  # a missing optional dependency (README: exit codes)
     _assert_rejected(run_cli(SMALL / "G_1.pth", "--config", SMALL / "config.json", "-o", out, "--trt", "int8"),
                      "--trt must be fp16 or fp32", out)
 

@@ -66,7 +66,13 @@ def test_int8_graphs_in_manifest_and_quality(int8_export):
     bundle_dir, output = int8_export
     manifest = Manifest.read(bundle_dir)
     assert {n: g.precision for n, g in manifest.graphs.items() if g.precision == "int8"} == {
-        "generator_int8": "int8", "speech_encoder_int8": "int8"}
+        "generator_int8": "int8", "speech_encoder_int8": "int8", "converter_f0_int8": "int8", "synthesis_int8": "int8"}
+    converter = manifest.graphs["converter_f0_int8"]
+    assert converter.role == "converter_f0" and converter.inputs == manifest.graphs["converter_f0"].inputs
+    converter_ops = {n.op_type for n in onnx.load(str(bundle_dir / converter.file)).graph.node}
+    assert {"QLinearConv", "QLinearAdd", "QLinearLeakyRelu"} <= converter_ops
+    (record,) = converter.parity
+    assert record.reference.startswith("converter_f0.onnx") and record.max_abs_error <= record.tolerance
     generator = manifest.graphs["generator_int8"]
     assert generator.file == "generator.int8.onnx" and generator.role == "generator"
     assert generator.inputs == manifest.graphs["generator"].inputs  # same fp32 feeds as the fp32 graph
@@ -119,6 +125,7 @@ def test_runtime_converts_with_int8(int8_export, tmp_path):
 
     bundle_dir, _ = int8_export
     bundle = Bundle.load(bundle_dir, precision="int8")
+    assert bundle.graph_entry("converter_f0").precision == "int8"
     assert bundle.graph_entry("generator").precision == "int8"
     assert bundle.graph_entry("speech_encoder").precision == "int8"
     assert bundle.graph_entry("f0_predictor").precision == "fp32"  # no int8 copy: falls back
@@ -131,7 +138,7 @@ def test_runtime_converts_with_int8(int8_export, tmp_path):
                                           str(tmp_path / "out"), "--precision", "int8", "--f0-method", "pm", "-s", "alice",
                                           "--threads", "1"], env={"COLUMNS": "200", "NO_COLOR": "1"})
     assert result.exit_code == 0, result.output
-    assert "generator_int8" in result.output
+    assert "converter_f0_int8" in result.output
     converted = decode_audio(tmp_path / "out" / "in.wav")
     assert converted.sample_rate == SR and converted.samples.size == audio.size
     assert np.isfinite(converted.samples).all() and np.abs(converted.samples).max() > 1e-3

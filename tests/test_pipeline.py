@@ -150,7 +150,6 @@ def test_pitch_shift_reaches_the_generator_and_its_sine_source(bundle, semitones
        within 50 cents); a trained model would too, a random one need not.
     """
     from svc_runtime.pitch.extract import FrameGrid, PitchOptions, extract_f0
-
     from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS, frame_start_phases
 
     x, f0_true = vibrato_tone(2.0, base_hz=196.0, depth=0.2)

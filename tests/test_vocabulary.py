@@ -51,8 +51,6 @@ def test_unit_modes_are_so_vits_svc_41s_only():
         align_units(np.zeros((2, 3), np.float32), 5, "linear")
 
 
-@pytest.mark.xfail(strict=True, reason="svc_runtime/bundle/manifest.py still defines its own tuple with 'linear'; "
-                                       "the issue-13 rewrite imports svc_runtime.vocabulary (then drop this mark)")
 def test_config_and_manifest_unit_modes_agree():
     from svc_runtime.bundle import manifest
 

@@ -19,9 +19,7 @@ from svc_runtime.bundle.manifest import PRECISIONS, GraphEntry, Manifest, Manife
 from svc_runtime.bundle.sessions import GraphSession, ProviderConfig, open_session
 from svc_runtime.bundle.validate import validate_graphs
 from svc_runtime.signal.nsf_phase import frame_start_phases
-
-DEFAULT_SEED = 52468
-"""so-vits-svc's default inference seed."""
+from svc_runtime.vocabulary import DEFAULT_SEED
 
 NOISE_KEYS = ("prior", "rand_ini", "sine")
 CORE_ROLES = ("converter", "converter_f0", "synthesis", "generator", "f0_predictor", "speech_encoder", "pitch")
@@ -137,6 +135,8 @@ class Bundle:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if precision == "int8":
             _check_int8(bundle_dir, manifest, config)
+        if config.provider in ("cpu", "cuda", "tensorrt"):
+            config.ort_providers()  # an unavailable execution provider is an error now, not at the first window
         unknown = sorted(set(roles) - set(CORE_ROLES))
         if unknown:
             raise ValueError(
@@ -196,6 +196,11 @@ class Bundle:
         session = self._session(role)
         return self.manifest.graphs[session.name]
 
+    def open(self, *roles: str) -> None:
+        """Open the sessions of `roles` now (a broken graph fails here, not at the first window)."""
+        for role in roles:
+            self._session(role)
+
     def run(self, role: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One run of `role`'s graph: named inputs -> named outputs (the graph's manifest entry lists both)."""
         return self._session(role).run(dict(feeds))
@@ -218,7 +223,7 @@ class Bundle:
     def diffusion(self):
         """The bundle's `svc_runtime.diffusion.ShallowDiffusion` over its own sessions (opened on first call)."""
         if self._diffusion is None:
-            from svc_runtime.diffusion import DiffusionSpec, ShallowDiffusion  # noqa: PLC0415
+            from svc_runtime.diffusion import DiffusionSpec, ShallowDiffusion
 
             if not self.has_diffusion:
                 raise ValueError(
@@ -233,7 +238,7 @@ class Bundle:
     def enhancer(self):
         """The bundle's `svc_runtime.diffusion.Enhancer` (NSF-HiFiGAN vocoder graph, opened on first call)."""
         if self._enhancer is None:
-            from svc_runtime.diffusion import Enhancer, VocoderSpec  # noqa: PLC0415
+            from svc_runtime.diffusion import Enhancer, VocoderSpec
 
             if not self.has_enhancer:
                 raise ValueError(

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from svc_runtime.bundle.validate import load_json_object
 from svc_runtime.errors import BundleError
+from svc_runtime.vocabulary import UNIT_INTERPOLATE_MODES
 
 FORMAT = "svc-bundle"
 SCHEMA_VERSION = 2
@@ -32,7 +33,6 @@ GRAPH_ROLES = (
 )
 """The shallow-diffusion roles' graphs are described by the manifest's `diffusion` section
 (`svc_runtime.diffusion.spec.DiffusionSpec`), which the diffusion runtime validates."""
-UNIT_INTERPOLATE_MODES = ("nearest", "left", "linear")
 AUX_KINDS = ("index", "cluster", "diffusion")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _AXIS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

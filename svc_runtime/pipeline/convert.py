@@ -155,6 +155,7 @@ class Converter:
         )
         self.controls = Controls.create(options.transpose, options.noise_scale, model.ssl_dim, centres,
                                         options.blend_ratio, options.auto_predict_f0)
+        bundle.open(*self.graphs_used)
         frames_per_s = self.sr / self.hop
         self.context = int(math.ceil(options.context_seconds * frames_per_s))
         kept = options.clip_seconds if options.clip_seconds > 0 else options.max_window_seconds
@@ -170,6 +171,13 @@ class Converter:
             return f"{self.bundle.manifest.pitch.method} (inside the conversion graph)"
         return self.f0_source.name
 
+    @property
+    def graphs_used(self) -> tuple[str, ...]:
+        """The roles of the graphs this conversion runs."""
+        extra = ("speech_encoder",) if self.role == "synthesis" else ()
+        uses_pitch_graph = self.f0_source is not None and getattr(self.f0_source, "bundle", None) is not None
+        return (self.role, *extra, *(("pitch",) if uses_pitch_graph else ()))
+
     def _role(self) -> str:
         """The graph this conversion runs (see the module docstring)."""
         o, bundle = self.options, self.bundle
@@ -183,7 +191,7 @@ class Converter:
         if missing:
             raise ValueError(f"{bundle.path}: the bundle has no {' / '.join(missing)} graph (needed for "
                              f"{'retrieval / diffusion' if len(needed) > 1 else 'this F0 method'}); re-export it with "
-                             "svc-export" + ("" if o.f0_method is None else f" or choose another --f0-method"))
+                             "svc-export" + ("" if o.f0_method is None else " or choose another --f0-method"))
         return needed[-1]
 
     def _graph_tracks_pitch(self) -> bool:

@@ -13,9 +13,8 @@ from typing import Protocol
 import numpy as np
 
 from svc_runtime.audio.resample import resample
+from svc_runtime.pitch.methods import NEURAL_METHODS
 from svc_runtime.signal.f0 import resize_f0
-
-NEURAL_PITCH = ("rmvpe", "fcpe", "crepe")
 
 
 class F0Source(Protocol):
@@ -102,7 +101,7 @@ def make_f0_source(bundle, method: str | None) -> F0Source:
             return GraphF0(bundle)
         if method is None:
             method = "pm"
-    if method.lower() in NEURAL_PITCH:
+    if method.lower() in NEURAL_METHODS:
         raise ValueError(
             f"F0 method {method!r} needs a pitch graph in the bundle; re-export with it or choose pm/harvest/dio"
         )
