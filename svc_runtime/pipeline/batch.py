@@ -146,19 +146,21 @@ def smaller_options(options):
 
 def failure(job: FileJob, exc: BaseException) -> FileResult:
     """The failed `FileResult` of `exc`: its one-line reason, and a traceback when it is a bug."""
+    trace = ""
     if isinstance(exc, InputAudioError):
-        return FileResult(job, "failed", exc.reason)
-    if isinstance(exc, SvcError):
-        return FileResult(job, "failed", str(exc))
-    if isinstance(exc, MemoryError):
-        return FileResult(job, "failed", str(OutOfMemoryError("the pipeline", short_cause(exc) or "MemoryError")))
-    if isinstance(exc, FloatingPointError):
-        return FileResult(job, "failed", f"{exc}; check the bundle with svc-run info, or try another --seed")
-    if isinstance(exc, (ValueError, OSError)):
-        return FileResult(job, "failed", str(exc) or type(exc).__name__)
-    trace = "".join(traceback.format_exception(exc))
-    return FileResult(job, "failed", f"internal error ({type(exc).__name__}: {short_cause(exc)}); {REPORT_HINT}",
-                      traceback=trace)
+        reason = exc.reason
+    elif isinstance(exc, SvcError):
+        reason = str(exc)
+    elif isinstance(exc, MemoryError):
+        reason = str(OutOfMemoryError("the pipeline", short_cause(exc) or "MemoryError"))
+    elif isinstance(exc, FloatingPointError):
+        reason = f"{exc}; check the bundle with svc-run info, or try another --seed"
+    elif isinstance(exc, (ValueError, OSError)):
+        reason = str(exc) or type(exc).__name__
+    else:
+        trace = "".join(traceback.format_exception(exc))
+        reason = f"internal error ({type(exc).__name__}: {short_cause(exc)}); {REPORT_HINT}"
+    return FileResult(job, "failed", " ".join(reason.split()), traceback=trace)
 
 
 def _is_oom(exc: BaseException | None) -> bool:
