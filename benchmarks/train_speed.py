@@ -104,19 +104,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="train on the dataset, features and config.json already in --work (no preparation)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     console = Console()
     work = args.work
-    if work.exists():
-        import shutil
-
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-
     load_before = os.getloadavg()[0]
-    config, timings = prepare(args, work)
+    if args.reuse and (work / "config.json").is_file():  # the corpus prepared by an earlier run
+        config, timings = work / "config.json", {}
+        for model_dir in work.glob("model*"):
+            import shutil
+
+            shutil.rmtree(model_dir)
+    else:
+        if work.exists():
+            import shutil
+
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        config, timings = prepare(args, work)
     durations, losses, trainer = train_steps(args, config, work)
     measured = durations[args.warmup:] or durations
     steps_per_s = len(measured) / sum(measured)

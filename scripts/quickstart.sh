@@ -27,7 +27,7 @@ svc-train config "$WORK/dataset" -o "$WORK/config.json" --filelists "$WORK/filel
     --set train.eval_interval=10 --set train.learning_rate=0.001
 svc-train features -c "$WORK/config.json" -e "$ENCODER"          # F0: fcpe (weights in the wheel)
 svc-train train -c "$WORK/config.json" -m "$WORK/model" --max-steps "$STEPS" --device cpu -j 0 \
-    --d-channel-scale 0.25 --no-tensorboard
+    --threads 1 --d-channel-scale 0.25 --no-tensorboard
 CHECKPOINT=$(ls -t "$WORK"/model/G_*.pth | head -n 1)
 svc-export "$CHECKPOINT" --config "$WORK/config.json" -o "$WORK/bundle" \
     --encoder-checkpoint "$ENCODER" --pitch fcpe

@@ -28,6 +28,9 @@ def train_command(
     d_channel_scale: float = typer.Option(
         1.0, help="Discriminator width factor; 1.0 = so-vits-svc's (needed for its D_0.pth); the CPU preset "
         "uses 0.25."),
+    threads: int = typer.Option(
+        0, min=0, help="Torch CPU threads (0: torch's default). On a busy machine 1 is often fastest: waiting "
+        "threads spin on the cores the other processes need."),
     log_every: Optional[int] = typer.Option(
         None, min=1, help="Print losses every N steps (default: the config's log_interval on a GPU, at most 10 "
         "on the CPU)."),
@@ -41,6 +44,10 @@ def train_command(
     from svc_train.data.features import FeatureError
     from svc_train.training import TrainOptions, train
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     options = TrainOptions(
         config_path=config, model_dir=model_dir, max_steps=max_steps, device=device, grad_clip=grad_clip,
         workers=workers, tensorboard=tensorboard, discriminator_scale=d_channel_scale, log_every=log_every,
