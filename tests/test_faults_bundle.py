@@ -129,8 +129,27 @@ def test_hop_that_disagrees_with_the_graph_stops_before_any_file(bundle: Path, t
     assert result.exit_code == 2, result.output
     assert re.search(r"graph (\w+) \(\1\.onnx\) fails on a 16-frame probe shaped by the manifest "
                      r"\(hop 256\): .*re-export the bundle", text), text
-    assert "stopped" in text
+    # found before any file (sessions opened at load) or at the first graph failure (lazily opened ones)
     assert "Traceback" not in result.output and not (tmp_path / "out" / "in.wav").exists()
+
+
+def test_a_lazily_opened_graph_is_probed_at_its_first_failure(bundle: Path):
+    from types import SimpleNamespace
+
+    from svc_runtime.errors import ModelRunError
+    from svc_runtime.pipeline.batch import BatchRunner
+    from svc_runtime.pipeline.options import ConvertOptions
+
+    edit_manifest(bundle, lambda m: m["model"].__setitem__("hop_length", 256))
+    loaded = Bundle.load(bundle)
+    loaded.sessions.clear()  # nothing open yet: the runner cannot probe at start
+    runner = BatchRunner(SimpleNamespace(bundle=loaded, options=ConvertOptions()))
+    role = next(r for r in ("converter_f0", "generator") if any(g.role == r for g in loaded.manifest.graphs.values()))
+    session = loaded._open_role(role)  # opened by the first file, whose run then failed
+    assert runner._bundle_problem(ValueError("not a graph failure")) is None
+    problem = runner._bundle_problem(ModelRunError(session.name, "Attempting to broadcast an axis"))
+    assert problem is not None and f"graph {session.name} ({session.name}.onnx) fails on a 16-frame probe" in problem
+    assert runner._bundle_problem(ModelRunError(session.name, "again")) is None  # each graph is probed once
 
 
 def test_probe_reports_the_graph_hop(bundle: Path):
