@@ -275,6 +275,19 @@ def _time_stream(bundle, block: int, device, blocks: int) -> dict:
     return row
 
 
+def load_cuda_libraries() -> str:
+    """Load the CUDA runtime, cuBLAS and cuDNN before the first CUDA session: torch's wheels bring them
+    (and loading torch maps them), `onnxruntime.preload_dlls` loads the pip `nvidia-*` ones where it exists."""
+    import onnxruntime as ort
+    import torch
+
+    torch.zeros(1, device="cuda")
+    if hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()
+        return "torch + onnxruntime.preload_dlls"
+    return "torch"
+
+
 def versions(config) -> dict:
     import onnxruntime as ort
 
@@ -317,6 +330,8 @@ def run_check(provider: str, out: Path, *, size: str = "standard", work: Path | 
     config.ort_providers()  # an unavailable provider is an error now
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, object] = {"provider": provider, "size": size, "role": ROLE}
+    if config.on_gpu:
+        report["cuda_libraries"] = load_cuda_libraries()
     t0 = time.perf_counter()
     model_config, checkpoint, bundle_dir = make_model(work or out / "model", size)
     report["model_build_seconds"] = round(time.perf_counter() - t0, 1)
