@@ -165,8 +165,7 @@ class ConversionBinding:
 
     # ------------------------------------------------------------------ plans
 
-    def _plan(self, feeds: dict[str, np.ndarray]) -> _Plan:
-        batch, frames = feeds["noise_prior"].shape[0], feeds["noise_prior"].shape[2]
+    def _plan(self, feeds: dict[str, np.ndarray], batch: int, frames: int) -> _Plan:
         floats = tuple((n, tuple(feeds[n].shape[1:])) for n in CHUNK_FLOATS if n in feeds)
         key = (batch, frames, floats)
         plan = self._plans.get(key)
@@ -174,8 +173,11 @@ class ConversionBinding:
             return plan
         m = self.bundle.manifest.model
         layout = FeederLayout(batch=batch, floats=floats, frames=frames, channels=m.inter_channels,
-                              samples=feeds["sine_noise"].shape[1], harmonics=m.n_harmonics)
-        inputs = {n: self._empty(v.shape, v.dtype) for n, v in feeds.items() if n != "phase_in"}
+                              samples=frames * m.hop_length, harmonics=m.n_harmonics)
+        inputs = {n: self._empty(v.shape, v.dtype) for n, v in feeds.items() if n not in ("phase_in", *DEVICE_DRAWN)}
+        inputs["noise_prior"] = self._empty((batch, m.inter_channels, frames), np.float32)
+        inputs["sine_noise"] = self._empty((batch, frames * m.hop_length, m.n_harmonics), np.float32)
+        inputs["state_frame"] = self._empty((batch,), np.int64)
         outputs = {
             "audio": self._empty((batch, 1, frames * m.hop_length), np.float32),
             "f0": self._empty((batch, frames), np.float32),
@@ -219,7 +221,7 @@ class ConversionBinding:
             raise ValueError(f"fetch must include 'audio' and only name {OUTPUTS + ('phase_out',)}, got {fetch}")
         before = self.counter.copy()
         feeds = self._host_feeds(windows, controls)
-        plan = self._plan(feeds)
+        plan = self._plan(feeds, len(windows), windows[0].frames)
         for b, w in enumerate(windows):
             plan.layout.fill(plan.packed_host[b], feeds_row(feeds, b), stream_key(w.noise.seed, w.noise.stream, KIND_PRIOR),
                              stream_key(w.noise.seed, w.noise.stream, KIND_SINE), w.start, w.state_frame)
@@ -257,8 +259,8 @@ def feeds_row(feeds: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
 
 
 class _NoNoise:
-    """Stands in for a window's `NoiseStream` in `window_feeds`: zero-stride arrays of the right shapes, so
-    the host never draws noise the device draws itself."""
+    """Stands in for a window's `NoiseStream` in `window_feeds`: empty arrays, so the host never draws (or
+    allocates) the noise the device draws itself."""
 
     def __init__(self, noise) -> None:
         self.noise = noise
@@ -269,7 +271,7 @@ class _NoNoise:
                       state_frame=w.state_frame, speaker=w.speaker, f0=w.f0, units=w.units, audio=w.audio)
 
     def prior(self, start: int, end: int) -> np.ndarray:
-        return np.broadcast_to(np.float32(0), (self.noise.inter_channels, end - start))
+        return np.zeros((self.noise.inter_channels, 0), np.float32)
 
     def sine(self, start: int, end: int) -> np.ndarray:
-        return np.broadcast_to(np.float32(0), ((end - start) * self.noise.hop, self.noise.harmonics))
+        return np.zeros((0, self.noise.harmonics), np.float32)
