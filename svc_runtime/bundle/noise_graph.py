@@ -208,10 +208,11 @@ class FeederLayout:
             places = g.slice_cols(control, at, at + runs)
             offset = g.slice_cols(control, at + runs, at + runs + 1)
             at += runs + 1
+            # table index of every element of the runs [B, runs * 4096], then the window's stretch of them
+            spans = g.op("Add", [g.op("Unsqueeze", [places, g.const([2])]), g.const(np.arange(RUN)[None, None])])
+            spans = g.op("Reshape", [spans, g.const([b, runs * RUN])])
             position = g.op("Add", [g.op("Range", [g.const(0), g.const(count), g.const(1)]), offset])
-            run = g.op("Div", [position, g.const(RUN)])
-            within = g.op("Sub", [position, g.op("Mul", [run, g.const(RUN)])])
-            index = g.op("Add", [g.op("GatherElements", [places, run], axis=1), within])
+            index = g.op("GatherElements", [spans, position], axis=1)
             drawn.append(g.op("Gather", ["table", index], axis=0))
         prior = g.op("Reshape", [drawn[0], g.const([b, self.frames, self.channels])])
         g.op("Transpose", [prior], "noise_prior", perm=[0, 2, 1])
