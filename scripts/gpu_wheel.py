@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -56,9 +57,51 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def split(files: list[Path], folder: Path, part_bytes: int) -> dict:
+    """Tar `files`, cut the tar into `folder/partNN` of at most `part_bytes`, write `folder/manifest.json`."""
+    tar = folder / "wheels.tar"
+    with tarfile.open(tar, "w") as out:
+        for path in files:
+            out.add(path, arcname=path.name)
+    parts = []
+    with tar.open("rb") as f:
+        for number, block in enumerate(iter(lambda: f.read(part_bytes), b""), start=1):
+            part = folder / f"part{number:02d}"
+            part.write_bytes(block)
+            parts.append({"file": part.name, "bytes": len(block), "sha256": hashlib.sha256(block).hexdigest()})
+    manifest = {"tar_sha256": _sha256(tar), "tar_bytes": tar.stat().st_size, "parts": parts,
+                "wheels": [path.name for path in files]}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    tar.unlink()
+    return manifest
+
+
+def join(parts_dir: Path) -> list[Path]:
+    """Join `parts_dir/partNN` (each checked against manifest.json), unpack the tar; the unpacked files."""
+    manifest = json.loads((parts_dir / "manifest.json").read_text())
+    tar = parts_dir / "wheels.tar"
+    with tar.open("wb") as out:
+        for part in manifest["parts"]:
+            path = parts_dir / part["file"]
+            if not path.is_file():
+                raise SystemExit(f"{path}: part missing; carry it in its own call first (scripts/gpu_wheel.py fetch lists them)")
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != part["sha256"]:
+                raise SystemExit(f"{path}: sha256 differs from manifest.json; carry this part again")
+            out.write(data)
+    if _sha256(tar) != manifest["tar_sha256"]:
+        raise SystemExit(f"{tar}: joined sha256 differs from manifest.json; carry the parts again")
+    unpacked = parts_dir / "wheels"
+    with tarfile.open(tar) as t:
+        t.extractall(unpacked, filter="data")
+    tar.unlink()
+    return [unpacked / name for name in manifest["wheels"]]
+
+
 def fetch(args: argparse.Namespace) -> None:
     wheels = FOLDER / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(wheels, ignore_errors=True)  # only this fetch's wheels go into the parts
+    wheels.mkdir(parents=True)
     for old in FOLDER.glob("part*"):
         old.unlink()
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(wheels),
@@ -66,21 +109,8 @@ def fetch(args: argparse.Namespace) -> None:
     for platform in args.platform:
         cmd += ["--platform", platform]
     subprocess.run(cmd + list(args.wheels), check=True)
-    tar = FOLDER / "wheels.tar"
-    with tarfile.open(tar, "w") as out:
-        for wheel in sorted(wheels.glob("*.whl")):
-            out.add(wheel, arcname=wheel.name)
-    part_bytes = args.part_mib << 20
-    parts = []
-    with tar.open("rb") as f:
-        for number, block in enumerate(iter(lambda: f.read(part_bytes), b""), start=1):
-            part = FOLDER / f"part{number:02d}"
-            part.write_bytes(block)
-            parts.append({"file": part.name, "bytes": len(block), "sha256": hashlib.sha256(block).hexdigest()})
-    manifest = {"tar_sha256": _sha256(tar), "tar_bytes": tar.stat().st_size, "parts": parts,
-                "wheels": sorted(w.name for w in wheels.glob("*.whl"))}
-    (FOLDER / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    tar.unlink()
+    manifest = split(sorted(wheels.glob("*.whl")), FOLDER, args.part_mib << 20)
+    parts = manifest["parts"]
     print(f"{len(parts)} parts of <= {args.part_mib} MiB in {FOLDER.relative_to(ROOT)}: {', '.join(manifest['wheels'])}")
     print("device calls, in order, on one warm lease (run tool: carry, command):")
     for k, part in enumerate(parts, start=1):
@@ -110,26 +140,10 @@ def probe(args: argparse.Namespace) -> None:
 
 
 def install(args: argparse.Namespace) -> None:
-    parts_dir = Path(args.parts)
-    manifest = json.loads((parts_dir / "manifest.json").read_text())
-    tar = parts_dir / "wheels.tar"
-    with tar.open("wb") as out:
-        for part in manifest["parts"]:
-            path = parts_dir / part["file"]
-            if not path.is_file():
-                raise SystemExit(f"{path}: part missing; carry it in its own call first (scripts/gpu_wheel.py fetch lists them)")
-            data = path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != part["sha256"]:
-                raise SystemExit(f"{path}: sha256 differs from manifest.json; carry this part again")
-            out.write(data)
-    if _sha256(tar) != manifest["tar_sha256"]:
-        raise SystemExit(f"{tar}: joined sha256 differs from manifest.json; carry the parts again")
-    wheels = parts_dir / "wheels"
-    with tarfile.open(tar) as t:
-        t.extractall(wheels, filter="data")
+    wheels = join(Path(args.parts))
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", args.target,
-                    *sorted(str(w) for w in wheels.glob("*.whl"))], check=True)
-    print(f"installed {', '.join(manifest['wheels'])} into {args.target}; run with PYTHONPATH={args.target}")
+                    *(str(w) for w in wheels)], check=True)
+    print(f"installed {', '.join(w.name for w in wheels)} into {args.target}; run with PYTHONPATH={args.target}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,3 +57,39 @@ def test_rtf_and_streaming_rows(report):
         transfers = entry["bound"]["transfers_per_chunk"]
         assert (transfers["host_to_device"], transfers["device_to_host"]) == (1, 1)
     assert report["transfers_per_chunk"]["host_to_device"] == 1
+
+
+def _gpu_wheel():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_wheel.py"
+    spec = importlib.util.spec_from_file_location("gpu_wheel", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_wheel_parts_join_back_and_a_damaged_part_is_refused(tmp_path):
+    """scripts/gpu_wheel.py: split into parts <= the limit, join with sha256 checks (no download here)."""
+    import os
+
+    gpu_wheel = _gpu_wheel()
+    files = []
+    for name, size in (("a-1.0-py3-none-any.whl", 5000), ("b-2.0-cp312-cp312-linux_x86_64.whl", 123)):
+        files.append(tmp_path / name)
+        files[-1].write_bytes(os.urandom(size))
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    manifest = gpu_wheel.split(files, stage, 2048)
+    assert len(manifest["parts"]) >= 3 and all(p["bytes"] <= 2048 for p in manifest["parts"])
+    joined = gpu_wheel.join(stage)
+    assert [p.name for p in joined] == [f.name for f in files]
+    assert all(j.read_bytes() == f.read_bytes() for j, f in zip(joined, files))
+    second = stage / manifest["parts"][1]["file"]
+    second.write_bytes(b"x" + second.read_bytes()[1:])
+    with pytest.raises(SystemExit, match="part02: sha256 differs"):
+        gpu_wheel.join(stage)
+    second.unlink()
+    with pytest.raises(SystemExit, match="part02: part missing"):
+        gpu_wheel.join(stage)
