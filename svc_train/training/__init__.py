@@ -1,6 +1,24 @@
-"""The so-vits-svc 4.1 training loop: schedule, distributed setup, checkpoints, logging, trainer."""
+"""The so-vits-svc 4.1 training loop: schedule, distributed setup, checkpoints, logging, trainer.
 
-from svc_train.training.schedule import learning_rate_at
-from svc_train.training.trainer import Trainer, TrainOptions, train
+Names load on first use (PEP 562): `svc_train.training.options` and `.progress` import without torch.
+"""
 
-__all__ = ["TrainOptions", "Trainer", "learning_rate_at", "train"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainOptions": "svc_train.training.options",
+    "Trainer": "svc_train.training.trainer",
+    "train": "svc_train.training.trainer",
+    "learning_rate_at": "svc_train.training.schedule",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'svc_train.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -21,7 +21,6 @@ import contextlib
 import math
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -42,36 +41,10 @@ from svc_train.models.discriminator import MultiPeriodDiscriminator
 from svc_train.models.synthesizer import SynthesizerTrn
 from svc_train.training.checkpoints import checkpoint_step, clean_checkpoints, latest_pair, load_matching_weights
 from svc_train.training.distributed import DistributedContext, barrier, init_distributed, shutdown
+from svc_train.training.options import TrainOptions
 from svc_train.training.progress import TrainingProgress, console_interval
 from svc_train.training.schedule import learning_rate_at
 from svc_train.training.summary import TrainingLog, plot_curves, plot_spectrogram
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Run settings that are not part of config.json.
-
-    max_steps: stop before this global step (None: run ``train.epochs`` epochs).
-    device: "cpu", "cuda", "cuda:N" or None (CUDA when available).
-    grad_clip: clamp every gradient element to [-grad_clip, grad_clip] (None: no clipping,
-        as so-vits-svc, which only logs the gradient norm).
-    workers: DataLoader worker processes (0: load in the training process).
-    tensorboard: write TensorBoard event files (metrics.jsonl is always written).
-    discriminator_scale: width factor of the discriminator; 1.0 is so-vits-svc's network (the
-        only one whose D checkpoints are interchangeable with it); smaller is for CPU smoke runs.
-    log_every: print the losses every this many steps (None: the config's ``log_interval`` on a
-        GPU, at most `progress.CPU_LOG_EVERY` on the CPU); TensorBoard keeps ``log_interval``.
-    """
-
-    config_path: Path
-    model_dir: Path
-    max_steps: int | None = None
-    device: str | None = None
-    grad_clip: float | None = None
-    workers: int = 0
-    tensorboard: bool = True
-    discriminator_scale: float = 1.0
-    log_every: int | None = None
 
 
 def slice_segments(x: torch.Tensor, starts: torch.Tensor, size: int) -> torch.Tensor:
