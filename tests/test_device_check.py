@@ -52,6 +52,7 @@ def test_rtf_and_streaming_rows(report):
         entry = report["streaming"][block]
         assert entry["window_frames"] > 0 and entry["latency_ms"] > float(block[:-2])
         for mode in ("host", "bound"):
+            assert "error" not in entry[mode], entry[mode].get("error")
             assert 0.0 < entry[mode]["median_ms"] <= entry[mode]["max_ms"]
         assert "bound_cuda_graph" not in entry  # CUDA only
         transfers = entry["bound"]["transfers_per_chunk"]

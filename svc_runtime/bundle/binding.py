@@ -187,6 +187,9 @@ class ConversionBinding:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep Range unfolded
         options.log_severity_level = 3
+        options.intra_op_num_threads = 1  # a few gathers: a thread pool of its own would only compete on the CPU
+        for entry, value in self.config.session_config_entries().items():
+            options.add_session_config_entry(entry, value)
         feeder = ort.InferenceSession(layout.model(), options, providers=self.config.ort_providers())
         packed_host = np.zeros((batch, layout.width), np.float32)
         packed = self._empty(packed_host.shape, np.float32)
