@@ -149,6 +149,20 @@ class FilledF0(nn.Module):
         return f0 * f0_scale.unsqueeze(1), uv
 
 
+class AutoF0(nn.Module):
+    """so-vits-svc's automatic F0: the F0 decoder on the encoder input and the normalised log-F0 -> F0 [B, T].
+    A module so its nodes carry a scope (`/auto_f0/`) that `svc_export.auto_f0_branch` turns into an `If`
+    branch that runs only when asked."""
+
+    def __init__(self, f0_decoder: nn.Module):
+        super().__init__()
+        self.f0_decoder = f0_decoder
+
+    def forward(self, x, f0, uv, x_mask, g):
+        norm_lf0 = normalize_lf0(f0_to_lf0(f0), x_mask, uv, random_scale=False)
+        return lf0_to_f0(self.f0_decoder(x, norm_lf0, x_mask, spk_emb=g))
+
+
 class PhaseTrack(nn.Module):
     """`frame_phases` as a module (scope `/phase_track/`, kept in fp32 and int64 by fp16 graphs)."""
 
@@ -237,6 +251,7 @@ class SynthesisCore(nn.Module):
         self.unit_mode = unit_mode
         self.hop = int(synthesizer.hop)
         self.f0_track = FilledF0()
+        self.auto_f0 = AutoF0(synthesizer.f0_decoder) if synthesizer.use_automatic_f0_prediction else None
         self.phase_track = PhaseTrack(self.hop, float(synthesizer.dec.m_source.source_sr),
                                       int(synthesizer.dec.m_source.harmonics))
 
@@ -260,9 +275,7 @@ class SynthesisCore(nn.Module):
         x_mask = torch.ones_like(f0).unsqueeze(1)
         x = model._encoder_input(c, uv, x_mask, vol)
         if auto_f0 is not None:
-            norm_lf0 = normalize_lf0(f0_to_lf0(f0), x_mask, uv, random_scale=False)
-            predicted = lf0_to_f0(model.f0_decoder(x, norm_lf0, x_mask, spk_emb=g))
-            f0 = torch.where(auto_f0 > 0.5, predicted, f0)
+            f0 = torch.where(auto_f0 > 0.5, self.auto_f0(x, f0, uv, x_mask, g), f0)
         z_p, _, _, _ = model.enc_p(x, x_mask, self.coarse_pitch(f0), noise_scale=noise_scale, noise=noise_prior)
         z = model.flow(z_p, x_mask, g=g, reverse=True)
         phases, phase_out = self.phase_track(f0, phase_in, state_frame)

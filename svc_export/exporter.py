@@ -21,6 +21,8 @@ from typing import Callable
 import onnx
 import torch
 
+from svc_export.auto_f0_branch import PASS_NAME as AUTO_F0_PASS
+from svc_export.auto_f0_branch import rewrite_file as predictor_as_branch
 from svc_export.bundle_writer import BundleStaging, check_target
 from svc_export.conv_transpose import PASS_NAME as POLYPHASE_PASS
 from svc_export.conv_transpose import rewrite_file as conv_transposes_as_convs
@@ -329,7 +331,7 @@ def _versions(opset: int) -> dict[str, str]:
         "onnx": onnx.__version__,
         "onnxruntime": version("onnxruntime"),
         "opset": str(opset),
-        "graph_passes": f"conv1d_as_conv2d,{POLYPHASE_PASS}",
+        "graph_passes": f"conv1d_as_conv2d,{POLYPHASE_PASS},{AUTO_F0_PASS}",
     }
 
 
@@ -479,6 +481,9 @@ def _export_plan(
     upsamplers = conv_transposes_as_convs(path)
     if upsamplers:
         step(f"{plan.name}: {upsamplers} ConvTranspose nodes run as polyphase Conv (NCHWc instead of col2im)")
+        model = check_onnx(path)
+    if predictor_as_branch(path):
+        step(f"{plan.name}: the automatic F0 predictor runs only when auto_f0 is 1 (an If branch)")
         model = check_onnx(path)
     if request.trt and float64_tensors(model):
         raise GraphExportError(f"graph {plan.name}: holds float64 tensors, which TensorRT cannot run")

@@ -207,8 +207,9 @@ def test_rewrite_file_is_idempotent(generator_graphs, tmp_path):
 
 
 def test_exporter_records_the_pass_in_the_manifest():
+    from svc_export.auto_f0_branch import PASS_NAME as AUTO_F0
     from svc_export.conv_transpose import PASS_NAME
     from svc_export.exporter import _versions
 
     passes = _versions(17)["graph_passes"].split(",")
-    assert passes == ["conv1d_as_conv2d", PASS_NAME]  # the order the exporter applies them
+    assert passes == ["conv1d_as_conv2d", PASS_NAME, AUTO_F0]  # the order the exporter applies them

@@ -1,0 +1,85 @@
+"""Graph pass: the conversion graph's automatic F0 prediction runs only when asked (an ONNX `If`).
+
+Traced, `f0 = where(auto_f0 > 0.5, predicted, f0)` computes the F0 predictor (a transformer over every
+frame) on every run, also when `auto_f0` is 0, which is nearly always. This pass moves the nodes of the
+predictor's scope (`/auto_f0/`) into the `then` branch of an `If` on `auto_f0 > 0.5` whose `else` branch
+passes the tracked F0 through, and replaces the `Where` by it. The branches read the main graph's values
+and initializers by name (ONNX outer scope), so nothing is copied. Same numbers either way: parity runs
+afterwards with `auto_f0` 0 and 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+from svc_export.graph_files import replace_if_valid
+
+SCOPE = "/auto_f0/"
+PASS_NAME = "auto_f0_as_branch"
+
+
+def predictor_as_branch(model: onnx.ModelProto, scope: str = SCOPE) -> bool:
+    """Rewrite `model` in place; False (unchanged) when it has no predictor scope or not the expected shape."""
+    graph = model.graph
+    scoped = [n for n in graph.node if scope in n.name]
+    if not scoped:
+        return False
+    final = [o.name for o in graph.output]
+    wheres = [n for n in graph.node if scope not in n.name and n.op_type == "Where"
+              and any(i in {o for m in scoped for o in m.output} for i in n.input[1:2])]
+    if len(wheres) != 1:
+        return False
+    where = wheres[0]
+    predicted = where.input[1]
+    moved = {id(n) for n in scoped}
+    changed = True
+    while changed:  # a scoped node whose output is read outside stays in the main graph (e.g. a shared reshape)
+        changed = False
+        outputs = {o: id(n) for n in graph.node if id(n) in moved for o in n.output}
+        for node in graph.node:
+            if id(node) in moved:
+                continue
+            for name in node.input:
+                if name in outputs and not (node is where and name == predicted):
+                    moved.discard(outputs.pop(name))
+                    changed = True
+        for name in final:
+            if name in outputs:
+                moved.discard(outputs.pop(name))
+                changed = True
+    inside = [n for n in graph.node if id(n) in moved]
+    if predicted not in {o for n in inside for o in n.output}:
+        return False
+    condition, tracked = where.input[0], where.input[2]
+    value = helper.make_tensor_value_info
+    then_branch = helper.make_graph(inside, "auto_f0_predicted", [], [value(predicted, onnx.TensorProto.FLOAT, None)])
+    kept = f"{where.output[0]}_tracked"
+    else_branch = helper.make_graph([helper.make_node("Identity", [tracked], [kept])], "auto_f0_tracked", [],
+                                    [value(kept, onnx.TensorProto.FLOAT, None)])
+    flag = f"{where.output[0]}_flag"
+    reduce_flag = helper.make_node("Squeeze", [condition], [flag], name=f"{where.name}_flag")  # [1] -> scalar
+    branch = helper.make_node("If", [flag], [where.output[0]], name=f"{where.name}_if",
+                              then_branch=then_branch, else_branch=else_branch)
+    nodes = []
+    for node in graph.node:
+        if id(node) in moved:
+            continue
+        if node is where:
+            nodes += [reduce_flag, branch]
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return True
+
+
+def rewrite_file(path: Path) -> bool:
+    """Apply the pass to the graph file `path` (kept as it was when the result fails the checker)."""
+    model = onnx.load(str(path))
+    if not predictor_as_branch(model):
+        return False
+    return replace_if_valid(path, model, ".branch.onnx",
+                            "the auto-F0 branch pass made an invalid graph of {name} ({error}); kept the flat one")
