@@ -283,10 +283,13 @@ def load_cuda_libraries() -> str:
     import torch
 
     torch.zeros(1, device="cuda")
-    if hasattr(ort, "preload_dlls"):
+    if not hasattr(ort, "preload_dlls"):
+        return "torch"
+    try:
         ort.preload_dlls()
-        return "torch + onnxruntime.preload_dlls"
-    return "torch"
+    except (OSError, RuntimeError) as exc:  # torch's own copies are loaded already: note it and go on
+        return f"torch (onnxruntime.preload_dlls: {type(exc).__name__}: {exc})"
+    return "torch + onnxruntime.preload_dlls"
 
 
 def versions(config) -> dict:
