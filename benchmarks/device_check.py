@@ -369,7 +369,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--blocks", default="20,50,100", help="streaming block sizes in ms, comma-separated")
     parser.add_argument("--stream-blocks", type=int, default=50, help="blocks timed per block size")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--build-only", action="store_true",
+                        help="only build and export the model into --work (a device call of its own)")
     args = parser.parse_args(argv)
+    if args.build_only:
+        if args.work is None:
+            parser.error("--build-only needs --work (where the next call finds the model)")
+        t0 = time.perf_counter()
+        _, _, bundle = make_model(args.work, args.size)
+        print(f"model built in {time.perf_counter() - t0:.0f} s: {bundle}")
+        return
     report = run_check(args.provider, args.out, size=args.size, work=args.work,
                        seconds=tuple(float(s) for s in args.seconds.split(",")),
                        blocks_ms=tuple(float(s) for s in args.blocks.split(",")),

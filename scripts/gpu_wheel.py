@@ -47,6 +47,7 @@ NEEDS = {  # distribution -> module the device check imports (svc_runtime, and s
 torchfcpe is never imported (its import needs torchaudio): the exporter reads its weight file."""
 WHEELS = (GPU_WHEEL, *NEEDS)
 CHECK = "python -m benchmarks.device_check --provider cuda --out $OUT/device_check --size standard"
+WORK = f"{STAGE}/model"
 
 
 def _sha256(path: Path) -> str:
@@ -118,8 +119,9 @@ def fetch(args: argparse.Namespace) -> None:
         move = f"mkdir -p {STAGE} && mv .gpu_wheel/part* .gpu_wheel/manifest.json {STAGE}/ 2>/dev/null; ls {STAGE}"
         if k == len(parts):
             move += (f" && python scripts/gpu_wheel.py install --parts {STAGE} --target {STAGE}/site"
-                     f" && PYTHONPATH={STAGE}/site {CHECK}")
+                     f" && PYTHONPATH={STAGE}/site {CHECK} --work {WORK} --build-only")
         print(f"  call {k}: carry={json.dumps(carry)}\n          command: {move}")
+    print(f"  call {len(parts) + 1}: carry=[]\n          command: PYTHONPATH={STAGE}/site {CHECK} --work {WORK}")
 
 
 def probe(args: argparse.Namespace) -> None:
