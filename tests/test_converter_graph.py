@@ -6,8 +6,8 @@ output against the pipeline it replaced.
 sovits41_small architecture (ssl_dim 64, generator initialised with seed 1234, the contentvec_small
 encoder; FCPE with its wheel weights for the third case) with the same counter-based noise, speaker
 `bob`. The same checkpoint exported today must give the same audio through the conversion graph.
-Measured when the fixture was made: 7.5e-9 (pm, one window), 3.6e-6 (pm, 2 s windows, 6 s input),
-4.4e-7 (FCPE inside the graph, +3 semitones); peaks are 0.052.
+Measured when the fixture was made (with the table noise of docs/bundle.md): 1.5e-8 (pm, one window),
+2.9e-6 (pm, 2 s windows, 6 s input), 3.3e-7 (FCPE inside the graph, +3 semitones); peaks are 0.052.
 """
 
 from __future__ import annotations
