@@ -63,7 +63,7 @@ def _field_default(field: dataclasses.Field) -> Any:
     return ...
 
 
-def option_parameters(
+def _option_parameters(
     cls: type, flags: Mapping[str, Flag], skip: Collection[str] = ()
 ) -> list[inspect.Parameter]:
     """One keyword-only typer parameter per field of ``cls`` (except ``skip``), in field order."""
@@ -94,7 +94,7 @@ def with_options(
             p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=own_hints.get(p.name, p.annotation))
             for p in inspect.signature(command).parameters.values() if p.name != parameter
         ]
-        fields = option_parameters(cls, flags, skip)
+        fields = _option_parameters(cls, flags, skip)
         names = [p.name for p in fields]
         clash = set(names) & {p.name for p in own}
         if clash:
@@ -121,9 +121,4 @@ def with_options(
     return decorate
 
 
-def field_default(cls: type, name: str) -> Any:
-    """The default of field ``name`` of dataclass ``cls`` (for an option that maps onto it by hand)."""
-    return _field_default(next(f for f in dataclasses.fields(cls) if f.name == name))
-
-
-__all__ = ["Flag", "field_default", "option_parameters", "with_options"]
+__all__ = ["Flag", "with_options"]
