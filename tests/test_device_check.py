@@ -45,7 +45,7 @@ def test_parity_fp32_exact_and_fp16_close(report):
 
 def test_rtf_and_streaming_rows(report):
     row = report["rtf"]["lengths"]["1s"]
-    for key in ("generator_ort_fp32", "conversion_graph_fp32", "generator_torch_eager", "encoder_generator_torch_eager"):
+    for key in ("generator_ort_fp32", "conversion_graph_fp32", "generator_torch_eager", "conversion_torch_eager"):
         assert 0.0 < row[key] < 100.0 and math.isfinite(row[key])
     assert row["speedup_conversion_vs_eager"] > 0
     for block in ("20ms", "50ms"):
