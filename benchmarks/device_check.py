@@ -48,9 +48,15 @@ REPORT = "device_check.json"
 # --------------------------------------------------------------------------- model
 
 
-def make_model(work: Path, size: str = "micro", seed: int = 1234) -> tuple[Path, Path, Path]:
-    """Random generator of `size` + its bundle (fp16 graphs, FCPE pitch inside) under `work`, built once.
-    Returns (config, checkpoint, bundle folder)."""
+def make_model(work: Path, size: str = "micro", seed: int = 1234, auto_f0: bool = False) -> tuple[Path, Path, Path]:
+    """Random generator of `size` + its bundle (fp16 graphs, FCPE pitch inside) under `work`, built once
+    (an existing bundle there is reused as it is). Returns (config, checkpoint, bundle folder).
+
+    auto_f0: keep the template's F0 predictor (`use_automatic_f0_prediction`). Off by default: the
+    exporter puts the predictor in an ONNX `If` on `auto_f0`, and CUDA-graph capture takes no control
+    flow, so with it the CUDA-graph rows can only report that error; without it the graph does the
+    same work (the `If` skips the predictor unless asked).
+    """
     import torch
 
     from benchmarks.models import config_dict
@@ -61,7 +67,9 @@ def make_model(work: Path, size: str = "micro", seed: int = 1234) -> tuple[Path,
     config, checkpoint, bundle = work / "config.json", work / "G_0.pth", work / "bundle"
     if (bundle / "manifest.json").is_file():
         return config, checkpoint, bundle
-    config.write_text(json.dumps(config_dict(size, ssl_dim=ENCODER_DIM), indent=2))
+    values = config_dict(size, ssl_dim=ENCODER_DIM)
+    values["model"]["use_automatic_f0_prediction"] = auto_f0
+    config.write_text(json.dumps(values, indent=2))
     torch.manual_seed(seed)
     save_checkpoint(checkpoint, build_generator(config), 0, 1e-4)
     export_bundle(ExportRequest(checkpoint=checkpoint, config=config, output=bundle, encoder_checkpoint=ENCODER_FIXTURE,
@@ -327,7 +335,7 @@ def _cpu_model() -> str:
 # --------------------------------------------------------------------------- main
 
 
-def run_check(provider: str, out: Path, *, size: str = "standard", work: Path | None = None,
+def run_check(provider: str, out: Path, *, size: str = "standard", work: Path | None = None, auto_f0: bool = False,
               seconds: tuple[float, ...] = (10.0, 30.0), blocks_ms: tuple[float, ...] = (20.0, 50.0, 100.0),
               blocks: int = 50, repeats: int = 3, parity_seconds: float = 2.0) -> dict:
     """Run every section on `provider` and write `out/device_check.json`; returns the report."""
@@ -337,11 +345,11 @@ def run_check(provider: str, out: Path, *, size: str = "standard", work: Path | 
     config = ProviderConfig(provider=provider)
     config.ort_providers()  # an unavailable provider is an error now
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, object] = {"provider": provider, "size": size, "role": ROLE}
+    report: dict[str, object] = {"provider": provider, "size": size, "role": ROLE, "auto_f0_predictor": auto_f0}
     if config.on_gpu:
         report["cuda_libraries"] = load_cuda_libraries()
     t0 = time.perf_counter()
-    model_config, checkpoint, bundle_dir = make_model(work or out / "model", size)
+    model_config, checkpoint, bundle_dir = make_model(work or out / "model", size, auto_f0=auto_f0)
     report["model_build_seconds"] = round(time.perf_counter() - t0, 1)
     from svc_runtime import Bundle
 
@@ -373,6 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--blocks", default="20,50,100", help="streaming block sizes in ms, comma-separated")
     parser.add_argument("--stream-blocks", type=int, default=50, help="blocks timed per block size")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--auto-f0", action="store_true",
+                        help="keep the F0 predictor (its ONNX If stops CUDA-graph capture)")
     parser.add_argument("--build-only", action="store_true",
                         help="only build and export the model into --work (a device call of its own)")
     args = parser.parse_args(argv)
@@ -380,10 +390,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.work is None:
             parser.error("--build-only needs --work (where the next call finds the model)")
         t0 = time.perf_counter()
-        _, _, bundle = make_model(args.work, args.size)
+        _, _, bundle = make_model(args.work, args.size, auto_f0=args.auto_f0)
         print(f"model built in {time.perf_counter() - t0:.0f} s: {bundle}")
         return
-    report = run_check(args.provider, args.out, size=args.size, work=args.work,
+    report = run_check(args.provider, args.out, size=args.size, work=args.work, auto_f0=args.auto_f0,
                        seconds=tuple(float(s) for s in args.seconds.split(",")),
                        blocks_ms=tuple(float(s) for s in args.blocks.split(",")),
                        blocks=args.stream_blocks, repeats=args.repeats)
