@@ -54,11 +54,14 @@ def predictor_as_branch(model: onnx.ModelProto, scope: str = SCOPE) -> bool:
     if predicted not in {o for n in inside for o in n.output}:
         return False
     condition, tracked = where.input[0], where.input[2]
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.value_info) + list(inferred.input)}
+    elem = types.get(tracked) or types.get(predicted) or onnx.TensorProto.FLOAT  # float16 in fp16 copies
     value = helper.make_tensor_value_info
-    then_branch = helper.make_graph(inside, "auto_f0_predicted", [], [value(predicted, onnx.TensorProto.FLOAT, None)])
+    then_branch = helper.make_graph(inside, "auto_f0_predicted", [], [value(predicted, elem, None)])
     kept = f"{where.output[0]}_tracked"
     else_branch = helper.make_graph([helper.make_node("Identity", [tracked], [kept])], "auto_f0_tracked", [],
-                                    [value(kept, onnx.TensorProto.FLOAT, None)])
+                                    [value(kept, elem, None)])
     flag = f"{where.output[0]}_flag"
     reduce_flag = helper.make_node("Squeeze", [condition], [flag], name=f"{where.name}_flag")  # [1] -> scalar
     branch = helper.make_node("If", [flag], [where.output[0]], name=f"{where.name}_if",

@@ -13,6 +13,7 @@ import dataclasses
 import importlib.metadata
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -482,9 +483,18 @@ def _export_plan(
     if upsamplers:
         step(f"{plan.name}: {upsamplers} ConvTranspose nodes run as polyphase Conv (NCHWc instead of col2im)")
         model = check_onnx(path)
+    flat = None  # the graph before the If pass: fp16 copies are made from it and keep the flat Where (the
+    # fp16 conversion's casts do not survive inside a branch; on a GPU the predictor costs little, and a
+    # CUDA graph cannot capture an If anyway)
+    if request.fp16 and plan.meta.get("fp32_scopes") is not None:
+        flat = path.with_name(f".{path.stem}.flat.onnx")
+        shutil.copyfile(path, flat)
     if predictor_as_branch(path):
         step(f"{plan.name}: the automatic F0 predictor runs only when auto_f0 is 1 (an If branch)")
         model = check_onnx(path)
+    elif flat is not None:
+        flat.unlink()
+        flat = None
     if request.trt and float64_tensors(model):
         raise GraphExportError(f"graph {plan.name}: holds float64 tensors, which TensorRT cannot run")
     results = torch_parity(plan, path)
@@ -501,7 +511,9 @@ def _export_plan(
     if request.fp16 and scopes is not None:
         half = stage.file(f"{plan.name}.fp16.onnx")
         step(f"{plan.name}: fp16 copy (fp32 kept in {', '.join(scopes)}, normalisations and transcendental ops)")
-        convert_to_fp16(path, half, tuple(scopes))
+        convert_to_fp16(flat or path, half, tuple(scopes))
+        if flat is not None:
+            flat.unlink()
         tolerance = {s.name: FP16_TOLERANCE[s.name] for s in plan.outputs}
         half_results = graph_parity(plan, half, path, f"{plan.name} fp32 graph", tolerance)
         if on_parity:
