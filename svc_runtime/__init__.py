@@ -6,8 +6,7 @@ modules (signal, audio, cli) import without ONNX Runtime.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from svc_runtime.lazy import lazy_getattr
 
 _EXPORTS = {
     "Bundle": "svc_runtime.bundle",
@@ -19,8 +18,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'svc_runtime' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -5,8 +5,7 @@ Names load on first use (PEP 562): `svc_train.training.options` and `.progress` 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from svc_runtime.lazy import lazy_getattr
 
 _EXPORTS = {
     "TrainOptions": "svc_train.training.options",
@@ -17,8 +16,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'svc_train.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
