@@ -275,8 +275,10 @@ def test_blending_uses_the_bundles_index_or_cluster_file(bundle, tmp_path, mode)
     host.index.retrieve = host.index.nearest
     host.options = ConvertOptions(**EXACT, blend_ratio=0.7)
     on_host = host.convert(x, SR)
-    assert np.abs(in_graph - Converter(with_aux, ConvertOptions(**EXACT)).convert(x, SR)).max() > 1e-4
-    np.testing.assert_allclose(in_graph, on_host, atol=1e-5)
+    # this freshly initialised generator depends only weakly on its units (measured effect of the blend 9.6e-6)
+    effect = np.abs(in_graph - Converter(with_aux, ConvertOptions(**EXACT)).convert(x, SR)).max()
+    assert effect > 1e-6
+    assert np.abs(in_graph - on_host).max() <= 0.05 * effect
 
 
 def test_render_releases_each_slice_and_refuses_a_second_render(bundle):
