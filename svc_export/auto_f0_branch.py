@@ -86,3 +86,32 @@ def rewrite_file(path: Path) -> bool:
         return False
     return replace_if_valid(path, model, ".branch.onnx",
                             "the auto-F0 branch pass made an invalid graph of {name} ({error}); kept the flat one")
+
+
+def branch_as_where(model: onnx.ModelProto) -> bool:
+    """Undo `predictor_as_branch` in place (the predictor's nodes back in the main graph, the `If` a `Where`):
+    for tools that do not look into subgraphs, such as ONNX Runtime's int8 calibration. False when the
+    model has no such branch."""
+    graph = model.graph
+    branches = [n for n in graph.node if n.op_type == "If" and n.name.endswith("_if")
+                and any(a.name == "then_branch" and a.g.name == "auto_f0_predicted" for a in n.attribute)]
+    if len(branches) != 1:
+        return False
+    (branch,) = branches
+    then_graph = next(a.g for a in branch.attribute if a.name == "then_branch")
+    else_graph = next(a.g for a in branch.attribute if a.name == "else_branch")
+    flag = next(n for n in graph.node if branch.input[0] in n.output)  # the Squeeze of the condition
+    tracked = else_graph.node[0].input[0]
+    where = helper.make_node("Where", [flag.input[0], then_graph.output[0].name, tracked], list(branch.output),
+                             name=branch.name[: -len("_if")])
+    nodes = []
+    for node in graph.node:
+        if node is flag:
+            continue
+        if node is branch:
+            nodes += list(then_graph.node) + [where]
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return True

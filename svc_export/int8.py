@@ -385,8 +385,13 @@ def fold_scalar_divisions(model: onnx.ModelProto) -> int:
 def _prepared(src: Path, work: Path) -> Path:
     """A copy of `src` ready to quantize: shared weights as plain initializers, ConvTransposes
     rewritten as Conv (polyphase, `svc_export.conv_transpose`) so the upsamplers quantize too,
-    and the decoder's divisions by the number of resblocks folded into the next convs."""
+    the decoder's divisions by the number of resblocks folded into the next convs, and a conversion
+    graph's automatic-F0 `If` flattened back into a `Where` (ONNX Runtime's calibration does not look
+    into subgraphs; the int8 graph computes the predictor on every run)."""
+    from svc_export.auto_f0_branch import branch_as_where
+
     model = onnx.load(str(src))
+    branch_as_where(model)
     fold_initializer_identities(model)
     if any(node.op_type == "ConvTranspose" for node in model.graph.node):
         model, _ = conv_transpose_as_conv(model)

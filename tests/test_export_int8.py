@@ -162,7 +162,9 @@ def test_int8_refused_without_int8_graphs_or_on_gpu(int8_export, tmp_path):
     from svc_export.int8 import add_int8_to_bundle  # an existing bundle gets its int8 graphs in place
 
     reports = add_int8_to_bundle(plain)
-    assert [r.graph for r in reports] == ["generator.int8.onnx", "speech_encoder.int8.onnx"]
+    assert [r.graph for r in reports] == ["generator.int8.onnx", "speech_encoder.int8.onnx", "converter_f0.int8.onnx",
+                                          "synthesis.int8.onnx"]
+    assert all(r.snr_db > GENERATOR_MIN_SNR_DB for r in reports if r.output == "audio")
     assert reports[0].snr_db > GENERATOR_MIN_SNR_DB
     loaded = Bundle.load(plain, precision="int8")  # verifies every sha256
     assert loaded.graph_entry("generator").file == "generator.int8.onnx"
