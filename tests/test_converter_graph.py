@@ -3,7 +3,7 @@ output against the pipeline it replaced.
 
 `fixtures/converter_parity/pipeline_before.npz` holds the audio of the pre-converter runtime (a worktree at
 371c344, which differs from 01518e6 only by importing its constants from svc_runtime/vocabulary.py: encoder,
-pitch and generator graphs with numpy glue between them; script: the commit that added this file), made on the
+pitch and generator graphs with numpy glue between them, run with today's noise in place of its own), made on the
 sovits41_small architecture (ssl_dim 64, generator initialised with seed 1234, the contentvec_small
 encoder; FCPE with its wheel weights for the third case) with the same counter-based noise, speaker
 `bob`. The same checkpoint exported today must give the same audio through the conversion graph.
