@@ -29,7 +29,7 @@ from svc_runtime.bundle.binding import ConversionBinding
 from svc_runtime.bundle.sessions import ProviderConfig
 from svc_runtime.pipeline.features import make_f0_source
 from svc_runtime.pipeline.noise import NoiseStream
-from svc_runtime.pipeline.window import Controls, Window, run_windows
+from svc_runtime.pipeline.window import Controls, Window, pitch_in_graph, run_windows
 from svc_runtime.signal.slicer import crossfade_weights
 from svc_runtime.vocabulary import DEFAULT_SEED, ENCODER_SAMPLE_RATE
 
@@ -101,8 +101,7 @@ class StreamingConverter:
                 raise ValueError(f"choose a speaker: the bundle has {sorted(bundle.speakers)}")
             speaker = next(iter(bundle.speakers))
         self.speaker_id = bundle.speaker_id(speaker)
-        pitch = bundle.manifest.pitch
-        in_graph = pitch is not None and options.f0_method in (None, pitch.method) and bundle.has_graph("converter")
+        in_graph = pitch_in_graph(bundle, options.f0_method)
         self.role = "converter" if in_graph else "converter_f0"
         if not bundle.has_graph(self.role):
             raise ValueError(f"{bundle.path}: the bundle has no {self.role} graph; re-export it with svc-export")

@@ -253,7 +253,7 @@ class ConversionBinding:
         if len(keys) != 1:
             raise ValueError(f"windows of one batch must have equal lengths, got {sorted(keys)}")
         shells = [_NoNoise.wrap(w) for w in windows]
-        return window_feeds(self.role, shells, controls, self.bundle.hop_length, self.input_names)
+        return window_feeds(self.role, shells, controls, self.input_names)
 
 
 def feeds_row(feeds: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:

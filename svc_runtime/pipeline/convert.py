@@ -39,7 +39,7 @@ from svc_runtime.pipeline.noise import NoiseStream
 from svc_runtime.pipeline.options import ConvertOptions
 from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
 from svc_runtime.pipeline.spkmix import SpeakerMix, load_speaker_mix
-from svc_runtime.pipeline.window import Controls, Window, WindowResult, run_windows, samples_at
+from svc_runtime.pipeline.window import Controls, Window, WindowResult, pitch_in_graph, run_windows, samples_at
 from svc_runtime.signal.f0 import NoVoiceError, interpolate_unvoiced, shift_f0
 from svc_runtime.signal.nsf_phase import frame_start_phases
 from svc_runtime.signal.slicer import Chunk, crossfade_weights, plan_chunks, slice_on_silence
@@ -183,7 +183,7 @@ class Converter:
         o, bundle = self.options, self.bundle
         if self.index is not None or self.diffusion is not None:
             needed = ("speech_encoder", "synthesis")
-        elif self._graph_tracks_pitch():
+        elif pitch_in_graph(self.bundle, o.f0_method):
             needed = ("converter",)
         else:
             needed = ("converter_f0",)
@@ -193,12 +193,6 @@ class Converter:
                              f"{'retrieval / diffusion' if len(needed) > 1 else 'this F0 method'}); re-export it with "
                              "svc-export" + ("" if o.f0_method is None else " or choose another --f0-method"))
         return needed[-1]
-
-    def _graph_tracks_pitch(self) -> bool:
-        pitch = self.bundle.manifest.pitch
-        method = self.options.f0_method
-        in_graph = pitch is not None and self.bundle.has_graph("converter")
-        return in_graph and (method is None or method == pitch.method)
 
     def _blend_source(self) -> tuple[FeatureIndex | None, np.ndarray | None]:
         """(faiss index, None) or (None, k-means centres [K, D]) of the chosen speaker (per `blend_mode`)."""

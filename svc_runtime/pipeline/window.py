@@ -86,7 +86,14 @@ class Controls:
         )
 
 
-def window_feeds(role: str, windows: list[Window], controls: Controls, hop: int, graph_inputs: tuple[str, ...]) -> dict:
+def pitch_in_graph(bundle, f0_method: str | None) -> bool:
+    """True when the bundle's `converter` graph tracks the pitch itself for `f0_method` (None: the bundle's own
+    pitch network); else the host computes F0 and runs `converter_f0`."""
+    pitch = bundle.manifest.pitch
+    return pitch is not None and f0_method in (None, pitch.method) and bundle.has_graph("converter")
+
+
+def window_feeds(role: str, windows: list[Window], controls: Controls, graph_inputs: tuple[str, ...]) -> dict:
     """The graph's feeds for a batch of windows with equal `batch_key` (inputs the graph lacks are left out)."""
     batch, frames = len(windows), windows[0].frames
     first = windows[0]
@@ -125,7 +132,7 @@ def run_windows(bundle, role: str, windows: list[Window], controls: Controls) ->
     if len(keys) != 1:
         raise ValueError(f"windows of one batch must have equal lengths, got {sorted(keys)}")
     entry = bundle.graph_entry(role)
-    feeds = window_feeds(role, windows, controls, bundle.hop_length, entry.input_names())
+    feeds = window_feeds(role, windows, controls, entry.input_names())
     out = bundle.run(role, feeds)
     return [
         WindowResult(audio=out["audio"][b, 0], f0=out["f0"][b], uv=out["uv"][b], phase_out=out["phase_out"][b])
