@@ -31,9 +31,9 @@ import onnx
 import torch
 from onnx import TensorProto, compose, helper, version_converter
 
+from svc_export.graph_files import entry_files, save_graph
 from svc_export.onnx_export import GraphExportError, GraphPlan, ParityResult, _max_error, require_parity
 from svc_export.plans import UNITS_TOLERANCE, WAVEFORM_LENGTHS, waveform_plan
-from svc_runtime.bundle.bundle import sha256_of
 from svc_runtime.bundle.manifest import GraphEntry, ParityRecord, TensorSpec
 from svc_train.encoders.layouts import CheckpointLayoutError
 from svc_train.encoders.onnx_file import (
@@ -182,7 +182,7 @@ def rewrite_encoder_graph(encoder: OnnxContentEncoder, target: Path) -> tuple[tu
     except onnx.checker.ValidationError as error:
         first = str(error).strip().splitlines()[0]
         raise GraphExportError(f"{encoder.path}: the rewritten encoder graph does not check ({first})") from None
-    onnx.save(model, str(target))
+    save_graph(model, target)
     inputs = (TensorSpec(INPUT_NAME, "float32", ("batch", "samples")),)
     outputs = (TensorSpec(OUTPUT_NAME, "float32", ("batch", encoder.dim, "frames")),)
     return inputs, outputs, opset
@@ -228,7 +228,7 @@ def write_encoder_graph(
     )
     return {
         GRAPH_NAME: GraphEntry(
-            role="speech_encoder", file=path.name, sha256=sha256_of(path), precision="fp32", opset=opset,
+            role="speech_encoder", **entry_files(path), precision="fp32", opset=opset,
             inputs=inputs, outputs=outputs, parity=records,
         )
     }
@@ -306,7 +306,7 @@ def fuse_in_front(encoder_graph: Path, consumer_graph: Path, target: Path, wav_n
     except onnx.checker.ValidationError as error:
         first = str(error).strip().splitlines()[0]
         raise GraphExportError(f"{target.name}: the fused graph does not check ({first})") from None
-    onnx.save(fused, str(target))
+    save_graph(fused, target)
 
 
 def write_fused_converter(
@@ -345,7 +345,7 @@ def write_fused_converter(
     inputs = (FUSED_WAV, *(spec for spec in synthesis_entry.inputs if spec.name != OUTPUT_NAME))
     return {
         FUSED_NAME: GraphEntry(
-            role=FUSED_NAME, file=target.name, sha256=sha256_of(target), precision="fp32",
+            role=FUSED_NAME, **entry_files(target), precision="fp32",
             opset=max(encoder_entry.opset, synthesis_entry.opset), inputs=inputs, outputs=synthesis_entry.outputs,
             parity=records,
         )

@@ -13,7 +13,6 @@ import dataclasses
 import importlib.metadata
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +28,13 @@ from svc_export.conv_transpose import PASS_NAME as POLYPHASE_PASS
 from svc_export.conv_transpose import rewrite_file as conv_transposes_as_convs
 from svc_export.encoder_file import is_encoder_file, write_encoder_graph, write_fused_converter
 from svc_export.fp16 import convert_to_fp16
+from svc_export.graph_files import EXTERNAL_DATA_THRESHOLD, check_graph, copy_graph, entry_files, remove_graph
 from svc_export.onnx_export import (
     OPSET,
     GraphExportError,
     GraphPlan,
     ParityResult,
-    check_onnx,
+    PassSkipped,
     convs_as_2d,
     export_onnx,
     float64_tensors,
@@ -112,6 +112,8 @@ class ExportRequest:
     simplify: bool = True
     int8: bool = False
     int8_calibration: Path | None = None
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
+    """Bytes from which a graph keeps its weights in an external data file (`svc_export.graph_files`)."""
 
     def validate(self) -> None:
         """Check files, names and option combinations; raise `ExportInputError` naming the problem."""
@@ -151,6 +153,8 @@ class ExportRequest:
             raise ExportInputError(f"--int8-calibration: {self.int8_calibration} does not exist")
         if self.trt not in (None, "fp16", "fp32"):
             raise ExportInputError(f"--trt must be fp16 or fp32, got {self.trt!r}")
+        if self.external_data_threshold <= 0:
+            raise ExportInputError(f"--external-data-threshold must be positive, got {self.external_data_threshold}")
         if self.opset < 17:
             raise ExportInputError(f"--opset must be at least 17 (LayerNormalization), got {self.opset}")
         try:
@@ -377,9 +381,10 @@ def export_bundle(
 
     graphs: dict[str, GraphEntry] = {}
     engines: dict[str, EngineEntry] = {}
+    skipped: list[str] = []
     with BundleStaging(request.output) as stage:
         for plan in plans:
-            graphs.update(_export_plan(plan, stage, request, step, on_parity))
+            graphs.update(_export_plan(plan, stage, request, step, on_parity, skipped))
         if is_encoder_file(nets.encoder):  # a user's ONNX encoder: rewritten to wav -> units and proved, not traced
             step(f"speech_encoder: from {nets.encoder.path.name}")
             graphs.update(write_encoder_graph(nets.encoder, stage.file, on_parity))
@@ -420,7 +425,7 @@ def export_bundle(
             pitch=nets.pitch_info,
             engines=engines,
             aux_files=tuple(aux),
-            exporter=_versions(request.opset),
+            exporter={**_versions(request.opset), **({"skipped_passes": "; ".join(skipped)} if skipped else {})},
             diffusion=nets.diffusion.spec if nets.diffusion is not None else None,
         )
         if request.int8:  # int8 CPU copies, calibrated on features from the bundle's own fp32 graphs
@@ -463,39 +468,50 @@ def _write_aux(payload: AuxPayload, stage: BundleStaging) -> AuxFile:
 
 def _export_plan(
     plan: GraphPlan, stage: BundleStaging, request: ExportRequest, step: StepCallback,
-    on_parity: ParityCallback | None,
+    on_parity: ParityCallback | None, skipped: list[str] | None = None,
 ) -> dict[str, GraphEntry]:
-    """Trace, check, simplify and prove one graph (and its fp16 copy); the manifest entries."""
+    """Trace, check, simplify and prove one graph (and its fp16 copy); the manifest entries.
+
+    skipped: receives one line per pass that could not run on this graph (and left it as it was).
+    """
     path = stage.file(f"{plan.name}.onnx")
     step(f"{plan.name}: tracing (opset {request.opset})")
-    export_onnx(plan, path, request.opset)
-    model = check_onnx(path)
+    data = export_onnx(plan, path, request.opset, request.external_data_threshold)
+    if data is not None:
+        step(f"{plan.name}: weights in external data file {data.name} ({data.stat().st_size / 1e6:.1f} MB)")
+    check_graph(path)
     if request.simplify:
         started = time.perf_counter()
-        before, after = simplify_onnx(path)
-        step(f"{plan.name}: onnxslim {before} -> {after} nodes ({time.perf_counter() - started:.1f} s)")
-        model = check_onnx(path)
+        try:
+            before, after = simplify_onnx(path)
+        except PassSkipped as reason:
+            step(f"{plan.name}: onnxslim skipped: {reason}")
+            if skipped is not None:
+                skipped.append(f"{plan.name}: onnxslim ({reason})")
+        else:
+            step(f"{plan.name}: onnxslim {before} -> {after} nodes ({time.perf_counter() - started:.1f} s)")
+        check_graph(path)
     rewritten = convs_as_2d(path)
     if rewritten:
         step(f"{plan.name}: {rewritten} 1-D convolutions run as 2-D (ONNX Runtime's NCHWc kernels)")
-        model = check_onnx(path)
+        check_graph(path)
     upsamplers = conv_transposes_as_convs(path)
     if upsamplers:
         step(f"{plan.name}: {upsamplers} ConvTranspose nodes run as polyphase Conv (NCHWc instead of col2im)")
-        model = check_onnx(path)
+        check_graph(path)
     flat = None  # the graph before the If pass: fp16 copies are made from it and keep the flat Where (the
     # fp16 conversion's casts do not survive inside a branch; on a GPU the predictor costs little, and a
     # CUDA graph cannot capture an If anyway)
     if request.fp16 and plan.meta.get("fp32_scopes") is not None:
         flat = path.with_name(f".{path.stem}.flat.onnx")
-        shutil.copyfile(path, flat)
+        copy_graph(path, flat)
     if predictor_as_branch(path):
         step(f"{plan.name}: the automatic F0 predictor runs only when auto_f0 is 1 (an If branch)")
-        model = check_onnx(path)
+        check_graph(path)
     elif flat is not None:
-        flat.unlink()
+        remove_graph(flat)
         flat = None
-    if request.trt and float64_tensors(model):
+    if request.trt and float64_tensors(path):
         raise GraphExportError(f"graph {plan.name}: holds float64 tensors, which TensorRT cannot run")
     results = torch_parity(plan, path)
     if on_parity:
@@ -503,7 +519,7 @@ def _export_plan(
     require_parity(results)
     entries = {
         plan.name: GraphEntry(
-            role=plan.role, file=path.name, sha256=sha256_of(path), precision="fp32", opset=request.opset,
+            role=plan.role, **entry_files(path), precision="fp32", opset=request.opset,
             inputs=_specs(plan.inputs), outputs=_specs(plan.outputs), parity=_records(results),
         )
     }
@@ -513,14 +529,14 @@ def _export_plan(
         step(f"{plan.name}: fp16 copy (fp32 kept in {', '.join(scopes)}, normalisations and transcendental ops)")
         convert_to_fp16(flat or path, half, tuple(scopes))
         if flat is not None:
-            flat.unlink()
+            remove_graph(flat)
         tolerance = {s.name: FP16_TOLERANCE[s.name] for s in plan.outputs}
         half_results = graph_parity(plan, half, path, f"{plan.name} fp32 graph", tolerance)
         if on_parity:
             on_parity(f"{plan.name} (fp16) vs fp32 graph", half_results)
         require_parity(half_results)
         entries[f"{plan.name}_fp16"] = GraphEntry(
-            role=plan.role, file=half.name, sha256=sha256_of(half), precision="fp16", opset=request.opset,
+            role=plan.role, **entry_files(half), precision="fp16", opset=request.opset,
             inputs=_specs(plan.inputs), outputs=_specs(plan.outputs), parity=_records(half_results),
         )
     return entries

@@ -9,10 +9,14 @@ Graph inputs and outputs keep their fp32 types, so hosts feed the same arrays.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import onnx
+import onnx.external_data_helper
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+from svc_export.graph_files import check_graph, data_file_of, remove_graph, save_graph
 
 FP32_OPS = (
     "LayerNormalization",
@@ -113,18 +117,33 @@ def convert_to_fp16(src: Path, dst: Path, fp32_scopes: tuple[str, ...] = ()) -> 
     fp32_scopes: substrings of node names (module paths such as "/source/") to keep fp32.
     Returns counts: nodes in total, kept fp32 by scope.
     """
-    model = onnx.load(str(src))
+    src, dst = Path(src), Path(dst)
+    external = data_file_of(src) is not None
+    if external:  # shape inference by path (in memory it stops at 2 GiB); the data file stays beside it
+        with tempfile.TemporaryDirectory(prefix=f".{src.stem}.shapes-", dir=src.parent) as scratch:
+            inferred = Path(scratch) / src.name
+            onnx.shape_inference.infer_shapes_path(str(src), str(inferred))
+            model = onnx.load(str(inferred), load_external_data=False)
+        onnx.external_data_helper.load_external_data_for_model(model, str(src.parent))
+    else:
+        model = onnx.load(str(src))
     blocked_nodes = fp32_node_names(model, fp32_scopes)
     if fp32_scopes and not blocked_nodes:
         raise ValueError(f"{src.name}: no node name contains {fp32_scopes}; the fp32 scopes do not match the graph")
     converted = convert_float_to_float16(
         model,
+        disable_shape_infer=external,
         keep_io_types=True,
         op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)),
         node_block_list=blocked_nodes,
     )
     sort_topologically(converted.graph)
     rewired = remove_round_trip_casts(converted)
-    onnx.checker.check_model(converted)
-    onnx.save(converted, str(dst))
+    # the source's layout: a graph with external data gets an fp16 copy with its own data file
+    save_graph(converted, dst, external=True if external else None)
+    try:
+        check_graph(dst)  # by path: past 2 GiB and with external data too
+    except onnx.checker.ValidationError:
+        remove_graph(dst)
+        raise
     return {"nodes": len(model.graph.node), "fp32_by_scope": len(blocked_nodes), "exact_fp32_inputs": rewired}

@@ -36,9 +36,9 @@ import onnx
 import onnxruntime as ort
 
 from svc_export.conv_transpose import conv_transpose_as_conv
+from svc_export.graph_files import data_file_of, entry_files, remove_graph, resave_graph, save_graph
 from svc_runtime.audio.decode import decode_audio
 from svc_runtime.audio.resample import resample
-from svc_runtime.bundle.bundle import sha256_of
 from svc_runtime.bundle.manifest import GraphEntry, ModelInfo, ParityRecord
 from svc_runtime.signal.f0 import interpolate_unvoiced
 from svc_runtime.signal.nsf_phase import frame_start_phases
@@ -397,7 +397,7 @@ def _prepared(src: Path, work: Path) -> Path:
         model, _ = conv_transpose_as_conv(model)
     fold_scalar_divisions(model)
     path = work / "prepared.onnx"
-    onnx.save(model, str(path))
+    save_graph(model, path, external=True if data_file_of(src) is not None else None)
     return path
 
 
@@ -448,6 +448,7 @@ def quantize_generator(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     src, dst = Path(src), Path(dst)
+    external = data_file_of(src) is not None  # weights past 2 GiB (or a low --external-data-threshold)
     with tempfile.TemporaryDirectory(prefix="svc-int8-") as work:
         source = _prepared(src, Path(work))
         model = onnx.load(str(source), load_external_data=False)
@@ -470,13 +471,17 @@ def quantize_generator(
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"CalibTensorRangeSymmetric": False},
+            use_external_data_format=external,
         )
         if matmuls:
             quantize_dynamic(str(static_out), str(dst), op_types_to_quantize=["MatMul"], per_channel=False,
-                             weight_type=QuantType.QInt8, nodes_to_quantize=matmuls)
+                             weight_type=QuantType.QInt8, nodes_to_quantize=matmuls,
+                             use_external_data_format=external)
+        if external:
+            resave_graph(dst)  # ONNX Runtime's layout -> ours: one file when int8 fits, else <name>.data
     report = compare_generator(dst, src, feeds, calibration, len(nodes) + len(matmuls))
     if not report.snr_db >= min_snr_db:
-        dst.unlink(missing_ok=True)
+        remove_graph(dst)
         raise Int8QualityError(
             f"int8 generator is too far from fp32 on the calibration features ({calibration}): audio SNR "
             f"{report.snr_db:.1f} dB < {min_snr_db:g} dB (max abs {report.max_abs:.3g}); export without --int8, "
@@ -501,8 +506,11 @@ def quantize_speech_encoder(
     excluded = [n.name for n in model.graph.node if _in_scopes(n.name, ENCODER_FP32_SCOPES)]
     quantized = sum(1 for n in model.graph.node if n.op_type == "MatMul" and n.name not in excluded)
     del model
+    external = data_file_of(src) is not None
     quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], per_channel=False,
-                     weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
+                     weight_type=QuantType.QInt8, nodes_to_exclude=excluded, use_external_data_format=external)
+    if external:
+        resave_graph(dst)  # ONNX Runtime's layout -> ours: one file when int8 fits, else <name>.data
     fast, slow = _cpu_session(dst), _cpu_session(src)
     got, want = [], []
     for wav in wavs16k:
@@ -517,7 +525,7 @@ def quantize_speech_encoder(
         length=sum(int(w.size) for w in wavs16k), quantized=quantized, calibration=calibration,
     )
     if not report.cosine >= min_cosine:
-        dst.unlink(missing_ok=True)
+        remove_graph(dst)
         raise Int8QualityError(
             f"int8 speech encoder is too far from fp32 on {calibration}: mean per-frame cosine similarity "
             f"{report.cosine:.4f} < {min_cosine:g} (max abs {report.max_abs:.3g}); export without --int8"
@@ -590,7 +598,7 @@ def add_int8_graphs(
 def _entry(fp32: GraphEntry, path: Path, report: Int8Report) -> GraphEntry:
     record = ParityRecord(report.output, report.length, report.max_abs, INT8_TOLERANCE[report.output],
                           f"{fp32.file} (fp32 graph)")
-    return replace(fp32, file=path.name, sha256=sha256_of(path), precision="int8", parity=(record,))
+    return replace(fp32, **entry_files(path), precision="int8", parity=(record,))
 
 
 def add_int8_to_bundle(bundle_dir: Path, calibration: Path | None = None) -> list[Int8Report]:
@@ -613,6 +621,8 @@ def add_int8_to_bundle(bundle_dir: Path, calibration: Path | None = None) -> lis
             fp32, manifest.model, lambda name: files.get(_graph_of(fp32, name), staged / name), calibration,
         )
         for entry in entries.values():
+            if entry.data_file is not None:
+                (staged / entry.data_file).replace(bundle_dir / entry.data_file)
             (staged / entry.file).replace(bundle_dir / entry.file)
     with atomic_output(bundle_dir / "manifest.json", text=True) as handle:
         handle.write(replace(manifest, graphs={**fp32, **entries}).to_json())

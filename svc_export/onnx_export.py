@@ -23,7 +23,14 @@ import onnxruntime as ort
 import torch
 
 from svc_export.conv2d import rewrite_model
-from svc_export.graph_files import replace_if_valid
+from svc_export.graph_files import (
+    EXTERNAL_DATA_THRESHOLD,
+    check_graph,
+    data_file_of,
+    external_locations,
+    replace_if_valid,
+    save_graph,
+)
 
 OPSET = 17
 
@@ -32,6 +39,10 @@ log = logging.getLogger(__name__)
 
 class ParityError(RuntimeError):
     """An exported graph's outputs differ from the PyTorch module's beyond the stated tolerance."""
+
+
+class PassSkipped(RuntimeError):
+    """A graph pass could not run on a graph and left it as it was; the message says why (recorded)."""
 
 
 class GraphExportError(RuntimeError):
@@ -96,8 +107,29 @@ class ParityResult:
         return bool(np.isfinite(self.max_abs_error)) and self.max_abs_error <= self.tolerance
 
 
-def export_onnx(plan: GraphPlan, path: Path, opset: int = OPSET) -> None:
-    """Trace `plan.module` with the TorchScript exporter into `path` (opset `opset`)."""
+def export_onnx(
+    plan: GraphPlan, path: Path, opset: int = OPSET, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+) -> Path | None:
+    """Trace `plan.module` with the TorchScript exporter into `path` (opset `opset`); the graph's
+    external data file (``<path name>.data``, `svc_export.graph_files`) when the graph is larger than
+    `external_data_threshold` bytes, else None.
+
+    torch.onnx writes a graph past 2 GiB as one file per weight; it traces into a scratch folder
+    and the result is saved again with every weight in one data file.
+    """
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix=f".{path.stem}.trace-", dir=path.parent) as scratch:
+        traced = Path(scratch) / path.name
+        _export_quietly(plan, traced, opset)
+        inline = not external_locations(onnx.load(str(traced), load_external_data=False))
+        if inline and traced.stat().st_size <= external_data_threshold:
+            traced.replace(path)
+            (path.parent / f"{path.name}.data").unlink(missing_ok=True)
+            return None
+        return save_graph(onnx.load(str(traced)), path, threshold=external_data_threshold)
+
+
+def _export_quietly(plan: GraphPlan, path: Path, opset: int) -> None:
     example = plan.make_inputs(plan.lengths[0], 0)
     args = tuple(example[spec.name] for spec in plan.inputs)
     captured = io.StringIO()
@@ -144,8 +176,9 @@ def _trace(plan: GraphPlan, args: tuple[torch.Tensor, ...], path: Path, opset: i
 
 
 def check_onnx(path: Path) -> onnx.ModelProto:
-    """Run the ONNX checker (full check, with shape inference) and return the model."""
-    onnx.checker.check_model(str(path), full_check=True)
+    """Run the ONNX checker (full check, with shape inference) and return the model (weights from
+    its external data file included)."""
+    check_graph(path)
     return onnx.load(str(path))
 
 
@@ -153,26 +186,29 @@ def simplify_onnx(path: Path) -> tuple[int, int]:
     """Constant-fold and simplify the graph with onnxslim in place; (nodes before, nodes after).
 
     The result replaces the file only when it passes the checker; parity runs afterwards anyway.
+    A graph with external data stays so. Raises `PassSkipped` when onnxslim cannot handle the graph
+    (e.g. past 2 GiB, where it needs to serialise the whole model); the graph is then kept as it was.
     """
     import onnxslim
 
     model = onnx.load(str(path))
     before = len(model.graph.node)
     captured = io.StringIO()
-    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-        slimmed = onnxslim.slim(model)
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            slimmed = onnxslim.slim(model)
+    except (ValueError, RuntimeError, MemoryError, onnx.checker.ValidationError) as exc:
+        if data_file_of(path) is None:
+            raise
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PassSkipped(f"onnxslim cannot simplify {path.name} with external data: {first_line}") from exc
     if slimmed is None or len(slimmed.graph.node) >= before:
         return before, before
-    candidate = path.with_suffix(".slim.onnx")
-    onnx.save(slimmed, str(candidate))
-    try:
-        onnx.checker.check_model(str(candidate), full_check=True)
-    except onnx.checker.ValidationError:
-        candidate.unlink()
-        log.warning("onnxslim produced an invalid graph for %s; kept the unsimplified one", path.name)
+    after = len(slimmed.graph.node)
+    if not replace_if_valid(path, slimmed, ".slim", "onnxslim produced an invalid graph for {name} ({error}); "
+                            "kept the unsimplified one"):
         return before, before
-    candidate.replace(path)
-    return before, len(slimmed.graph.node)
+    return before, after
 
 
 def convs_as_2d(path: Path) -> int:
@@ -189,9 +225,17 @@ def convs_as_2d(path: Path) -> int:
     return count if valid else 0
 
 
-def float64_tensors(model: onnx.ModelProto) -> list[str]:
-    """Names of the graph's double-precision values (TensorRT has no float64)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
+def float64_tensors(model: onnx.ModelProto | Path) -> list[str]:
+    """Names of the graph's double-precision values (TensorRT has no float64). A path is inferred
+    by path (past 2 GiB and with external data too)."""
+    if isinstance(model, onnx.ModelProto):
+        inferred = onnx.shape_inference.infer_shapes(model)
+    else:
+        path = Path(model)
+        with tempfile.TemporaryDirectory(prefix=f".{path.stem}.shapes-", dir=path.parent) as scratch:
+            target = Path(scratch) / path.name
+            onnx.shape_inference.infer_shapes_path(str(path), str(target))
+            inferred = onnx.load(str(target), load_external_data=False)
     values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
     return [v.name for v in values if v.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE]
 

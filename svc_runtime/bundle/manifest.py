@@ -168,7 +168,12 @@ class ParityRecord:
 
 @dataclass(frozen=True)
 class GraphEntry:
-    """One ONNX graph file of the bundle."""
+    """One ONNX graph file of the bundle.
+
+    data_file / data_sha256 (optional, together): the graph's ONNX external data file beside it,
+    which holds its weights when the graph would pass protobuf's 2 GiB limit (a Whisper large
+    encoder); hosts open the graph by path so ONNX Runtime finds it. Absent for a self-contained graph.
+    """
 
     role: str
     file: str
@@ -178,6 +183,8 @@ class GraphEntry:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     parity: tuple[ParityRecord, ...] = ()
+    data_file: str | None = None
+    data_sha256: str | None = None
 
     @classmethod
     def parse(cls, r: _Reader) -> "GraphEntry":
@@ -189,15 +196,23 @@ class GraphEntry:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ManifestError(f"{r.where}: duplicate tensor names {duplicates}")
+        if r.has("data_file") != r.has("data_sha256"):
+            raise ManifestError(f"{r.where}: data_file and data_sha256 go together (the graph's external data file)")
+        data_file = r.file_name("data_file") if r.has("data_file") else None
+        file = r.file_name("file")
+        if data_file == file:
+            raise ManifestError(f"{r.where}.data_file: names the graph file itself ({file!r})")
         return cls(
             role=r.choice("role", GRAPH_ROLES),
-            file=r.file_name("file"),
+            file=file,
             sha256=r.sha256("sha256"),
             precision=r.choice("precision", PRECISIONS),
             opset=r.positive_int("opset"),
             inputs=inputs,
             outputs=outputs,
             parity=tuple(ParityRecord.parse(x) for x in r.list_of("parity", optional=True)),
+            data_file=data_file,
+            data_sha256=r.sha256("data_sha256") if data_file is not None else None,
         )
 
     def input(self, name: str) -> TensorSpec:
@@ -451,6 +466,7 @@ class Manifest:
             if engine.graph not in self.graphs:
                 raise ManifestError(f"engines.{name}.graph: names graph {engine.graph!r}, which is not in graphs")
         files = [g.file for g in self.graphs.values()] + [e.file for e in self.engines.values()]
+        files += [g.data_file for g in self.graphs.values() if g.data_file is not None]
         files += [a.file for a in self.aux_files]
         duplicates = sorted({f for f in files if files.count(f) > 1})
         if duplicates:
@@ -513,6 +529,8 @@ class Manifest:
     def files(self) -> list[tuple[str, str, str]]:
         """(what, file, sha256) for every file the manifest lists."""
         out = [(f"graph {n}", g.file, g.sha256) for n, g in self.graphs.items()]
+        out += [(f"graph {n}'s external data", g.data_file, g.data_sha256)
+                for n, g in self.graphs.items() if g.data_file is not None]
         out += [(f"engine {n}", e.file, e.sha256) for n, e in self.engines.items()]
         out += [(f"{a.kind} file", a.file, a.sha256) for a in self.aux_files]
         return out

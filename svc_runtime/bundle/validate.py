@@ -129,6 +129,8 @@ class GraphHeader:
 
     inputs: tuple[GraphTensor, ...]
     outputs: tuple[GraphTensor, ...]
+    external_data: frozenset[str] = frozenset()
+    """The files its initializers keep their data in (ONNX external data; empty: all in the file)."""
 
 
 class _Reader:
@@ -236,11 +238,23 @@ def _value_info(r: _Reader) -> GraphTensor:
     return GraphTensor(name, dtype, shape)
 
 
-def _initializer_name(r: _Reader) -> str | None:
+def _initializer(r: _Reader) -> tuple[str | None, set[str]]:
+    """An initializer's name and the external data files it refers to (TensorProto fields 8, 13, 14)."""
+    name, locations, external = None, set(), False
     for number, wire, value in r.fields():
         if number == 8 and wire == 2:
-            return r.text(value)
-    return None
+            name = r.text(value)
+        elif number == 14 and wire == 0:
+            external = value == 1  # TensorProto.EXTERNAL
+        elif number == 13 and wire == 2:
+            key = text = None
+            for n, w, v in r.sub(value).fields():
+                if w == 2 and n in (1, 2):
+                    key, text = (r.text(v), text) if n == 1 else (key, r.text(v))
+            r.f.seek(value[0] + value[1])
+            if key == "location" and text is not None:
+                locations.add(text)
+    return name, (locations if external else set())
 
 
 def read_graph_header(path: str | os.PathLike) -> GraphHeader:
@@ -249,6 +263,7 @@ def read_graph_header(path: str | os.PathLike) -> GraphHeader:
     inputs: list[GraphTensor] = []
     outputs: list[GraphTensor] = []
     initializers: set[str] = set()
+    external: set[str] = set()
     has_graph = has_ir = False
     try:
         with open(p, "rb") as f:
@@ -266,7 +281,8 @@ def read_graph_header(path: str | os.PathLike) -> GraphHeader:
                         _expect_bytes(w)
                         item = graph.sub(v)
                         if n == 5:
-                            name = _initializer_name(item)
+                            name, locations = _initializer(item)
+                            external |= locations
                             if name:
                                 initializers.add(name)
                         else:
@@ -280,7 +296,7 @@ def read_graph_header(path: str | os.PathLike) -> GraphHeader:
     if not (has_ir and has_graph) or not outputs:
         raise BundleError(f"{p}: not an ONNX graph (no ir_version, graph or graph output found)", HINT)
     inputs = [t for t in inputs if t.name not in initializers]
-    return GraphHeader(tuple(inputs), tuple(outputs))
+    return GraphHeader(tuple(inputs), tuple(outputs), frozenset(external))
 
 
 # --------------------------------------------------------------------------- comparison
@@ -336,6 +352,27 @@ def compare_model(graph_name: str, entry: GraphEntry, model: Any) -> list[str]:
     return problems
 
 
+def check_external_data(graph_name: str, entry: GraphEntry, header: GraphHeader, root: Path) -> None:
+    """The graph's weights are where its manifest entry says: in the file alone, or in `entry.data_file`
+    beside it (which must be a regular file). A BundleError naming the file otherwise."""
+    path = root / entry.file
+    listed = {entry.data_file} if entry.data_file is not None else set()
+    if header.external_data != listed:
+        where = ", ".join(sorted(header.external_data)) or "the graph file itself"
+        raise BundleError(
+            f"{path}: graph {graph_name} keeps its weights in {where}, but manifest.json says "
+            f"{entry.data_file or 'the graph file itself'}", HINT)
+    if entry.data_file is None:
+        return
+    data = root / entry.data_file
+    if data.is_symlink() and not data.resolve().is_file():
+        raise BundleError(f"{data}: external data of graph {graph_name} is a link to {os.readlink(data)}, "
+                          "which is not a regular file", HINT)
+    if not data.is_file():
+        raise BundleError(f"{data}: external data of graph {graph_name} (its weights) listed in manifest.json "
+                          "is missing; keep it beside the graph file", HINT)
+
+
 def validate_graphs(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:
     """Compare every graph file of `manifest` with its entry and the model section; one BundleError
     listing every difference (the first few), or nothing when they agree."""
@@ -350,7 +387,9 @@ def validate_graphs(bundle_dir: str | os.PathLike, manifest: Manifest) -> None:
                               HINT)
         if not path.is_file():
             raise BundleError(f"{path}: graph {name} listed in manifest.json is missing", HINT)
-        problems += compare_graph(name, entry, read_graph_header(path), path)
+        header = read_graph_header(path)
+        check_external_data(name, entry, header, root)
+        problems += compare_graph(name, entry, header, path)
         if entry.role not in DIFFUSION_ROLES:
             problems += compare_model(name, entry, manifest.model)
     if problems:

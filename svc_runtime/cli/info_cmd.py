@@ -44,10 +44,11 @@ def _summary(manifest, bundle: Path) -> list[Table]:
         tensors.add_column(column)
     seen_roles = set()
     for name, g in manifest.graphs.items():
-        size = (bundle / g.file).stat().st_size / 1e6 if (bundle / g.file).is_file() else float("nan")
+        files = [g.file] + ([g.data_file] if g.data_file else [])  # data_file: its weights (ONNX external data)
+        size = sum((bundle / f).stat().st_size / 1e6 if (bundle / f).is_file() else float("nan") for f in files)
         worst = max(g.parity, key=lambda r: r.max_abs_error, default=None)
         parity = f"{worst.max_abs_error:.2e} vs {worst.reference}" if worst else "-"
-        graphs.add_row(escape(name), g.precision, escape(g.file), f"{size:.1f}", parity)
+        graphs.add_row(escape(name), g.precision, escape(" + ".join(files)), f"{size:.1f}", parity)
         if g.role not in seen_roles:
             seen_roles.add(g.role)
             for kind, specs in (("in", g.inputs), ("out", g.outputs)):
