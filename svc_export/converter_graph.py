@@ -11,9 +11,10 @@ Three variants share one synthesis core (docs/bundle.md, "The conversion graph")
 
 The synthesis core does on the frame grid what so-vits-svc's `infer_tool` does around `infer`: unit
 alignment (`repeat_expand_2d`), k-means cluster blend, unvoiced interpolation, pitch shift, volume,
-automatic F0 prediction, the NSF phases (accumulated in int64 fixed point: exact over any length, no
-float64) and the generator. Shapes: B batch, T frames (set by `noise_prior`), Tu encoder frames, N16
-samples at 16 kHz, S speakers, H harmonics, C inter channels, D unit dimensions, K cluster centres.
+automatic F0 prediction, the NSF phases (40-bit fixed point accumulated in int32 limbs: exact over any
+length, no float64, no int64 arithmetic) and the generator. Shapes: B batch, T frames (set by `noise_prior`),
+Tu encoder frames, N16 samples at 16 kHz, S speakers, H harmonics, C inter channels, D unit dimensions, K
+cluster centres.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from torch import nn
 
 from svc_export.graphs import CoarsePitch, speaker_conditioning
 from svc_runtime.pitch.decode import LOCAL_RADIUS, fcpe_bin_cents, rmvpe_bin_cents
-from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS
+from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS, PHASE_LIMB_BITS, PHASE_LIMBS
 from svc_train.models.nsf_source import phase_increments
 from svc_train.models.pitch import f0_to_lf0, lf0_to_f0, normalize_lf0
 
 PHASE_ONE = 1 << PHASE_FIXED_POINT_BITS
-"""One cycle in the int64 fixed point of carried phases."""
+"""One cycle in the fixed point of carried phases (the int64 value the int32 limbs stand for)."""
+PHASE_TOP_BITS = PHASE_FIXED_POINT_BITS - (PHASE_LIMBS - 1) * PHASE_LIMB_BITS
+"""Bits of the top limb (12)."""
 
 
 def size_of(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -118,25 +121,70 @@ def volume_frames(audio: torch.Tensor, hop: int, frames_like: torch.Tensor) -> t
     return torch.sqrt(frames.reshape(size_of(audio, 0), -1, hop).mean(dim=-1))
 
 
+def _carry(limbs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Normalise non-negative int32 limbs (low first) to 14 bits each, the top one taken mod 2^12 (mod 2^40
+    overall). Carries are truncating divisions (Div on non-negative integers), remainders a multiply and a
+    subtract: every value stays below 2^31 when each limb is."""
+    out, carry = [], None
+    for k, limb in enumerate(limbs):
+        if carry is not None:
+            limb = limb + carry
+        bits = PHASE_TOP_BITS if k == len(limbs) - 1 else PHASE_LIMB_BITS
+        carry = torch.div(limb, 1 << bits, rounding_mode="trunc")
+        out.append(limb - carry * (1 << bits))
+    return out
+
+
+def increment_limbs(increment: torch.Tensor) -> list[torch.Tensor]:
+    """floor(increment * 2^40) of float32 increments in [0, 1) as int32 limbs, low first, exactly in float32:
+    each step scales by a power of two (exact), takes the floor (exact) and keeps the remainder (exact: the
+    fraction of a float32 is a float32)."""
+    rest, limbs = increment, []
+    for bits in (PHASE_TOP_BITS, PHASE_LIMB_BITS, PHASE_LIMB_BITS):
+        scaled = rest * float(1 << bits)
+        whole = torch.floor(scaled)
+        limbs.append(whole.to(torch.int32))
+        rest = scaled - whole
+    return limbs[::-1]
+
+
+def limbs_to_float(limbs: list[torch.Tensor]) -> torch.Tensor:
+    """Phase limbs (low first) -> float32 cycles, rounded once as float32(value) * 2^-40 would be: the 40-bit
+    value is split into a high part of 24 bits and a low part of 16 bits, each exact in float32, whose sum
+    the one float32 addition rounds correctly."""
+    low, mid, top = limbs
+    mid_high = torch.div(mid, 4, rounding_mode="trunc")
+    high = top * (1 << (PHASE_LIMB_BITS - 2)) + mid_high  # bits 16..39, < 2^24
+    rest = (mid - mid_high * 4) * (1 << PHASE_LIMB_BITS) + low  # bits 0..15
+    return high.to(torch.float32) * 2.0 ** (16 - PHASE_FIXED_POINT_BITS) + rest.to(torch.float32) * 2.0 ** -PHASE_FIXED_POINT_BITS
+
+
 def frame_phases(f0: torch.Tensor, hop: int, source_sr: float, harmonics: int, phase_in: torch.Tensor,
                  state_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """NSF start phase of every frame and the carried phase of frame `state_frame`, exactly.
+    """NSF start phase of every frame and the carried phase of frame `state_frame`, exactly, in int32.
 
-    f0 [B, T] Hz; phase_in [B, H] int64 cycles * 2^40 before frame 0; state_frame [B] int64 in [0, T].
-    Returns (phases [B, T, H] float32 cycles, phase_out [B, H] int64). Each frame advances by
-    frac(hop * increment) with the reference's float32 increment, which is a multiple of 2^-40 cycles,
-    so the int64 sums are exact (`svc_runtime.signal.nsf_phase.frame_start_phases` does it in float64).
+    f0 [B, T] Hz, T <= PHASE_MAX_FRAMES; phase_in [B, 3, H] int32 limbs of cycles * 2^40 before frame 0
+    (`svc_runtime.signal.nsf_phase.PHASE_LIMBS`); state_frame [B] int64 in [0, T]. Returns (phases [B, T, H]
+    float32 cycles, phase_out [B, 3, H] int32 limbs). Each frame advances by frac(hop * increment) with the
+    reference's float32 increment, a multiple of 2^-40 cycles, so the limb sums are exact and a run split
+    anywhere gives the same phases bit for bit (`svc_runtime.signal.nsf_phase.frame_start_phases` does it
+    in float64). Bounds: increment limbs < 2^14, times hop < 2^10 is < 2^24; summed over T < 2^17 frames
+    (plus the carried limb) < 2^31, the carries after that too.
     """
+    if hop >= 1 << 10:
+        raise ValueError(f"hop {hop} is too large for the int32 phase limbs (at most 1023 samples)")
     increment = phase_increments(f0, source_sr, harmonics)
-    quantum = torch.floor(increment * float(PHASE_ONE)).to(torch.int64)
-    advance = torch.remainder(quantum * hop, PHASE_ONE)
-    running = torch.cumsum(advance, dim=1)
-    start = phase_in.unsqueeze(1)
-    before = torch.remainder(start + running - advance, PHASE_ONE)
-    phases = before.to(torch.float32) * (1.0 / PHASE_ONE)
-    with_zero = torch.cat([torch.zeros_like(running[:, :1]), running], dim=1)  # [B, T + 1, H]
+    advance = _carry([limb * hop for limb in increment_limbs(increment)])  # frac(hop * increment), limbs
+    start = [phase_in[:, k].unsqueeze(1) for k in range(PHASE_LIMBS)]  # [B, 1, H] each
+    running = [torch.cumsum(a, dim=1, dtype=torch.int32) for a in advance]  # [B, T, H], < 2^31
+    before = _carry([s + r - a for s, r, a in zip(start, running, advance)])
+    phases = limbs_to_float(before)
     index = state_frame.reshape(-1, 1, 1).expand(-1, 1, harmonics)
-    phase_out = torch.remainder(phase_in + torch.gather(with_zero, 1, index)[:, 0], PHASE_ONE)
+    carried = []
+    for s, r in zip(start, running):
+        with_zero = torch.cat([torch.zeros_like(r[:, :1]), r], dim=1)  # [B, T + 1, H]
+        carried.append(s[:, 0] + torch.gather(with_zero, 1, index)[:, 0])
+    phase_out = torch.stack(_carry(carried), dim=1)  # [B, 3, H]
     return phases, phase_out
 
 
@@ -164,7 +212,7 @@ class AutoF0(nn.Module):
 
 
 class PhaseTrack(nn.Module):
-    """`frame_phases` as a module (scope `/phase_track/`, kept in fp32 and int64 by fp16 graphs)."""
+    """`frame_phases` as a module (scope `/phase_track/`, kept in fp32 and int32 by fp16 graphs)."""
 
     def __init__(self, hop: int, source_sr: float, harmonics: int):
         super().__init__()
@@ -239,9 +287,9 @@ class SynthesisCore(nn.Module):
     """Units on the encoder grid + raw F0 on the frame grid -> audio, as so-vits-svc's `infer_tool` + `infer`.
 
     forward(units [B, D, Tu], f0_raw [B, T], speaker [B, T, S], f0_scale [B], noise_scale [1],
-    noise_prior [B, C, T], sine_noise [B, T*hop, H], phase_in [B, H] int64, state_frame [B] int64,
+    noise_prior [B, C, T], sine_noise [B, T*hop, H], phase_in [B, 3, H] int32, state_frame [B] int64,
     cluster_centres [K, D], cluster_ratio [1], audio [B, T*hop] or None, auto_f0 [1] or None)
-    -> (audio [B, 1, T*hop], f0 [B, T], uv [B, T], phase_out [B, H] int64).
+    -> (audio [B, 1, T*hop], f0 [B, T], uv [B, T], phase_out [B, 3, H] int32).
     """
 
     def __init__(self, synthesizer: nn.Module, unit_mode: str):

@@ -41,7 +41,7 @@ from svc_runtime.audio.decode import decode_audio
 from svc_runtime.audio.resample import resample
 from svc_runtime.bundle.manifest import GraphEntry, ModelInfo, ParityRecord
 from svc_runtime.signal.f0 import interpolate_unvoiced
-from svc_runtime.signal.nsf_phase import frame_start_phases
+from svc_runtime.signal.nsf_phase import frame_start_phases, phase_to_limbs
 from svc_runtime.signal.units import align_units
 from svc_runtime.signal.volume import volume_envelope
 
@@ -274,7 +274,7 @@ def conversion_calibration_feeds(
                 "noise_scale": np.array([NOISE_SCALE], dtype=np.float32),
                 "noise_prior": rng.standard_normal((1, shape.inter_channels, frames), dtype=np.float32),
                 "sine_noise": rng.standard_normal((1, frames * hop, shape.n_harmonics), dtype=np.float32),
-                "phase_in": rng.integers(0, 1 << 40, (1, shape.n_harmonics), dtype=np.int64),
+                "phase_in": phase_to_limbs(rng.integers(0, 1 << 40, (1, shape.n_harmonics), dtype=np.int64)),
                 "state_frame": np.array([frames], np.int64),
                 "cluster_centres": np.zeros((1, shape.ssl_dim), np.float32),
                 "cluster_ratio": np.zeros(1, np.float32),

@@ -17,7 +17,7 @@ from torch import nn
 from svc_export.graphs import F0PredictorGraph, GeneratorGraph, WaveformGraph
 from svc_export.onnx_export import GraphPlan, TensorSpecSketch
 from svc_runtime.pipeline.window import samples_at
-from svc_runtime.signal.nsf_phase import NSF_HARMONICS, frame_start_phases
+from svc_runtime.signal.nsf_phase import NSF_HARMONICS, PHASE_LIMBS, frame_start_phases, phase_to_limbs
 
 GENERATOR_LENGTHS = (40, 100, 7)
 """Frames of the generator parity runs (the first is the tracing example)."""
@@ -180,7 +180,7 @@ def pitch_plan(module: nn.Module, n_bins: int, fp32_scopes: tuple[str, ...] | No
 CONVERTER_LENGTHS = (40, 100, 16)
 """Frames of the conversion graphs' parity runs (16 = the runtime's shortest window)."""
 PHASE_TOLERANCE = 1e-3
-"""Carried phase (cycles) of the conversion graphs vs torch: the same int64 sums where F0 agrees; a
+"""Carried phase (cycles) of the conversion graphs vs torch: the same integer sums where F0 agrees; a
 predicted F0 differs by ~1e-4 Hz between the two (measured 1.8e-4 cycles after 16 frames)."""
 
 
@@ -208,7 +208,7 @@ def converter_plans(
         TensorSpecSketch("noise_scale", "float32", (1,)),
         TensorSpecSketch("noise_prior", "float32", ("batch", inter, "frames")),
         TensorSpecSketch("sine_noise", "float32", ("batch", "samples", NSF_HARMONICS)),
-        TensorSpecSketch("phase_in", "int64", ("batch", NSF_HARMONICS)),
+        TensorSpecSketch("phase_in", "int32", ("batch", PHASE_LIMBS, NSF_HARMONICS)),
         TensorSpecSketch("state_frame", "int64", ("batch",)),
         TensorSpecSketch("cluster_centres", "float32", ("centres", ssl)),
         TensorSpecSketch("cluster_ratio", "float32", (1,)),
@@ -221,7 +221,7 @@ def converter_plans(
         TensorSpecSketch("audio", "float32", ("batch", 1, "samples")),
         TensorSpecSketch("f0", "float32", ("batch", "frames")),
         TensorSpecSketch("uv", "float32", ("batch", "frames")),
-        TensorSpecSketch("phase_out", "int64", ("batch", NSF_HARMONICS)),
+        TensorSpecSketch("phase_out", "int32", ("batch", PHASE_LIMBS, NSF_HARMONICS)),
     )
     tolerance = {"audio": AUDIO_TOLERANCE, "f0": F0_TOLERANCE_HZ, "uv": 0.0, "phase_out": PHASE_TOLERANCE * PHASE_ONE}
 
@@ -238,7 +238,8 @@ def converter_plans(
             "noise_scale": torch.tensor([0.35 + 0.1 * seed], dtype=torch.float32),
             "noise_prior": torch.randn(batch, inter, frames, generator=g),
             "sine_noise": torch.randn(batch, frames * hop, NSF_HARMONICS, generator=g),
-            "phase_in": torch.randint(0, PHASE_ONE, (batch, NSF_HARMONICS), generator=g),
+            "phase_in": torch.from_numpy(
+                phase_to_limbs(torch.randint(0, PHASE_ONE, (batch, NSF_HARMONICS), generator=g).numpy())),
             "state_frame": torch.full((batch,), frames // (1 + seed % 3), dtype=torch.int64),
             "cluster_centres": torch.randn(5, ssl, generator=g),
             "cluster_ratio": torch.tensor([0.25 * (seed % 3)], dtype=torch.float32),

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from svc_runtime.signal.f0 import interpolate_unvoiced
-from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS, frame_start_phases
+from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS, frame_start_phases, limbs_to_cycles, phase_to_limbs
 
 ROLE = "converter_f0"
 INPUTS = ("wav16k", "f0_in", "speaker", "f0_scale", "noise_scale", "noise_prior", "sine_noise", "phase_in",
@@ -67,13 +67,13 @@ class LocalModel:
         filled = [interpolate_unvoiced(f) for f in feeds["f0_in"]]
         f0 = np.stack([f for f, _ in filled]).astype(np.float32) * feeds["f0_scale"][:, None]
         uv = np.stack([u for _, u in filled]).astype(np.float32)
-        start = feeds["phase_in"].astype(np.float64) / one
+        start = limbs_to_cycles(feeds["phase_in"])
         phase, _ = frame_start_phases(f0, hop, source_sr=m.nsf_source_sampling_rate, initial_phase=start)
         phase_out = np.empty_like(feeds["phase_in"])
         for b, k in enumerate(feeds["state_frame"]):
             _, end = frame_start_phases(f0[b : b + 1, :k], hop, source_sr=m.nsf_source_sampling_rate,
                                         initial_phase=start[b : b + 1])
-            phase_out[b] = np.round(end[0] * one).astype(np.int64) % (1 << PHASE_FIXED_POINT_BITS)
+            phase_out[b] = phase_to_limbs(np.round(end[0] * one).astype(np.int64))
         audio = self._synthesize(c, f0, uv, feeds["speaker"], phase.astype(np.float32), feeds["noise_prior"],
                                  feeds["sine_noise"], float(feeds["noise_scale"][0]))
         return {"audio": audio, "f0": f0, "uv": uv, "phase_out": phase_out}

@@ -71,7 +71,8 @@ def test_manifest_round_trips_through_json(tmp_path):
     [
         (lambda d: d.pop("model"), "model: required field is missing"),
         (lambda d: d.update(format="zip"), "format: expected 'svc-bundle'"),
-        (lambda d: d.update(schema_version=3), "schema_version: this runtime reads version 2"),
+        (lambda d: d.update(schema_version=4), "schema_version: this runtime reads version 3"),
+        (lambda d: d.update(schema_version=2), "reads version 3, the bundle has 2; re-export the bundle"),
         (lambda d: d.update(schema_version=1), "version 1 bundle, made before the conversion graph; re-export"),
         (lambda d: d["model"].update(hop_length="512"), "model.hop_length: expected an integer, got str"),
         (lambda d: d["model"].update(hop_length=0), "model.hop_length: must be a positive integer"),
@@ -104,7 +105,7 @@ def test_unreadable_manifest_names_the_file(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="manifest.json: not valid JSON"):
         Manifest.read(tmp_path)
-    (tmp_path / "manifest.json").write_text('{"format": "svc-bundle", "schema_version": 2}')
+    (tmp_path / "manifest.json").write_text('{"format": "svc-bundle", "schema_version": 3}')
     with pytest.raises(ManifestError, match=r"manifest.json: graphs: required field is missing"):
         Manifest.read(tmp_path)
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from svc_runtime.signal.nsf_phase import limbs_to_phase
+
 REPO = Path(__file__).resolve().parents[1]
 HOST_SRC = REPO / "hosts" / "c"
 MASK64 = (1 << 64) - 1
@@ -62,6 +64,7 @@ class Chk(ctypes.Structure):
 
 F32 = np.ctypeslib.ndpointer(np.float32, flags="C")
 I64 = np.ctypeslib.ndpointer(np.int64, flags="C")
+I32 = np.ctypeslib.ndpointer(np.int32, flags="C")
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +77,7 @@ def lib(c_host):
         "svc_noise_base": (u64, [u64, u64, u64]),
         "svc_noise_prior": (None, [u64, u64, i64, i64, c_int, F32]),
         "svc_noise_sine": (None, [u64, u64, i64, i64, c_int, c_int, F32]),
-        "svc_noise_initial_phase": (None, [u64, u64, c_int, I64]),
+        "svc_noise_initial_phase": (None, [u64, u64, c_int, I32]),
         "svc_resample": (c_int, [F32, i64, c_int, c_int, F32]),
         "svc_remove_dc": (c_int, [F32, i64, c_int, dbl, F32]),
         "svc_slice_on_silence": (i64, [F32, i64, c_int, dbl, ctypes.POINTER(Seg), i64]),
@@ -167,12 +170,13 @@ def test_noise_matches_the_contract_formula(lib, seed, stream, a):
     base = _base(seed, stream, 2)
     ref = np.array([[_normal(base, (a * hop + s) * H + h) for h in range(H)] for s in range((b - a) * hop)], np.float32)
     np.testing.assert_array_equal(sine, ref)
-    phase = np.zeros(9, np.int64)
-    lib.svc_noise_initial_phase(seed, stream, 9, phase)
+    limbs = np.zeros((3, 9), np.int32)  # int32 limbs [3, H] of cycles * 2^40
+    lib.svc_noise_initial_phase(seed, stream, 9, limbs)
+    phase = limbs_to_phase(limbs)
     base = _base(seed, stream, 0)
     assert phase[0] == 0
     assert [int(v) for v in phase[1:]] == [_splitmix64((base + h) & MASK64) >> 24 for h in range(1, 9)]
-    assert all(0 <= v < 1 << 40 for v in phase)
+    assert np.all((limbs >= 0) & (limbs < 1 << 14)) and np.all(limbs[2] < 1 << 12)
     # a normal field: mean ~0, std ~1 over a larger draw
     big = np.zeros((1, 20000), np.float32)
     lib.svc_noise_prior(seed, stream, 0, 20000, 1, big)
@@ -207,7 +211,7 @@ def test_noise_matches_the_python_runtime(lib):
     sine = np.zeros((7 * 512, 9), np.float32)
     lib.svc_noise_sine(52468, 3, 11, 18, 512, 9, sine)
     np.testing.assert_array_equal(field.sine(11, 18), sine)
-    phase = np.zeros(9, np.int64)
+    phase = np.zeros((3, 9), np.int32)
     lib.svc_noise_initial_phase(52468, 3, 9, phase)
     np.testing.assert_array_equal(field.initial_phase(), phase)
 
@@ -304,7 +308,7 @@ def test_crossfade_placement_matches_python(lib):
 
 
 def _fake_bundle(tmp_path: Path, **model_overrides) -> Path:
-    """A manifest-only bundle (schema 2) whose converter.onnx is not a model: enough for option errors,
+    """A manifest-only bundle (schema 3) whose converter.onnx is not a model: enough for option errors,
     which are checked before ONNX Runtime loads the graph."""
     bundle = tmp_path / "fake_bundle"
     bundle.mkdir()
@@ -313,7 +317,7 @@ def _fake_bundle(tmp_path: Path, **model_overrides) -> Path:
                  vol_embedding=False, use_automatic_f0_prediction=False, unit_interpolate_mode="nearest",
                  speech_encoder="vec768l12")
     model.update(model_overrides)
-    manifest = {"format": "svc-bundle", "schema_version": 2, "model": model,
+    manifest = {"format": "svc-bundle", "schema_version": 3, "model": model,
                 "speech_encoder": {"name": "contentvec", "sampling_rate": 16000, "hop_length": 320, "dim": 64},
                 "graphs": {"converter": {"role": "converter", "file": "converter.onnx", "sha256": "0" * 64,
                                          "precision": "fp32", "opset": 17, "inputs": [], "outputs": []}}}
@@ -335,7 +339,7 @@ def test_abi_open_errors_name_the_problem(lib, tmp_path):
 
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
-    (corrupt / "manifest.json").write_text('{"format": "svc-bundle", "schema_version": 2, "model": {')
+    (corrupt / "manifest.json").write_text('{"format": "svc-bundle", "schema_version": 3, "model": {')
     status, _, error = open_host(lib, corrupt)
     assert status == SVC_ERR_BUNDLE and "manifest.json: not valid JSON" in error
 
@@ -350,7 +354,11 @@ def test_abi_open_errors_name_the_problem(lib, tmp_path):
     (bundle / "manifest.json").write_text(json.dumps(data))
     status, _, error = open_host(lib, bundle, {"speaker": "alto"})
     assert status == SVC_ERR_BUNDLE and "the bundle has 1; re-export the bundle" in error
-    data["schema_version"] = 2
+    data["schema_version"] = 2  # int64 phases: refused the same way
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    status, _, error = open_host(lib, bundle, {"speaker": "alto"})
+    assert status == SVC_ERR_BUNDLE and "reads version 3" in error and "the bundle has 2; re-export the bundle" in error
+    data["schema_version"] = 3
     data["graphs"]["converter"]["role"] = "generator"
     (bundle / "manifest.json").write_text(json.dumps(data))
     status, _, error = open_host(lib, bundle, {"speaker": "alto"})
@@ -448,31 +456,33 @@ def converter_bundle(tmp_path_factory) -> Path:
 def tiny_converter_graph(path: Path, channels: int, harmonics: int, speakers: int, dim: int,
                          identity: bool = False) -> None:
     """A stand-in converter.onnx with the real graph's inputs and outputs and almost no compute (audio = the mean
-    of the sine noise times noise_scale, phase_out = phase_in + state_frame): it isolates the host's own cost and
+    of the sine noise times noise_scale, phase_out = phase_in limbs + state_frame): it isolates the host's own cost and
     memory, for the valgrind run and the per-block overhead. identity: a vol_embedding model's graph (input
     audio_in) whose audio output is its audio_in, so the host's windowing and stitching must give back its input."""
     import onnx
     from onnx import TensorProto as TP
     from onnx import helper as oh
 
-    f, i64 = TP.FLOAT, TP.INT64
+    f, i64, i32 = TP.FLOAT, TP.INT64, TP.INT32
     inputs = [("audio_in", f, ["B", "L"])] if identity else []
     inputs += [("wav16k", f, ["B", "N16"]), ("speaker", f, ["B", "T", speakers]), ("f0_scale", f, ["B"]),
               ("noise_scale", f, [1]), ("noise_prior", f, ["B", channels, "T"]),
-              ("sine_noise", f, ["B", "L", harmonics]), ("phase_in", i64, ["B", harmonics]),
+              ("sine_noise", f, ["B", "L", harmonics]), ("phase_in", i32, ["B", 3, harmonics]),
               ("state_frame", i64, ["B"]), ("cluster_centres", f, ["K", dim]), ("cluster_ratio", f, [1])]
     outputs = [("audio", f, ["B", 1, "L"]), ("f0", f, ["B", "T"]), ("uv", f, ["B", "T"]),
-               ("phase_out", i64, ["B", harmonics])]
+               ("phase_out", i32, ["B", 3, harmonics])]
     axis1 = oh.make_tensor("axis1", i64, [1], [1])
+    axes12 = oh.make_tensor("axes12", i64, [2], [1, 2])
     nodes = [oh.make_node("ReduceMean", ["sine_noise"], ["mean"], axes=[2], keepdims=0),
              oh.make_node("Mul", ["mean", "noise_scale"], ["scaled"]),
              oh.make_node("Unsqueeze", ["audio_in" if identity else "scaled", "axis1"], ["audio"]),
              oh.make_node("ReduceMean", ["noise_prior"], ["f0"], axes=[1], keepdims=0),
              oh.make_node("ReduceMean", ["speaker"], ["uv"], axes=[2], keepdims=0),
-             oh.make_node("Unsqueeze", ["state_frame", "axis1"], ["state_column"]),
+             oh.make_node("Cast", ["state_frame"], ["state32"], to=i32),
+             oh.make_node("Unsqueeze", ["state32", "axes12"], ["state_column"]),
              oh.make_node("Add", ["phase_in", "state_column"], ["phase_out"])]
     graph = oh.make_graph(nodes, "tiny_converter", [oh.make_tensor_value_info(*x) for x in inputs],
-                          [oh.make_tensor_value_info(*x) for x in outputs], initializer=[axis1])
+                          [oh.make_tensor_value_info(*x) for x in outputs], initializer=[axis1, axes12])
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)

@@ -31,7 +31,14 @@ from svc_export.converter_graph import (
 )
 from svc_runtime.pitch.decode import decode_fcpe, decode_rmvpe
 from svc_runtime.signal.f0 import interpolate_unvoiced, nearest_indices
-from svc_runtime.signal.nsf_phase import frame_start_phases
+from svc_runtime.signal.nsf_phase import (
+    PHASE_MAX_FRAMES,
+    frame_start_phases,
+    limbs_to_cycles,
+    limbs_to_phase,
+    phase_increments,
+    phase_to_limbs,
+)
 from svc_runtime.signal.units import left_indices
 from svc_runtime.signal.volume import volume_envelope
 
@@ -68,8 +75,8 @@ def test_unvoiced_frames_are_filled_as_so_vits_svc_does():
         np.testing.assert_array_equal(uv[b].numpy(), ref_uv)
 
 
-def test_int64_phases_equal_the_float64_accumulation_and_carry_exactly():
-    """Ten minutes of frames at 44.1 kHz / 512: the graph's int64 phases equal the float64 reference to
+def test_limb_phases_equal_the_float64_accumulation_and_carry_exactly():
+    """Ten minutes of frames at 44.1 kHz / 512: the graph's int32-limb phases equal the float64 reference to
     float32 rounding, and a run split in two with the carried phase gives the same phases bit for bit."""
     rng = np.random.default_rng(1)
     frames = 10 * 60 * SR // HOP
@@ -78,16 +85,55 @@ def test_int64_phases_equal_the_float64_accumulation_and_carry_exactly():
     f0[:, 2000:2100] = -30.0  # a predicted F0 can be negative
     rand = rng.random((1, 9)).astype(np.float32)
     rand[:, 0] = 0
-    start = torch.from_numpy(np.floor(rand.astype(np.float64) * PHASE_ONE).astype(np.int64))
+    start = torch.from_numpy(phase_to_limbs(np.floor(rand.astype(np.float64) * PHASE_ONE).astype(np.int64)))
     ref, end = frame_start_phases(f0, HOP, rand_ini=rand)
     phases, out = frame_phases(torch.from_numpy(f0), HOP, 44100.0, 9, start, torch.tensor([frames]))
     assert np.abs(phases.numpy() - ref.astype(np.float32)).max() <= 1.2e-7
-    assert np.abs(out.numpy()[0] / PHASE_ONE - end[0]).max() < 1e-9
+    assert out.dtype == torch.int32 and out.shape == (1, 3, 9)
+    assert np.abs(limbs_to_cycles(out.numpy())[0] - end[0]).max() < 1e-9
     k = 12345
     _, mid = frame_phases(torch.from_numpy(f0), HOP, 44100.0, 9, start, torch.tensor([k]))
     second, out2 = frame_phases(torch.from_numpy(f0[:, k:]), HOP, 44100.0, 9, mid, torch.tensor([frames - k]))
     np.testing.assert_array_equal(second.numpy(), phases.numpy()[:, k:])
     np.testing.assert_array_equal(out2.numpy(), out.numpy())
+
+
+def test_limb_phases_stay_exact_at_the_window_bound_with_the_largest_values():
+    """The longest window (PHASE_MAX_FRAMES), hop 1023 and increments just below one cycle per sample: every
+    limb sum is at its largest, and the phases still equal an int64 accumulation bit for bit."""
+    frames, hop = PHASE_MAX_FRAMES, 1023
+    rng = np.random.default_rng(3)
+    f0 = np.full((2, frames), np.float32(44100 * (1 - 2**-24)), np.float32)
+    f0[1] = (220 * 2 ** rng.uniform(-3, 4, frames)).astype(np.float32)
+    fixed = np.full((2, 9), (1 << 40) - 1, np.int64)
+    state = torch.tensor([frames, 9999])
+    phases, out = frame_phases(torch.from_numpy(f0), hop, 44100.0, 9, torch.from_numpy(phase_to_limbs(fixed)), state)
+    quantum = np.floor(phase_increments(f0).astype(np.float64) * PHASE_ONE).astype(np.int64)
+    running = np.cumsum(quantum * hop % PHASE_ONE, axis=1)
+    before = (fixed[:, None] + running - quantum * hop % PHASE_ONE) % PHASE_ONE
+    np.testing.assert_array_equal(phases.numpy(), (before.astype(np.float32) * np.float32(2.0**-40)))
+    want = [(fixed[b] + (running[b, k - 1] if k else 0)) % PHASE_ONE for b, k in enumerate(state.tolist())]
+    np.testing.assert_array_equal(limbs_to_phase(out.numpy()), np.stack(want))
+    assert out.min() >= 0 and out[:, :2].max() < 1 << 14 and out[:, 2].max() < 1 << 12
+
+
+def test_limbs_round_trip():
+    fixed = np.random.default_rng(4).integers(0, 1 << 40, (4, 9))
+    limbs = phase_to_limbs(fixed)
+    assert limbs.dtype == np.int32 and limbs.shape == (4, 3, 9)
+    np.testing.assert_array_equal(limbs_to_phase(limbs), fixed)
+    np.testing.assert_array_equal(limbs[:, 2], fixed >> 28)
+
+
+def test_a_window_longer_than_the_phase_limbs_allow_is_refused():
+    from svc_runtime.pipeline.noise import NoiseStream
+    from svc_runtime.pipeline.window import Controls, Window, window_feeds
+
+    noise = NoiseStream(1, 0, 4, HOP, 9)
+    window = Window(wav16k=np.zeros(16, np.float32), start=0, frames=PHASE_MAX_FRAMES + 1, noise=noise,
+                    phase_in=noise.initial_phase(), state_frame=0, speaker=np.zeros((1, 1), np.float32))
+    with pytest.raises(ValueError, match=f"longer than .* allows \\({PHASE_MAX_FRAMES} frames\\)"):
+        window_feeds("converter", [window], Controls.create(0.0, 0.4, 4), ("phase_in",))
 
 
 def test_salience_decoders_and_volume_equal_the_numpy_ones():
@@ -167,10 +213,11 @@ def test_manifest_lists_the_conversion_graphs_and_halves_agree(bundles):
     bundle = bundles["fcpe"]
     roles = {g.role for g in bundle.manifest.graphs.values()}
     assert {"converter", "converter_f0", "synthesis", "speech_encoder", "pitch"} <= roles
-    assert bundle.manifest.schema_version == 2
+    assert bundle.manifest.schema_version == 3
     entry = bundle.graph_entry("converter")
     assert [s.name for s in entry.outputs] == ["audio", "f0", "uv", "phase_out"]
-    assert entry.input("phase_in").dtype == "int64"
+    for spec in (entry.input("phase_in"), entry.outputs[-1]):  # int32 limbs [B, 3, H]
+        assert (spec.dtype, spec.shape) == ("int32", ("batch", 3, bundle.manifest.model.n_harmonics))
     m = bundle.manifest.model
     frames = 120
     from svc_runtime.audio.resample import resample
@@ -194,9 +241,8 @@ def test_manifest_lists_the_conversion_graphs_and_halves_agree(bundles):
     np.testing.assert_allclose(fused.f0[f0 > 0], 220.0 * 2 ** (2 / 12), rtol=1e-6)
     np.testing.assert_array_equal(fused.uv, (f0 > 0).astype(np.float32))
     # the carried phase is the start phase of frame `state_frame`
-    one = float(PHASE_ONE)
-    ref, _ = frame_start_phases(fused.f0[None], HOP, initial_phase=noise.initial_phase()[None] / one)
-    np.testing.assert_allclose(fused.phase_out / one, ref[0, 77], atol=1e-9)
+    ref, _ = frame_start_phases(fused.f0[None], HOP, initial_phase=limbs_to_cycles(noise.initial_phase())[None])
+    np.testing.assert_allclose(limbs_to_cycles(fused.phase_out), ref[0, 77], atol=1e-9)
 
 
 def test_a_version_1_bundle_is_refused_with_a_re_export_hint(bundles, tmp_path):

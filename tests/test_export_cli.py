@@ -103,7 +103,7 @@ def test_cli_writes_a_complete_bundle(cli_bundle):
     out, output, _ = cli_bundle
     assert "vs PyTorch" in output and "max abs error" in output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "svc-bundle" and manifest["schema_version"] == 2
+    assert manifest["format"] == "svc-bundle" and manifest["schema_version"] == 3
     assert set(manifest["graphs"]) == {
         "converter", "converter_f0", "synthesis", "generator", "speech_encoder", "pitch", "nsf_hifigan",
         "diffusion_condition", "diffusion_denoiser"}

@@ -16,7 +16,7 @@ import pytest
 from svc_runtime.audio import DecodedAudio, resampled_length
 from svc_runtime.bundle.bundle import Bundle
 from svc_runtime.pipeline import Converter, ConvertOptions
-from svc_runtime.signal.slicer import plan_chunks
+from svc_runtime.signal.chunking import plan_chunks
 from tests.pipeline_fixture import HOP, SR, small_bundle_dir, vibrato_tone
 
 # Conversions compared sample by sample: no silence padding (keeps the frame grid at sample 0),
@@ -150,13 +150,13 @@ def test_pitch_shift_reaches_the_generator_and_its_sine_source(bundle, semitones
        within 50 cents); a trained model would too, a random one need not.
     """
     from svc_runtime.pitch.extract import FrameGrid, PitchOptions, extract_f0
-    from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS, frame_start_phases
+    from svc_runtime.signal.nsf_phase import frame_start_phases, limbs_to_cycles
 
     x, f0_true = vibrato_tone(2.0, base_hz=196.0, depth=0.2)
     conv = Converter(bundle, ConvertOptions(**EXACT, transpose=semitones))
     prepared = conv.prepare(DecodedAudio(x, SR, 1))
     seg = prepared.segments[0]
-    n, start = seg.n_frames, seg.phase.astype(np.float64)[None] / 2.0**PHASE_FIXED_POINT_BITS
+    n, start = seg.n_frames, limbs_to_cycles(seg.phase)[None]
     fed_f0 = graph_outputs(conv, prepared)[0].f0
     frames = np.arange(n)
     target = f0_true[np.minimum(frames * HOP, len(x) - 1)] * 2.0 ** (semitones / 12)

@@ -34,6 +34,7 @@ from svc_runtime.bundle.noise_graph import FeederLayout, device_table
 from svc_runtime.bundle.sessions import OrtSession, ProviderConfig
 from svc_runtime.pipeline.noise import KIND_PRIOR, KIND_SINE, stream_key
 from svc_runtime.pipeline.window import CONVERSION_ROLES, Controls, Window, window_feeds
+from svc_runtime.signal.nsf_phase import PHASE_LIMBS
 
 CHUNK_FLOATS = ("wav16k", "units", "f0_in", "audio_in")
 """Conversion-graph inputs that change with every window and travel in the packed upload."""
@@ -71,8 +72,8 @@ class TransferCounter:
 
 @dataclass
 class BoundOutputs:
-    """One run's outputs on the host: audio [B, T*hop]; f0, uv [B, T] and phase_out [B, H] when fetched;
-    transfers: the copies this run made."""
+    """One run's outputs on the host: audio [B, T*hop]; f0, uv [B, T] and phase_out [B, 3, H] (int32 limbs) when
+    fetched; transfers: the copies this run made."""
 
     audio: np.ndarray
     f0: np.ndarray | None
@@ -183,7 +184,7 @@ class ConversionBinding:
             "f0": self._empty((batch, frames), np.float32),
             "uv": self._empty((batch, frames), np.float32),
         }
-        phases = [self._empty((batch, m.n_harmonics), np.int64) for _ in range(2)]
+        phases = [self._empty((batch, PHASE_LIMBS, m.n_harmonics), np.int32) for _ in range(2)]  # int32 limbs
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep Range unfolded
         options.log_severity_level = 3

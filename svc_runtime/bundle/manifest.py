@@ -20,8 +20,9 @@ from svc_runtime.errors import BundleError
 from svc_runtime.vocabulary import UNIT_INTERPOLATE_MODES
 
 FORMAT = "svc-bundle"
-SCHEMA_VERSION = 2
-"""2: the conversion graphs (roles converter, converter_f0, synthesis) and int64 phase state; 1 had none."""
+SCHEMA_VERSION = 3
+"""3: the conversion graphs carry the NSF phase as int32 limbs [B, 3, H] (2 had int64 [B, H], which OpenVINO
+and TensorRT compute in 32 bits); 2: the conversion graphs (roles converter, converter_f0, synthesis); 1 had none."""
 MANIFEST_NAME = "manifest.json"
 
 DTYPES = ("float32", "float16", "int64", "int32", "bool")

@@ -26,7 +26,7 @@ import functools
 
 import numpy as np
 
-from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS
+from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS, phase_to_limbs
 
 KIND_PHASE = 0
 KIND_PRIOR = 1
@@ -129,9 +129,10 @@ class NoiseStream:
         return out
 
     def initial_phase(self) -> np.ndarray:
-        """NSF phases before the stream's first frame: [H] int64 in units of 2^-40 cycles; element 0 is 0."""
+        """NSF phases before the stream's first frame: int32 limbs [3, H] of cycles * 2^40
+        (`svc_runtime.signal.nsf_phase.PHASE_LIMBS`); harmonic 0 is 0."""
         key = stream_key(self.seed, self.stream, KIND_PHASE)
         index = np.arange(self.harmonics, dtype=np.uint64) + np.uint64(key)
         phase = (splitmix64(index) >> np.uint64(64 - PHASE_FIXED_POINT_BITS)).astype(np.int64)
         phase[0] = 0
-        return phase
+        return phase_to_limbs(phase)

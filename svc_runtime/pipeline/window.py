@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from svc_runtime.pipeline.noise import NoiseStream
+from svc_runtime.signal.nsf_phase import PHASE_MAX_FRAMES
 from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE
 
 CONVERSION_ROLES = ("converter", "converter_f0", "synthesis")
@@ -30,10 +31,10 @@ class Window:
     """One window of one stream, ready for the graph.
 
     wav16k: [N16] audio at 16 kHz covering the window; start / frames: its frame range in the stream;
-    phase_in: [H] int64 NSF phase before its first frame (cycles * 2^40); state_frame: the frame (0..frames)
-    whose start phase to return; speaker: [frames, S] weights. Role-dependent: f0 [frames] raw Hz
-    (converter_f0, synthesis), units [D, Tu] on the encoder grid (synthesis), audio [frames * hop] at
-    the model rate (models with vol_embedding).
+    phase_in: [3, H] int32 NSF phase before its first frame (limbs of cycles * 2^40, `nsf_phase.PHASE_LIMBS`);
+    state_frame: the frame (0..frames) whose start phase to return; speaker: [frames, S] weights.
+    Role-dependent: f0 [frames] raw Hz (converter_f0, synthesis), units [D, Tu] on the encoder grid
+    (synthesis), audio [frames * hop] at the model rate (models with vol_embedding).
     """
 
     wav16k: np.ndarray
@@ -54,7 +55,7 @@ class Window:
 
 @dataclass
 class WindowResult:
-    """audio [frames * hop], f0 [frames] Hz used, uv [frames] (1 = voiced), phase_out [H] int64."""
+    """audio [frames * hop], f0 [frames] Hz used, uv [frames] (1 = voiced), phase_out [3, H] int32 limbs."""
 
     audio: np.ndarray
     f0: np.ndarray
@@ -97,13 +98,16 @@ def window_feeds(role: str, windows: list[Window], controls: Controls, graph_inp
     """The graph's feeds for a batch of windows with equal `batch_key` (inputs the graph lacks are left out)."""
     batch, frames = len(windows), windows[0].frames
     first = windows[0]
+    if frames > PHASE_MAX_FRAMES:
+        raise ValueError(f"a window of {frames} frames is longer than the conversion graph's phase accumulator "
+                         f"allows ({PHASE_MAX_FRAMES} frames); use shorter windows (max_window_seconds)")
     feeds: dict[str, np.ndarray] = {
         "speaker": np.stack([w.speaker for w in windows]).astype(np.float32, copy=False),
         "f0_scale": np.full(batch, controls.f0_scale, np.float32),
         "noise_scale": np.array([controls.noise_scale], np.float32),
         "noise_prior": np.stack([w.noise.prior(w.start, w.start + frames) for w in windows]),
         "sine_noise": np.stack([w.noise.sine(w.start, w.start + frames) for w in windows]),
-        "phase_in": np.stack([w.phase_in for w in windows]).astype(np.int64, copy=False),
+        "phase_in": np.stack([w.phase_in for w in windows]).astype(np.int32, copy=False),
         "state_frame": np.array([w.state_frame for w in windows], np.int64),
         "cluster_centres": controls.cluster_centres,
         "cluster_ratio": np.array([controls.cluster_ratio], np.float32),

@@ -36,11 +36,48 @@ model's real rate. Models trained that way expect it; keep it.
 
 
 PHASE_FIXED_POINT_BITS = 40
-"""Carried NSF phases cross graph boundaries as int64 fixed point: cycles * 2^40, in [0, 2^40).
+"""Carried NSF phases are fixed point: cycles * 2^40, an integer in [0, 2^40).
 
 Why 40 bits: every float32 phase increment of at least 2^-17 cycles per sample (f0 above ~0.34 Hz)
-is an exact multiple of 2^-40, so the conversion graph accumulates per-frame phase advances in int64
-without any rounding, over any length, with no float64 (which TensorRT cannot run)."""
+is an exact multiple of 2^-40, so the conversion graph accumulates per-frame phase advances without
+any rounding, over any length, with no float64 (which TensorRT cannot run)."""
+
+PHASE_LIMB_BITS = 14
+"""Bits per limb: the 40-bit phase crosses graph boundaries as int32 limbs (OpenVINO's CPU plugin and
+TensorRT compute integers in 32 bits, so no value in the graph may reach 2^31)."""
+
+PHASE_LIMBS = 3
+"""Limbs of one carried phase: value = limb[2] * 2^28 + limb[1] * 2^14 + limb[0], limbs 0 and 1 in
+[0, 2^14), limb 2 in [0, 2^12). Tensors hold them on the axis before the harmonics: phase_in /
+phase_out are int32 [B, 3, H] (limb k of harmonic h at [b, k, h]), a window's phase is [3, H]."""
+
+PHASE_MAX_FRAMES = (1 << 17) - 1
+"""Most frames one conversion-graph window may have: the graph sums up to this many 14-bit limbs (plus
+the carried one) in int32, (2^17 - 1) * (2^14 - 1) + 2^14 - 1 < 2^31. At 44.1 kHz / hop 512 that is
+25 minutes, beyond any window the runtime makes; hosts refuse longer windows."""
+
+
+def phase_to_limbs(fixed: np.ndarray) -> np.ndarray:
+    """Fixed-point phases [..., H] (int64 cycles * 2^40, any integer: taken mod 2^40) -> int32 limbs [..., 3, H]."""
+    value = np.mod(np.asarray(fixed, dtype=np.int64), np.int64(1) << PHASE_FIXED_POINT_BITS)
+    shifts = np.arange(PHASE_LIMBS, dtype=np.int64) * PHASE_LIMB_BITS
+    limbs = (value[..., None, :] >> shifts[:, None]) & ((1 << PHASE_LIMB_BITS) - 1)
+    return limbs.astype(np.int32)
+
+
+def limbs_to_phase(limbs: np.ndarray) -> np.ndarray:
+    """int32 limbs [..., 3, H] -> fixed-point phases [..., H] int64 (cycles * 2^40), mod 2^40."""
+    limbs = np.asarray(limbs)
+    if limbs.ndim < 2 or limbs.shape[-2] != PHASE_LIMBS:
+        raise ValueError(f"phase limbs must be [..., {PHASE_LIMBS}, H], got shape {limbs.shape}")
+    shifts = np.arange(PHASE_LIMBS, dtype=np.int64) * PHASE_LIMB_BITS
+    value = (limbs.astype(np.int64) << shifts[:, None]).sum(axis=-2)
+    return np.mod(value, np.int64(1) << PHASE_FIXED_POINT_BITS)
+
+
+def limbs_to_cycles(limbs: np.ndarray) -> np.ndarray:
+    """int32 limbs [..., 3, H] -> phases in cycles [..., H] float64 (exact: 40 bits fit a double)."""
+    return limbs_to_phase(limbs).astype(np.float64) / float(1 << PHASE_FIXED_POINT_BITS)
 
 
 def phase_increments(
@@ -115,4 +152,8 @@ def _start_phase(
     return np.mod(start, 1.0)
 
 
-__all__ = ["NSF_HARMONICS", "NSF_SOURCE_SAMPLE_RATE", "PHASE_FIXED_POINT_BITS", "frame_start_phases", "phase_increments"]
+__all__ = [
+    "NSF_HARMONICS", "NSF_SOURCE_SAMPLE_RATE", "PHASE_FIXED_POINT_BITS", "PHASE_LIMBS", "PHASE_LIMB_BITS",
+    "PHASE_MAX_FRAMES", "frame_start_phases", "limbs_to_cycles", "limbs_to_phase", "phase_increments",
+    "phase_to_limbs",
+]

@@ -39,7 +39,7 @@ typedef struct svc_host svc_host;
 /* ABI version of the loaded library (SVC_HOST_ABI_VERSION it was built with). */
 SVC_API int svc_host_abi_version(void);
 
-/* Open the bundle folder `bundle_dir` (written by svc-export, manifest schema 2 with a converter graph).
+/* Open the bundle folder `bundle_dir` (written by svc-export, manifest schema 3 with a converter graph).
  * options_json: NULL or a JSON object; keys (all optional):
  *   "speaker": name or id (required when the bundle has several speakers), "transpose": semitones [-48, 48],
  *   "seed": integer >= 0 (52468), "noise_scale": [0, 2] (0.4), "threads": ONNX Runtime intra-op threads (0 = its

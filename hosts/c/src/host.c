@@ -117,11 +117,13 @@ static svc_status read_manifest(svc_host *h) {
         svc_fail(h, rc, "%s: format: expected 'svc-bundle' (not an svc bundle manifest)", mpath);
         goto done;
     }
-    if (!cJSON_IsNumber(ver) || ver->valueint < 2) {
+    if (!cJSON_IsNumber(ver) || ver->valueint != 3) {
+        char had[32] = "none";
+        if (cJSON_IsNumber(ver)) snprintf(had, sizeof had, "%d", ver->valueint);
         svc_fail(h, rc,
-                 "%s: schema_version: this host reads version 2 (bundles with a converter graph), the bundle has %s; "
-                 "re-export the bundle with a matching svc-export",
-                 mpath, cJSON_IsNumber(ver) ? (ver->valueint == 1 ? "1" : "an invalid one") : "none");
+                 "%s: schema_version: this host reads version 3 (a converter graph with int32 phase limbs), the bundle "
+                 "has %s; re-export the bundle with a matching svc-export",
+                 mpath, had);
         goto done;
     }
     if (!cJSON_IsObject(model)) {
@@ -391,6 +393,9 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
     const OrtApi *ort = h->ort;
     const svc_model_info *m = &h->model;
     int64_t T = w->frames, hop = m->hop, H = m->n_harmonics, C = m->inter_channels, S = m->n_speakers;
+    if (T > SVC_PHASE_MAX_FRAMES)
+        return svc_fail(h, SVC_ERR_OPTIONS, "a window of %lld frames is longer than the converter's phase accumulator "
+                        "allows (%d frames); use a shorter max_window_seconds", (long long)T, SVC_PHASE_MAX_FRAMES);
     float *speaker = calloc((size_t)(T * S), sizeof(float));
     float *own_prior = w->prior ? NULL : malloc((size_t)(C * T) * sizeof(float));
     float *own_sine = w->sine ? NULL : malloc((size_t)(T * hop * H) * sizeof(float));
@@ -428,8 +433,8 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
         else if (!strcmp(name, "noise_prior")) { data = prior; SHAPE(1, C, T) }
         else if (!strcmp(name, "sine_noise")) { data = sine; SHAPE(1, T * hop, H) }
         else if (!strcmp(name, "phase_in")) {
-            data = w->phase; SHAPE(1, H)
-            type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, elem = 8;
+            data = w->phase; SHAPE(1, SVC_PHASE_LIMBS, H)
+            type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, elem = 4;
         } else if (!strcmp(name, "state_frame")) {
             data = &state_frame; SHAPE(1)
             type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, elem = 8;
@@ -453,7 +458,7 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
                                    (const OrtValue *const *)inputs, h->n_inputs, out_names, 2, outputs), "run");
     if (!rc) {
         float *audio = NULL;
-        int64_t *phase = NULL;
+        int32_t *phase = NULL;
         OrtTensorTypeAndShapeInfo *info = NULL;
         size_t n_audio = 0;
         rc = ort_check(h, ort->GetTensorMutableData(outputs[0], (void **)&audio), "audio");
@@ -466,7 +471,7 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
         if (!rc) rc = ort_check(h, ort->GetTensorMutableData(outputs[1], (void **)&phase), "phase_out");
         if (!rc) {
             memcpy(w->out_audio, audio, n_audio * sizeof(float));
-            memcpy(w->phase, phase, (size_t)H * sizeof(int64_t));
+            memcpy(w->phase, phase, (size_t)(SVC_PHASE_LIMBS * H) * sizeof(int32_t));
         }
     }
     for (size_t i = 0; i < h->n_inputs; i++)
@@ -545,13 +550,16 @@ static svc_status convert_slice(svc_host *h, const float *x, int64_t start, int6
     int64_t n_chunks = svc_plan_chunks(n, window, context, NULL, 0);
     if (n_chunks < 0) return svc_fail(h, SVC_ERR_OPTIONS, "chunk window (%lld frames) must exceed twice the context "
                                       "(%lld frames)", (long long)window, (long long)context);
+    int64_t win_max = n < window ? n : window;
+    if (win_max > SVC_PHASE_MAX_FRAMES)
+        return svc_fail(h, SVC_ERR_OPTIONS, "a window of %lld frames is longer than the converter's phase accumulator "
+                        "allows (%d frames); use a shorter max_window_seconds", (long long)win_max, SVC_PHASE_MAX_FRAMES);
     int64_t n16 = svc_resampled_length(n * hop, sr, m->encoder_rate);
     float *audio = calloc((size_t)(n * hop), sizeof(float));
     float *audio16 = malloc((size_t)(n16 > 0 ? n16 : 1) * sizeof(float));
     svc_chunk *chunks = malloc((size_t)n_chunks * sizeof(svc_chunk));
-    int64_t win_max = n < window ? n : window;
     float *piece = malloc((size_t)(win_max * hop) * sizeof(float));
-    int64_t *phase = malloc((size_t)m->n_harmonics * sizeof(int64_t));
+    int32_t *phase = malloc((size_t)(SVC_PHASE_LIMBS * m->n_harmonics) * sizeof(int32_t));
     svc_status rc = SVC_OK;
     if (!audio || !audio16 || !chunks || !piece || !phase) {
         rc = svc_fail(h, SVC_ERR_MEMORY, "out of memory for a slice of %lld frames", (long long)n);

@@ -56,7 +56,7 @@ typedef struct {
     int64_t frames;     /* T */
     int64_t noise_frame; /* absolute frame of the window's frame 0 in its noise stream */
     uint64_t stream;
-    int64_t *phase;     /* [H] in: phase_in, out: phase_out */
+    int32_t *phase;     /* [3, H] limbs (SVC_PHASE_LIMBS) in: phase_in, out: phase_out */
     int64_t state_frame;
     float *out_audio;   /* [T * hop] */
     const float *prior; /* [C, T] noise of the window's frames, or NULL: drawn here */

@@ -108,8 +108,11 @@ void svc_noise_sine(uint64_t seed, uint64_t stream, int64_t a, int64_t b, int ho
     svc_noise_normals(base, first, (size_t)((b - a) * hop * harmonics), out);
 }
 
-void svc_noise_initial_phase(uint64_t seed, uint64_t stream, int harmonics, int64_t *out) {
+void svc_noise_initial_phase(uint64_t seed, uint64_t stream, int harmonics, int32_t *out) {
     uint64_t base = svc_noise_base(seed, stream, 0);
-    out[0] = 0;
-    for (int h = 1; h < harmonics; h++) out[h] = (int64_t)(svc_splitmix64(base + (uint64_t)h) >> 24);
+    for (int h = 0; h < harmonics; h++) {
+        uint64_t phase = h ? svc_splitmix64(base + (uint64_t)h) >> 24 : 0; /* cycles * 2^40 */
+        for (int k = 0; k < SVC_PHASE_LIMBS; k++)
+            out[k * harmonics + h] = (int32_t)((phase >> (k * SVC_PHASE_LIMB_BITS)) & ((1u << SVC_PHASE_LIMB_BITS) - 1));
+    }
 }

@@ -21,7 +21,7 @@ struct svc_stream {
     int64_t inp_len, inp_cap, inp_start, n_in;
     int64_t done;      /* frames emitted */
     int64_t origin;    /* the first window's first frame: frame 0 of the noise stream and of the phase */
-    int64_t *phase;    /* [H] NSF phase before frame phase_frame */
+    int32_t *phase;    /* [3, H] NSF phase limbs before frame phase_frame */
     int64_t phase_frame;
     float *tail;       /* [fade] faded-out tail waiting for the next piece */
     float *fifo;       /* output FIFO */
@@ -76,7 +76,7 @@ svc_status svc_stream_create(svc_host *h) {
     s->delay = s->lookahead * hop + hop - 1 + s->fade;
     s->ramp = malloc((size_t)(s->fade + 1) * sizeof(float));
     s->tail = calloc((size_t)(s->fade + 1), sizeof(float));
-    s->phase = malloc((size_t)m->n_harmonics * sizeof(int64_t));
+    s->phase = malloc((size_t)(SVC_PHASE_LIMBS * m->n_harmonics) * sizeof(int32_t));
     s->inp_cap = (s->window + 4) * hop + 3 * block;
     s->inp = malloc((size_t)s->inp_cap * sizeof(float));
     s->fifo_cap = s->delay + (s->window + 2) * hop + 2 * block;

@@ -27,8 +27,14 @@ SVC_INTERNAL_API void svc_noise_prior(uint64_t seed, uint64_t stream, int64_t a,
 /* Sine noise of frames [a, b): out [(b - a) * hop, H], element (s, h) = normal((a*hop + s) * H + h). */
 SVC_INTERNAL_API void svc_noise_sine(uint64_t seed, uint64_t stream, int64_t a, int64_t b, int hop, int harmonics,
                                      float *out);
-/* Initial NSF phases [H], fixed point cycles * 2^40: element 0 is 0. */
-SVC_INTERNAL_API void svc_noise_initial_phase(uint64_t seed, uint64_t stream, int harmonics, int64_t *out);
+/* The carried NSF phase (svc_runtime/signal/nsf_phase.py): fixed point cycles * 2^40 held as int32 limbs of 14 bits,
+ * value = limb2 * 2^28 + limb1 * 2^14 + limb0 (limb2 < 2^12), laid out [3, H]: out[k * H + h] is limb k of harmonic h.
+ * A window may have at most SVC_PHASE_MAX_FRAMES frames (the graph sums that many limbs in int32). */
+#define SVC_PHASE_LIMBS 3
+#define SVC_PHASE_LIMB_BITS 14
+#define SVC_PHASE_MAX_FRAMES ((1 << 17) - 1)
+/* Initial NSF phases, limbs [3, H] (see above): harmonic 0 is 0. */
+SVC_INTERNAL_API void svc_noise_initial_phase(uint64_t seed, uint64_t stream, int harmonics, int32_t *out);
 
 /* ---------------------------------------------------------------- signal (svc_runtime/audio, signal/slicer.py) */
 
