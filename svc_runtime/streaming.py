@@ -30,7 +30,7 @@ from svc_runtime.bundle.sessions import ProviderConfig
 from svc_runtime.pipeline.features import make_f0_source
 from svc_runtime.pipeline.noise import NoiseStream
 from svc_runtime.pipeline.window import Controls, Window, pitch_in_graph, run_windows
-from svc_runtime.signal.slicer import crossfade_weights
+from svc_runtime.signal.chunking import stitch
 from svc_runtime.vocabulary import DEFAULT_SEED, ENCODER_SAMPLE_RATE
 
 MIN_BLOCK_S = 0.020
@@ -127,7 +127,6 @@ class StreamingConverter:
         # frames one window spans: left context + the most frames one block finalises + look-ahead
         self.window = self.context + -(-self.block_size // self.hop) + 1 + self.lookahead + 1
         self.delay_samples = self.lookahead * self.hop + self.hop - 1 + self.fade
-        self._ramp = crossfade_weights(self.fade) if self.fade else np.zeros(0, np.float32)
         self._speaker = np.zeros((self.window, m.n_speakers), np.float32)
         self._speaker[:, self.speaker_id] = 1.0
         self.binding = None if device is None else ConversionBinding(bundle, self.role, device)
@@ -219,17 +218,16 @@ class StreamingConverter:
             self._done = k1
 
     def _emit(self, audio: np.ndarray, ga: int, k0: int, k1: int) -> None:
-        """Queue the piece for frames [k0, k1), crossfaded with the previous piece's tail.
+        """Queue the piece for frames [k0, k1), crossfaded (`stitch`) with the previous piece's tail.
 
         The crossfade spans the `fade` samples before the join k0 * hop, where both pieces
-        were computed from final input; samples before k1 * hop - fade are final now.
+        were computed from final input; samples before k1 * hop - fade are final now, the
+        faded-out `fade` samples after them wait for the next piece.
         """
-        hop, fade = self.hop, self.fade
-        base = ga * hop
-        lo = k0 * hop - fade
-        hi = k1 * hop - fade
-        piece = audio[lo - base : hi - base].copy()
-        if fade:
-            piece[:fade] = self._tail + piece[:fade] * self._ramp
-            self._tail = audio[hi - base : hi - base + fade] * (1.0 - self._ramp)
-        self._final = np.concatenate([self._final, piece])
+        hop, fade, half = self.hop, self.fade, self.fade // 2
+        lo, hi = k0 * hop - fade, k1 * hop - fade
+        span = np.zeros(hi - lo + fade, np.float32)  # samples [lo, hi + fade)
+        span[:fade] = self._tail
+        stitch(span, audio, ga * hop - lo, half, hi - lo + half, fade, fade_in=True, fade_out=True)
+        self._tail = span[hi - lo :].copy()
+        self._final = np.concatenate([self._final, span[: hi - lo]])

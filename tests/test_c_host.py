@@ -272,7 +272,7 @@ def test_slicer_matches_python_on_random_recordings(lib):
 
 
 def test_plan_chunks_matches_python(lib):
-    from svc_runtime.signal.slicer import plan_chunks
+    from svc_runtime.signal.chunking import plan_chunks
 
     for n in (1, 5, 100, 3000, 3001, 10000):
         for window, context in ((2758, 87), (100, 10), (50, 24), (30, 5)):
@@ -286,7 +286,7 @@ def test_plan_chunks_matches_python(lib):
 
 def test_crossfade_placement_matches_python(lib):
     from svc_runtime.pipeline.convert import Converter
-    from svc_runtime.signal.slicer import plan_chunks
+    from svc_runtime.signal.chunking import plan_chunks
 
     rng = np.random.default_rng(1)
     hop, fade = 8, 10
@@ -298,7 +298,7 @@ def test_crossfade_placement_matches_python(lib):
         got = np.zeros(n_out, np.float32)
         for ch in plan_chunks(n_frames, 20, 3):
             piece = rng.standard_normal(ch.length * hop).astype(np.float32)
-            Converter._place(conv, ref, seg, ch, piece)
+            Converter.place(conv, ref, seg, ch, piece)
             assert lib.svc_place(got, n_out, start, end, pad, n_frames * hop, piece, ch.win_start * hop, piece.size,
                                  ch.keep_start * hop, ch.keep_end * hop, fade) == 0
         np.testing.assert_array_equal(got, ref)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import collections
+import itertools
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -71,6 +73,67 @@ def _blocks(x: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield x[start : start + size]
 
 
+def remove_dc_blocks(blocks: Iterable[np.ndarray], sample_rate: int, cutoff_hz: float = 25.0) -> Iterator[np.ndarray]:
+    """`remove_dc` of the concatenated float32 `blocks`, as a stream of float32 blocks (identical values).
+
+    Memory O(block + width): the input is held only until its moving averages have passed it.
+    """
+    width = dc_filter_width(sample_rate, cutoff_hz)
+    head: list[np.ndarray] = []
+    seen = 0
+
+    def recorded() -> Iterator[np.ndarray]:  # the input, also kept in `head` until filtered
+        nonlocal seen
+        for blk in blocks:
+            blk = np.asarray(blk, dtype=np.float32)
+            seen += blk.shape[0]
+            head.append(blk)
+            yield blk
+
+    source = recorded()
+    for _ in source:  # the short form (n <= width) needs the whole input first
+        if seen > width:
+            break
+    else:
+        x = np.concatenate(head) if head else np.zeros(0, np.float32)
+        if x.shape[0]:
+            yield (x - x.mean()).astype(np.float32)
+        return
+    kept = collections.deque(head)  # input not yet filtered, from sample `cursor` on
+    head.clear()
+    cursor = 0
+    for part in _moving_average_blocks(_moving_average_blocks(_blocks_of(itertools.chain(list(kept), source),
+                                                                         DC_BLOCK), width), width):
+        kept.extend(head)
+        head.clear()
+        k, done = part.shape[0], 0
+        while done < k:  # part <- input - part, in float64 as the whole-array form, piece by piece
+            x = kept[0]
+            m = min(x.shape[0], k - done)
+            np.subtract(x[:m], part[done : done + m], out=part[done : done + m])
+            if m == x.shape[0]:
+                kept.popleft()
+            else:
+                kept[0] = x[m:]
+            done += m
+        yield part.astype(np.float32)
+        cursor += k
+    if cursor != seen:
+        raise AssertionError(f"DC filter produced {cursor} samples for {seen}")
+
+
+def _blocks_of(stream: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of arrays into pieces of at most `size` (the filter's float64 scratch stays small)."""
+    for blk in stream:
+        for start in range(0, blk.shape[0], size):
+            yield blk[start : start + size]
+
+
+def dc_filter_width(sample_rate: int, cutoff_hz: float = 25.0) -> int:
+    """The boxcar width of `remove_dc` (odd, samples)."""
+    return max(3, int(round(sample_rate / cutoff_hz)) | 1)
+
+
 def remove_dc(
     samples: np.ndarray, sample_rate: int, cutoff_hz: float = 25.0, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -78,26 +141,17 @@ def remove_dc(
 
     The boxcar's first null sits at `cutoff_hz`, so a constant or slowly drifting offset
     is removed and the voice band (above ~40 Hz) passes within 0.4 dB. [N] -> [N] float32.
-    Computed in blocks (memory O(block + width), values identical to the whole-array form).
-    `out`: where to write the result ([N] float32; may be `samples` itself to filter in place).
+    Computed in blocks (`remove_dc_blocks`: memory O(block + width), values identical to the
+    whole-array form). `out`: where to write the result ([N] float32; may be `samples` itself).
     """
-    width = max(3, int(round(sample_rate / cutoff_hz)) | 1)
     n = samples.shape[0]
     if out is None:
         out = np.empty(n, np.float32)
-    if n <= width:
-        out[:] = (samples - samples.mean()).astype(np.float32)
-        return out
-    low = _moving_average_blocks(_moving_average_blocks(_blocks(samples, DC_BLOCK), width), width)
     cursor = 0
-    for part in low:
-        k = part.shape[0]
-        # read samples[cursor:] before writing it: with out is samples, the stream has already copied
-        # everything it still needs from there (it runs ahead of the output by > 2 * width samples)
-        out[cursor : cursor + k] = (samples[cursor : cursor + k] - part).astype(np.float32)
-        cursor += k
-    if cursor != n:
-        raise AssertionError(f"DC filter produced {cursor} samples for {n}")
+    # the stream copies the input (concatenation) before its output reaches it, so writing into samples is safe
+    for part in remove_dc_blocks(_blocks(samples, DC_BLOCK), sample_rate, cutoff_hz):
+        out[cursor : cursor + part.shape[0]] = part
+        cursor += part.shape[0]
     return out
 
 

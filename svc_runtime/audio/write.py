@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -60,6 +61,81 @@ class _GuardedFile:
             return b""
 
 
+class AudioWriter:
+    """An output written block by block that appears at `path` only when complete (`atomic_output`).
+
+    Use as a context manager: `write` clips each block to [-1, 1] (refusing non-finite samples), and the
+    file is committed when the block ends without an error; on any error (or an interrupt) neither the
+    target nor a temporary file is left. A failed write raises OutputWriteError (DiskFullError when the
+    disk or quota is full).
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, fmt: str = "wav", subtype: str | None = None,
+                 channels: int = 1) -> None:
+        if fmt not in OUTPUT_FORMATS:
+            raise ValueError(f"unsupported output format {fmt!r}; choose one of {sorted(OUTPUT_FORMATS)}")
+        container, default_subtype = OUTPUT_FORMATS[fmt]
+        self.target = Path(path)
+        self.frames = 0
+        self._format = dict(samplerate=sample_rate, channels=channels, format=container,
+                            subtype=subtype or default_subtype)
+        self._stack = contextlib.ExitStack()
+        self._guarded: _GuardedFile | None = None
+        self._sink = None
+
+    def __enter__(self) -> "AudioWriter":
+        try:
+            handle = self._stack.enter_context(atomic_output(self.target))
+            self._guarded = _GuardedFile(handle)
+            self._sink = self._stack.enter_context(soundfile.SoundFile(self._guarded, "w", **self._format))
+        except BaseException as e:
+            self._fail(type(e), e)
+        return self
+
+    def write(self, samples: np.ndarray) -> None:
+        """Append float samples ([n] or [n, channels]); ValueError for non-finite ones (nothing is kept)."""
+        for start in range(0, samples.shape[0], WRITE_BLOCK):
+            block = samples[start : start + WRITE_BLOCK]
+            if not np.all(np.isfinite(block)):
+                raise ValueError(f"{self.target}: refusing to write non-finite samples")
+            try:
+                self._sink.write(np.clip(block, -1.0, 1.0))
+            except (OSError, AssertionError, RuntimeError, soundfile.SoundFileError) as e:
+                raise self._write_error(e) from e
+            if self._guarded.error is not None:
+                raise self._write_error(self._guarded.error)
+            self.frames += block.shape[0]
+
+    def _write_error(self, e: BaseException) -> OutputWriteError:
+        # soundfile reports a short write as AssertionError (WAV) or LibsndfileError (FLAC)
+        cause = self._guarded.error if self._guarded is not None and self._guarded.error is not None else e
+        return output_write_error(self.target, cause)
+
+    def _fail(self, kind, e: BaseException):
+        """Unwind the temp file and sink after `e`; raise what the caller should see."""
+        try:
+            self._stack.__exit__(kind, e, e.__traceback__)
+        except BaseException:
+            pass
+        if isinstance(e, (OutputWriteError, ValueError)) or not isinstance(e, Exception):
+            raise e
+        if isinstance(e, (OSError, AssertionError, RuntimeError, soundfile.SoundFileError)):
+            raise self._write_error(e) from e
+        raise e
+
+    def __exit__(self, kind, e, tb) -> bool:
+        if e is not None:
+            self._fail(kind, e)
+        try:
+            self._stack.__exit__(None, None, None)  # closes the sink (flushes the header), then commits
+        except (OSError, AssertionError, RuntimeError, soundfile.SoundFileError) as err:
+            raise self._write_error(err) from err
+        if self._guarded.error is not None:  # a failure while closing that libsndfile swallowed
+            self.target.unlink(missing_ok=True)
+            raise self._write_error(self._guarded.error)
+        return False
+
+
 def write_audio_atomic(
     path: str | os.PathLike,
     samples: np.ndarray,
@@ -69,34 +145,16 @@ def write_audio_atomic(
 ) -> Path:
     """Write [N] float samples (clipped to [-1, 1]) to `path`; a crash never leaves a partial file.
 
-    The samples are checked and written in blocks (same bytes as one `soundfile.write` call).
-    A failed write raises OutputWriteError (DiskFullError when the disk or quota is full) and
-    leaves neither the target nor a temporary file behind.
+    The samples are checked before anything is written, then written in blocks (same bytes as one
+    `soundfile.write` call). A failed write raises OutputWriteError (DiskFullError when the disk or
+    quota is full) and leaves neither the target nor a temporary file behind.
     """
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"unsupported output format {fmt!r}; choose one of {sorted(OUTPUT_FORMATS)}")
     for start in range(0, samples.shape[0], WRITE_BLOCK):
         if not np.all(np.isfinite(samples[start : start + WRITE_BLOCK])):
             raise ValueError(f"{path}: refusing to write non-finite samples")
-    container, default_subtype = OUTPUT_FORMATS[fmt]
-    target = Path(path)
     channels = 1 if samples.ndim == 1 else samples.shape[1]
-    guarded = None
-    try:
-        with atomic_output(target) as handle:
-            guarded = _GuardedFile(handle)
-            with soundfile.SoundFile(guarded, "w", samplerate=sample_rate, channels=channels, format=container,
-                                     subtype=subtype or default_subtype) as sink:
-                for start in range(0, samples.shape[0], WRITE_BLOCK):
-                    sink.write(np.clip(samples[start : start + WRITE_BLOCK], -1.0, 1.0))
-                    if guarded.error is not None:
-                        raise guarded.error
-            if guarded.error is not None:
-                raise guarded.error
-    except OutputWriteError:
-        raise
-    except (OSError, AssertionError, RuntimeError, soundfile.SoundFileError) as e:
-        # soundfile reports a short write as AssertionError (WAV) or LibsndfileError (FLAC)
-        cause = guarded.error if guarded is not None and guarded.error is not None else e
-        raise output_write_error(target, cause) from cause
-    return target
+    with AudioWriter(path, sample_rate, fmt, subtype, channels) as writer:
+        writer.write(samples)
+    return writer.target

@@ -16,6 +16,7 @@ settings is never replaced unless `overwrite`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import queue
 import threading
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from svc_runtime.audio.decode import MAX_DURATION_S, decode_audio
+from svc_runtime.audio.decode import MAX_DURATION_S, decode_audio, read_header
 from svc_runtime.audio.write import write_audio_atomic
 from svc_runtime.bundle.validate import probe_open_graphs
 from svc_runtime.errors import (
@@ -45,6 +46,7 @@ from svc_runtime.errors import (
 from svc_runtime.pipeline import outputs
 from svc_runtime.pipeline.convert import Converter, PreparedFile
 from svc_runtime.pipeline.interrupt import NoGuard
+from svc_runtime.pipeline.long_file import LONG_FILE_SECONDS, LongFilePlan, convert_long_file, plan_long_file
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64")
 
@@ -180,6 +182,7 @@ class _Item:
 
     job: FileJob
     prepared: PreparedFile | None = None
+    long: LongFilePlan | None = None  # a file converted in blocks (`long_file`), instead of `prepared`
     result: FileResult | None = None  # decided before rendering (skipped, failed)
     error: BaseException | None = None  # a failure that may be retried (out of memory)
     cause: BaseException | None = None  # what made `result` a failure
@@ -191,7 +194,8 @@ class BatchRunner:
 
     skip_existing: leave existing outputs alone (resume). overwrite: replace an existing output even
     when it was converted with other settings (recorded next to it). max_duration_s: longest input
-    accepted (from its header, before decoding). guard: `interrupt.catch_signals()`'s guard, so a
+    accepted (from its header, before decoding). long_file_seconds: longer inputs are converted in blocks,
+in memory that does not grow with their length (`long_file`). guard: `interrupt.catch_signals()`'s guard, so a
     signal waits until an output being written is complete. After `run`, `stopped` holds the reason
     when the batch stopped early, None otherwise, and `stop_code` the exit status that goes with it:
     EXIT_FAILED for a full disk, EXIT_USAGE for a bundle whose graph does not fit its manifest (each
@@ -199,8 +203,10 @@ class BatchRunner:
     """
 
     def __init__(self, converter: Converter, skip_existing: bool = False, prefetch: int = 2, group: int = 4,
-                 *, overwrite: bool = False, max_duration_s: float = MAX_DURATION_S, guard=None):
+                 *, overwrite: bool = False, max_duration_s: float = MAX_DURATION_S, guard=None,
+                 long_file_seconds: float = LONG_FILE_SECONDS):
         self.converter = converter
+        self.long_file_seconds = long_file_seconds
         self.skip_existing = skip_existing
         self.overwrite = overwrite
         self.max_duration_s = max_duration_s
@@ -258,6 +264,9 @@ class BatchRunner:
         item = _Item(item) if isinstance(item, FileJob) else item
         converter = converter or self.converter
         try:
+            if read_header(item.job.source, self.max_duration_s).duration_s > self.long_file_seconds:
+                item.long = plan_long_file(converter, item.job.source, self.max_duration_s)
+                return item
             decoded = decode_audio(item.job.source, max_duration_s=self.max_duration_s)
             item.prepared = converter.prepare(decoded)
         except MemoryError as e:  # out of memory: retried with smaller options
@@ -354,6 +363,8 @@ class BatchRunner:
         for item in batch:
             if self.stopped is not None:
                 break
+            if item.result is None and item.long is not None:
+                item.result = self._convert_long(item)
             if item.result is None:
                 if item.prepared is not None and id(item) not in audio:
                     audio[id(item)] = self._render_one(item, self.converter)
@@ -377,7 +388,7 @@ class BatchRunner:
             if item.claim is not None:
                 item.claim.release()
                 item.claim = None
-            item.prepared = None
+            item.prepared = item.long = None
             yield item.result
 
     def _bundle_problem(self, exc: BaseException | None) -> str | None:
@@ -407,9 +418,7 @@ class BatchRunner:
     def _retry_smaller(self, item: _Item, first: BaseException):
         """Out of memory: prepare and render `item` again, once, with `smaller_options`."""
         item.prepared = item.error = item.result = None
-        if self._small is None:
-            self._small = Converter(self.converter.bundle, smaller_options(self.converter.options))
-        self._prepare(item, self._small)
+        self._prepare(item, self._smaller())
         if item.result is not None:
             return _Decided(item.result)
         out = item.error if item.error is not None else self._render_one(item, self._small)
@@ -424,22 +433,64 @@ class BatchRunner:
         return OutOfMemoryError(where, f"{cause}; also with a {o.max_window_seconds:g} s window and batch 1")
 
     def _write(self, item: _Item, audio) -> FileResult:
-        job = item.job
         sr = self.converter.sr
         notes = tuple(item.prepared.notes) if item.prepared is not None else ()
+
+        def write() -> float:
+            try:
+                write_audio_atomic(item.job.target, audio, sr, fmt=self.converter.options.output_format)
+            except ValueError as e:
+                raise OutputWriteError(item.job.target, short_cause(e)) from e
+            return len(audio) / sr
+
+        with self.guard.deferred():
+            return self._finished(item.job, write, notes)
+
+    def _convert_long(self, item: _Item) -> FileResult:
+        """Convert a long file in blocks straight into its output (retried once with `smaller_options` when
+        out of memory). An interrupt abandons it: its temporary output is removed."""
+        notes = list(item.long.notes)
+        converter = self.converter
+        for attempt in range(2):
+            try:
+                write = functools.partial(convert_long_file, converter, item.long, item.job.target,
+                                          converter.options.output_format)
+                return self._finished(item.job, write, tuple(notes))
+            except MemoryError as e:
+                if attempt:
+                    o = converter.options
+                    cause = e.cause if isinstance(e, OutOfMemoryError) else (short_cause(e) or "MemoryError")
+                    item.cause = OutOfMemoryError(getattr(e, "graph", "the pipeline"),
+                                                  f"{cause}; also with a {o.max_window_seconds:g} s window and batch 1")
+                    return failure(item.job, item.cause)
+                converter = self._smaller()
+                notes.append(f"ran out of memory ({short_cause(e)}); converted with a "
+                             f"{converter.options.max_window_seconds:g} s window and batch 1")
+            except Exception as e:
+                item.cause = e
+                return failure(item.job, e)
+        raise AssertionError("unreachable")
+
+    def _smaller(self) -> Converter:
+        if self._small is None:
+            self._small = Converter(self.converter.bundle, smaller_options(self.converter.options))
+        return self._small
+
+    def _finished(self, job: FileJob, write, notes: tuple[str, ...]) -> FileResult:
+        """Run `write` (which writes job.target atomically and returns the seconds written), then record the
+        settings next to the output; a write failure becomes the file's result (a full disk stops the batch)."""
         try:
-            with self.guard.deferred():
-                write_audio_atomic(job.target, audio, sr, fmt=self.converter.options.output_format)
-                try:
-                    outputs.write_settings(job.target, self.settings)
-                except OSError as e:  # an output whose settings are unknown is not finished: remove it
-                    job.target.unlink(missing_ok=True)
-                    raise output_write_error(outputs.settings_path(job.target), e) from e
+            seconds = write()
+            try:
+                outputs.write_settings(job.target, self.settings)
+            except OSError as e:  # an output whose settings are unknown is not finished: remove it
+                job.target.unlink(missing_ok=True)
+                raise output_write_error(outputs.settings_path(job.target), e) from e
         except DiskFullError as e:
             self.stopped, self.stop_code = str(e), EXIT_FAILED
             return FileResult(job, "failed", str(e))
         except OutputWriteError as e:
             return FileResult(job, "failed", str(e))
-        except (OSError, ValueError) as e:
+        except OSError as e:
             return failure(job, OutputWriteError(job.target, short_cause(e)))
-        return FileResult(job, "converted", audio_seconds=len(audio) / sr, notes=notes)
+        return FileResult(job, "converted", audio_seconds=seconds, notes=notes)

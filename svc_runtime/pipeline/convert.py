@@ -40,9 +40,10 @@ from svc_runtime.pipeline.options import ConvertOptions
 from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
 from svc_runtime.pipeline.spkmix import SpeakerMix, load_speaker_mix
 from svc_runtime.pipeline.window import Controls, Window, WindowResult, pitch_in_graph, run_windows, samples_at
+from svc_runtime.signal.chunking import Chunk, plan_chunks, stitch
 from svc_runtime.signal.f0 import NoVoiceError, interpolate_unvoiced, shift_f0
 from svc_runtime.signal.nsf_phase import frame_start_phases
-from svc_runtime.signal.slicer import Chunk, crossfade_weights, plan_chunks, slice_on_silence
+from svc_runtime.signal.slicer import slice_on_silence
 from svc_runtime.signal.units import unit_columns
 from svc_runtime.signal.volume import change_rms, volume_envelope
 from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE
@@ -80,8 +81,8 @@ class SliceWork:
 
     Slice coordinates: frame 0 / sample 0 is `pad` samples before `start` in the input. wav16k: the
     padded slice at 16 kHz; audio: at the model rate (kept only when the graph or diffusion reads it);
-    f0: raw host F0 [n_frames] (None when the graph tracks pitch itself); phase: NSF phase before the
-    next window to run (int64 [H]); done: windows run so far.
+    f0: raw host F0 [n_frames] (None when the graph tracks pitch itself), filled for the first `f0_chunks`
+    chunks (`Converter.fill_f0`); phase: NSF phase before the next window to run; done: windows run so far.
     """
 
     start: int
@@ -97,6 +98,7 @@ class SliceWork:
     phase: np.ndarray
     done: int = 0
     voiced: int = 0
+    f0_chunks: int = 0
     diffusion_phase: np.ndarray | None = None
 
     def release(self) -> None:
@@ -277,28 +279,46 @@ class Converter:
             notes=list(decoded.notes), prepare_seconds=time.perf_counter() - t0,
         )
 
+    def slice_layout(self, start: int, end: int) -> tuple[int, int]:
+        """(pad, n_frames) of the slice of samples [start, end): zero padding each side, then whole frames."""
+        pad = int(round(self.options.pad_seconds * self.sr))
+        return pad, max(MIN_SEGMENT_FRAMES, -(-(end - start + 2 * pad) // self.hop))
+
+    def new_slice(self, start: int, end: int, stream: int, audio, wav16k) -> SliceWork:
+        """A slice's work over its padded model-rate `audio` and its 16 kHz copy `wav16k` (arrays, or any
+        object that slices like one: the long-file path passes sliding buffers)."""
+        pad, n = self.slice_layout(start, end)
+        noise = NoiseStream(self.options.seed, stream, self.model.inter_channels, self.hop, self.model.n_harmonics)
+        return SliceWork(
+            start=start, end=end, pad=pad, n_frames=n, stream=stream, wav16k=wav16k, audio=audio,
+            f0=None if self.f0_source is None else np.zeros(n, np.float32), noise=noise,
+            chunks=plan_chunks(n, self.window, self.context), phase=noise.initial_phase(),
+        )
+
     def prepare_slice(self, x: np.ndarray, start: int, end: int, stream: int = 0) -> SliceWork:
         """Samples [start, end) of `x` (model rate), padded with zeros each side, ready for its windows."""
-        o, hop = self.options, self.hop
-        pad = int(round(o.pad_seconds * self.sr))
-        length = end - start
-        n = max(MIN_SEGMENT_FRAMES, -(-(length + 2 * pad) // hop))
-        audio = np.zeros(n * hop, np.float32)
-        audio[pad : pad + length] = x[start:end]
-        chunks = plan_chunks(n, self.window, self.context)
-        f0 = None
-        if self.f0_source is not None:  # the host's F0, window by window, kept on each window's own frames
-            f0 = np.zeros(n, np.float32)
-            for ch in chunks:
-                a, b = ch.win_start, ch.win_end
-                f0[ch.keep_start : ch.keep_end] = self.f0_source(audio[a * hop : b * hop], b - a)[ch.keep_start - a : ch.keep_end - a]
-        noise = NoiseStream(o.seed, stream, self.model.inter_channels, hop, self.model.n_harmonics)
-        keep_audio = self.model.vol_embedding or self.diffusion is not None
-        return SliceWork(
-            start=start, end=end, pad=pad, n_frames=n, stream=stream,
-            wav16k=resample(audio, self.sr, ENCODER_SAMPLE_RATE), audio=audio if keep_audio else None, f0=f0,
-            noise=noise, chunks=chunks, phase=noise.initial_phase(), voiced=0 if f0 is None else int((f0 > 0).sum()),
-        )
+        pad, n = self.slice_layout(start, end)
+        audio = np.zeros(n * self.hop, np.float32)
+        audio[pad : pad + end - start] = x[start:end]
+        seg = self.new_slice(start, end, stream, audio, resample(audio, self.sr, ENCODER_SAMPLE_RATE))
+        self.fill_f0(seg, n)
+        if not (self.model.vol_embedding or self.diffusion is not None):
+            seg.audio = None  # only the graph's volume input or diffusion reads it again
+        return seg
+
+    def fill_f0(self, seg: SliceWork, through: int) -> None:
+        """The host's F0 of `seg`, chunk by chunk in order, until frames [0, through) are filled; each chunk's
+        frames come from the pitch tracker run over that chunk's own window (no-op when the graph tracks pitch)."""
+        if seg.f0 is None:
+            return
+        hop = self.hop
+        while seg.f0_chunks < len(seg.chunks) and seg.chunks[seg.f0_chunks].keep_start < through:
+            ch = seg.chunks[seg.f0_chunks]
+            a, b = ch.win_start, ch.win_end
+            f0 = self.f0_source(seg.audio[a * hop : b * hop], b - a)[ch.keep_start - a : ch.keep_end - a]
+            seg.f0[ch.keep_start : ch.keep_end] = f0
+            seg.voiced += int((f0 > 0).sum())
+            seg.f0_chunks += 1
 
     def _speaker_weights(self, first_sample: int, n: int, n_total: int) -> np.ndarray:
         weights = np.zeros((n, self.model.n_speakers), np.float32)
@@ -342,16 +362,16 @@ class Converter:
         while pending:
             groups: dict[tuple[int, int, int], list[tuple[SliceWork, Window]]] = {}
             for seg in pending:
-                window = self._window(seg, seg.chunks[seg.done], owner[id(seg)][0].shape[0])
+                window = self.window_for(seg, seg.chunks[seg.done], owner[id(seg)][0].shape[0])
                 groups.setdefault(window.batch_key(), []).append((seg, window))
             for key, items in groups.items():
                 per_batch = self._batch_capacity(key[0])
                 for i in range(0, len(items), per_batch):
                     batch = items[i : i + per_batch]
-                    results = self._run(batch)
+                    results = self.run_batch(batch)
                     for (seg, _), result in zip(batch, results):
                         out, index = owner[id(seg)]
-                        self._place(out, seg, seg.chunks[seg.done], result.audio)
+                        self.place(out, seg, seg.chunks[seg.done], result.audio)
                         if self.f0_source is None:
                             voiced[index] += int(result.uv.sum())
                         seg.phase = result.phase_out
@@ -370,9 +390,10 @@ class Converter:
                 results.append(e)
         return results
 
-    def _window(self, seg: SliceWork, ch: Chunk, n_total: int) -> Window:
+    def window_for(self, seg: SliceWork, ch: Chunk, n_total: int) -> Window:
         """The graph inputs of chunk `ch` of slice `seg` (units for the `synthesis` graph included)."""
         a, b, hop = ch.win_start, ch.win_end, self.hop
+        self.fill_f0(seg, b)
         is_last = seg.done + 1 == len(seg.chunks)
         state_frame = (b - a) if is_last else seg.chunks[seg.done + 1].win_start - a
         wav16k = seg.wav16k[samples_at(a, hop, self.sr) : samples_at(b, hop, self.sr)]
@@ -393,7 +414,7 @@ class Converter:
         budget = int(self.options.batch_seconds * self.sr)
         return max(1, min(self.options.batch_size, budget // (length * self.hop)))
 
-    def _run(self, batch: list[tuple[SliceWork, Window]]) -> list[WindowResult]:
+    def run_batch(self, batch: list[tuple[SliceWork, Window]]) -> list[WindowResult]:
         """The conversion graph over a batch of windows, then only-diffusion / shallow diffusion / enhancer."""
         windows = [w for _, w in batch]
         if self.options.only_diffusion:
@@ -451,36 +472,23 @@ class Converter:
         return self.enhancer.enhance(audio, self.sr, f0, self.hop, adaptive_key=self.options.enhancer_adaptive_key,
                                      seed=int(seed.generate_state(1)[0]))
 
-    def _place(self, out: np.ndarray, seg: SliceWork, ch: Chunk, piece: np.ndarray) -> None:
-        """Crossfade one window's audio `piece` into the file output `out`, clipped to the slice's own samples
-        [seg.start, min(seg.end, len(out))) (its padding is dropped, as the slice's neighbours own it).
+    def place(self, out: np.ndarray, seg: SliceWork, ch: Chunk, piece: np.ndarray, origin: int = 0,
+              n_out: int | None = None) -> None:
+        """Crossfade one window's audio `piece` into the output `out` (`stitch`), clipped to the slice's own
+        samples [seg.start, min(seg.end, n_out)): its padding is dropped, as the slice's neighbours own it.
+        out[0] is file sample `origin`; n_out: the file's output length (default origin + len(out))."""
+        n_out = origin + out.shape[0] if n_out is None else n_out
+        hop, shift = self.hop, seg.start - seg.pad - origin  # slice sample 0 sits at `shift` in `out`
+        stitch(out, piece, ch.win_start * hop + shift, ch.keep_start * hop + shift, ch.keep_end * hop + shift,
+               self.fade, fade_in=ch.keep_start > 0, fade_out=ch.keep_end < seg.n_frames,
+               clip=(seg.start - origin, min(seg.end, n_out) - origin))
 
-        Weights: a linear ramp of `fade` samples centred on each join between windows (`crossfade_weights`),
-        so two neighbours' weights sum to 1; every output sample receives at most two weighted pieces.
-        """
-        hop, n_seg = self.hop, seg.n_frames * self.hop
-        piece_start, keep_start, keep_end = ch.win_start * hop, ch.keep_start * hop, ch.keep_end * hop
-        fade, half = self.fade, self.fade // 2
-        lo = keep_start - half if keep_start > 0 and fade > 0 else keep_start
-        hi = keep_end + (fade - half) if keep_end < n_seg and fade > 0 else keep_end
-        lo, hi = max(lo, 0), min(hi, n_seg)
-        own_lo, own_hi = seg.pad, seg.pad + min(seg.end, out.shape[0]) - seg.start
-        a, z = max(lo, own_lo), min(hi, own_hi)
-        if a >= z:
-            return
-        part = piece[a - piece_start : z - piece_start].astype(np.float32, copy=True)
-        if fade > 0:
-            ramp = crossfade_weights(fade)
-            if keep_start > 0:
-                r = keep_start - half
-                s0, s1 = max(r, a), min(r + fade, z)
-                part[s0 - a : s1 - a] *= ramp[s0 - r : s1 - r]
-            if keep_end < n_seg:
-                r = keep_end - half
-                s0, s1 = max(r, a), min(r + fade, z)
-                part[s0 - a : s1 - a] *= 1.0 - ramp[s0 - r : s1 - r]
-        shift = seg.start - seg.pad
-        out[a + shift : z + shift] += part
+    def final_before(self, seg: SliceWork, n_out: int) -> int:
+        """The file sample before which the output is final once `seg.done` windows of `seg` are placed
+        (the next window adds nothing before its crossfade; a finished slice owns nothing past its end)."""
+        if seg.done < len(seg.chunks):
+            return seg.start - seg.pad + seg.chunks[seg.done].keep_start * self.hop - self.fade // 2
+        return min(seg.end, n_out)
 
     def _finish(self, f: PreparedFile, out: np.ndarray) -> np.ndarray:
         """Loudness mix and the finiteness check on a file's stitched output [n_out]."""

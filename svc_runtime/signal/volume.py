@@ -45,32 +45,67 @@ RMS_BLOCK = 1 << 16
 """Samples squared and summed per step by `frame_rms` (its float64 scratch is a few blocks, not the input)."""
 
 
-def _prefix_sums_at(samples: np.ndarray, positions: list[np.ndarray], block: int = RMS_BLOCK) -> list[np.ndarray]:
-    """Sequential float64 sums of the first m squared samples, S(m), at each (sorted) array of m in `positions`.
+class FrameRms:
+    """`frame_rms` of a signal that arrives in blocks (`feed`), in O(frames) memory.
 
-    Walks the input once in blocks, carrying the running sum into each block's first element, so every
-    S(m) is bit-identical to `np.cumsum(samples.astype(float64) ** 2)[m - 1]` (S(0) = 0) while the scratch
-    stays O(block) instead of several float64 copies of the input.
+    Frame k covers [k * hop - half, k * hop - half + frame_length) of the signal, zero outside it
+    (`half` = frame_length // 2 for centred frames, 0 for a signal padded beforehand). Its power comes
+    from S(m), the sequential float64 sum of the first m squared samples, carried from block to block, so
+    every value is bit-identical whatever the blocks. `ready` frames end inside the signal seen so far;
+    `finish` gives all 1 + (N + 2 * half - frame_length) // hop of them once the signal has ended.
     """
-    n = samples.shape[0]
-    out = [np.zeros(p.shape[0], np.float64) for p in positions]
-    cursors = [int(np.searchsorted(p, 0, side="right")) for p in positions]  # S(0) = 0 is already there
-    carry = 0.0
-    for b0 in range(0, n, block):
-        b1 = min(n, b0 + block)
-        part = samples[b0:b1].astype(np.float64)
-        sq = part * part
-        sq[0] += carry
-        sums = np.cumsum(sq)
-        carry = float(sums[-1])
-        for k, p in enumerate(positions):
-            end = int(np.searchsorted(p, b1, side="right"))
-            take = p[cursors[k] : end]
-            out[k][cursors[k] : end] = sums[take - b0 - 1]
-            cursors[k] = end
-    for k in range(len(positions)):  # positions past the end (clipped to n) already counted above
-        out[k][cursors[k] :] = carry
-    return out
+
+    def __init__(self, frame_length: int, hop: int, half: int) -> None:
+        self.frame_length, self.hop, self.half = frame_length, hop, half
+        self.n = 0
+        self._carry = 0.0
+        self._s_lo: list[np.ndarray] = []
+        self._s_hi: list[np.ndarray] = []
+        self._k_lo = self._k_hi = 0
+
+    def _record(self, first: int, sums: np.ndarray, k: int, offset: int) -> tuple[int, np.ndarray]:
+        """S at the clipped positions k * hop + offset (k = k, k + 1, ...) that lie in (.., first + len(sums)]."""
+        end = first + sums.shape[0]
+        last = (end - offset) // self.hop  # last frame whose position is <= end
+        if last < k:
+            return k, np.zeros(0, np.float64)
+        pos = np.arange(k, last + 1, dtype=np.int64) * self.hop + offset
+        values = np.zeros(pos.shape[0], np.float64)  # S(m) = 0 for m <= 0, the only positions before a block
+        inside = pos > first
+        values[inside] = sums[pos[inside] - first - 1]
+        return last + 1, values
+
+    def feed(self, block: np.ndarray) -> None:
+        for b0 in range(0, block.shape[0], RMS_BLOCK):
+            part = block[b0 : b0 + RMS_BLOCK].astype(np.float64)
+            sq = part * part
+            sq[0] += self._carry
+            sums = np.cumsum(sq)
+            self._k_lo, lo = self._record(self.n, sums, self._k_lo, -self.half)
+            self._k_hi, hi = self._record(self.n, sums, self._k_hi, self.frame_length - self.half)
+            self._s_lo.append(lo)
+            self._s_hi.append(hi)
+            self._carry = float(sums[-1])
+            self.n += part.shape[0]
+
+    def _rms(self, count: int) -> np.ndarray:
+        s_lo = np.concatenate(self._s_lo)[:count] if self._s_lo else np.zeros(0)
+        s_hi = np.concatenate(self._s_hi)[:count] if self._s_hi else np.zeros(0)
+        power = (s_hi - s_lo) / self.frame_length
+        return np.sqrt(np.maximum(power, 0.0))
+
+    def ready(self) -> np.ndarray:
+        """float64 RMS of the frames that end inside the signal seen so far."""
+        return self._rms(self._k_hi)
+
+    def finish(self) -> np.ndarray:
+        """float64 RMS of every frame of the whole signal (frames past its end see zeros)."""
+        n_frames = max(0, 1 + (self.n + 2 * self.half - self.frame_length) // self.hop)
+        for k, store in ((self._k_lo, self._s_lo), (self._k_hi, self._s_hi)):
+            if n_frames > k:
+                store.append(np.full(n_frames - k, self._carry))
+        self._k_lo = self._k_hi = max(n_frames, self._k_hi)
+        return self._rms(n_frames)
 
 
 def frame_rms(
@@ -90,16 +125,9 @@ def frame_rms(
         half = 0
     elif pad_mode != "constant":
         raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
-    n = samples.shape[0]
-    n_frames = 1 + (n + 2 * half - frame_length) // hop
-    if n_frames <= 0:
-        return np.zeros(0, np.float64)
-    starts = np.arange(n_frames, dtype=np.int64) * hop
-    lo = np.clip(starts - half, 0, n)
-    hi = np.clip(starts + frame_length - half, 0, n)
-    s_lo, s_hi = _prefix_sums_at(samples, [lo, hi])
-    power = (s_hi - s_lo) / frame_length
-    return np.sqrt(np.maximum(power, 0.0))
+    stream = FrameRms(frame_length, hop, half)
+    stream.feed(samples)
+    return stream.finish()
 
 
 def rms_frames(
@@ -118,18 +146,35 @@ def rms_frames(
     return frame_rms(y, frame_length, hop, pad_mode).astype(np.float32)
 
 
-def _linear_resize_float32(values: np.ndarray, n_out: int) -> np.ndarray:
-    """torch ``F.interpolate(mode="linear", align_corners=False)`` of [L] to [n_out], in float32."""
+def _linear_resize_float32(values: np.ndarray, n_out: int, start: int = 0, stop: int | None = None,
+                           n_in: int | None = None) -> np.ndarray:
+    """torch ``F.interpolate(mode="linear", align_corners=False)`` of [n_in] to [n_out], in float32, at the
+    output positions [start, stop) only (default all). `values` may hold just the first values of the
+    [n_in] input, as far as those positions reach (`n_in` gives the full length)."""
     v = np.asarray(values, dtype=np.float32)
-    n_in = v.size
+    n_in = v.size if n_in is None else n_in
+    stop = n_out if stop is None else stop
     scale = np.float32(n_in) / np.float32(n_out)
-    src = scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
+    src = scale * (np.arange(start, stop, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
     src = np.maximum(src, np.float32(0.0))
     i0 = src.astype(np.int64)
     i1 = i0 + (i0 < n_in - 1)
     lam1 = np.clip(src - i0.astype(np.float32), np.float32(0.0), np.float32(1.0))
     lam0 = np.float32(1.0) - lam1
     return lam0 * v[i0] + lam1 * v[i1]
+
+
+def rms_mix_gain(rms_source: np.ndarray, rms_converted: np.ndarray, n_out: int, rate: float, start: int = 0,
+                 stop: int | None = None, n_frames: tuple[int, int] | None = None) -> np.ndarray:
+    """`change_rms`'s gain for output samples [start, stop) of [n_out]: float32 [stop - start].
+
+    rms_source / rms_converted: the two envelopes' frames (`rms_frames`), complete or as far as the range
+    needs; n_frames: their full lengths when they are not complete.
+    """
+    n_src, n_conv = (rms_source.size, rms_converted.size) if n_frames is None else n_frames
+    env_src = _linear_resize_float32(rms_source, n_out, start, stop, n_src)
+    env_out = np.maximum(_linear_resize_float32(rms_converted, n_out, start, stop, n_conv), np.float32(RMS_FLOOR))
+    return np.power(env_src, np.float32(1.0 - rate)) * np.power(env_out, np.float32(rate - 1.0))
 
 
 def change_rms(
@@ -156,13 +201,9 @@ def change_rms(
         raise ValueError(f"converted audio must be 1-D [N], got shape {out.shape}")
     if rate == 1.0:
         return out.copy()
-    n_out = out.size
     rms_src = rms_frames(source, source_sr // 2 * 2, source_sr // 2, pad_mode)
     rms_out = rms_frames(out, converted_sr // 2 * 2, converted_sr // 2, pad_mode)
-    env_src = _linear_resize_float32(rms_src, n_out)
-    env_out = np.maximum(_linear_resize_float32(rms_out, n_out), np.float32(RMS_FLOOR))
-    gain = np.power(env_src, np.float32(1.0 - rate)) * np.power(env_out, np.float32(rate - 1.0))
-    return out * gain
+    return out * rms_mix_gain(rms_src, rms_out, out.size, rate)
 
 
-__all__ = ["RMS_BLOCK", "RMS_FLOOR", "change_rms", "frame_rms", "rms_frames", "volume_envelope"]
+__all__ = ["RMS_BLOCK", "FrameRms", "RMS_FLOOR", "change_rms", "frame_rms", "rms_mix_gain", "rms_frames", "volume_envelope"]
