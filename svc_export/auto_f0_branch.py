@@ -15,7 +15,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from svc_export.graph_files import replace_if_valid
+from svc_export.graph_files import infer_shapes, replace_if_valid
 
 SCOPE = "/auto_f0/"
 PASS_NAME = "auto_f0_as_branch"
@@ -54,7 +54,7 @@ def predictor_as_branch(model: onnx.ModelProto, scope: str = SCOPE) -> bool:
     if predicted not in {o for n in inside for o in n.output}:
         return False
     condition, tracked = where.input[0], where.input[2]
-    inferred = onnx.shape_inference.infer_shapes(model).graph
+    inferred = infer_shapes(model).graph  # past 2 GiB too
     types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.value_info) + list(inferred.input)}
     elem = types.get(tracked) or types.get(predicted) or onnx.TensorProto.FLOAT  # float16 in fp16 copies
     value = helper.make_tensor_value_info

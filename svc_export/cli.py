@@ -76,6 +76,9 @@ def export(
         False, "--int8", help="Also write int8 generator / speech-encoder graphs for the CPU (svc-run --precision int8)."),
     int8_calibration: Optional[Path] = typer.Option(
         None, help="Audio file or folder to calibrate the int8 generator on (default: a synthetic sung phrase)."),
+    external_data_threshold: Optional[int] = typer.Option(
+        None, min=1, help="MB from which a graph keeps its weights in an external data file <graph>.onnx.data "
+        "beside it (default: just under protobuf's 2 GiB limit, e.g. a Whisper large encoder)."),
 ) -> None:
     """Export CHECKPOINT + CONFIG into BUNDLE_DIR and prove every graph against PyTorch."""
     if output.exists() and not output.is_dir():
@@ -87,6 +90,8 @@ def export(
 
     out = console(stderr=False)
     given = {k: v for k, v in (("opset", opset), ("simplify", simplify)) if v is not None}
+    if external_data_threshold is not None:
+        given["external_data_threshold"] = external_data_threshold * 1_000_000
     try:
         ranges = {name: AxisRange.parse(text, flag) for name, text, flag in (
             ("batch", trt_batch, "--trt-batch"), ("frames", trt_frames, "--trt-frames"),

@@ -14,11 +14,14 @@ Measured on a 2-core CPU (benchmarks/results/e2e.md): generator graph 1.35x at o
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from svc_export.graph_files import copy_model
 
 AXIS_NAME = "conv2d_pass_axis2"
 """The int64 [2] initializer every inserted Unsqueeze / Squeeze takes as its axes."""
@@ -87,7 +90,7 @@ def conv1d_as_conv2d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     passes (fp16 block lists, TensorRT fp32 layers) still find them.
     """
     _require_opset13(model)
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model = copy_model(model)  # not through bytes: a graph past 2 GiB cannot be serialised
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     if AXIS_NAME not in inits:
@@ -125,10 +128,12 @@ def conv1d_as_conv2d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    """The graph's one-element constants (all `_is_small_scalar` asks about; weights are not converted)."""
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer if math.prod(t.dims) == 1}
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            if math.prod(node.attribute[0].t.dims) == 1:
+                consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     return consts
 
 
@@ -145,7 +150,7 @@ def stay_2d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     4-D copy, and an inserted Unsqueeze of a tensor with a twin is replaced by the twin. Nodes
     left without consumers are dropped. Returns (model, Unsqueeze nodes removed).
     """
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model = copy_model(model)  # not through bytes: a graph past 2 GiB cannot be serialised
     graph = model.graph
     consts = _constants(graph)
     twin: dict[str, str] = {}

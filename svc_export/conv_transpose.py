@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from svc_export.graph_files import replace_if_valid
+from svc_export.graph_files import copy_model, replace_if_valid
 
 NAME_SUFFIX = "/polyphase"
 """Every node the pass inserts is named <ConvTranspose name> + this + a step name."""
@@ -163,7 +163,7 @@ def _rewrite_node(node: onnx.NodeProto, weight: np.ndarray, bias: np.ndarray | N
 
 def conv_transpose_as_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """A copy of `model` with its eligible ConvTranspose nodes as Conv + depth-to-space; (model, nodes rewritten)."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model = copy_model(model)  # not through bytes: a graph past 2 GiB cannot be serialised
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     consts: dict[str, str] = {name: name for name in inits if name.startswith("polyphase_const_") or NAME_SUFFIX in name}

@@ -16,7 +16,7 @@ import onnx
 import onnx.external_data_helper
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-from svc_export.graph_files import check_graph, data_file_of, remove_graph, save_graph
+from svc_export.graph_files import check_graph, data_file_of, infer_shapes, remove_graph, save_graph
 
 FP32_OPS = (
     "LayerNormalization",
@@ -85,7 +85,7 @@ def remove_round_trip_casts(model: onnx.ModelProto) -> int:
     for every fp32-blocked consumer, which would quantise f0 and phases to fp16 on the way
     into the fp32 parts. Returns the number of rewired consumers.
     """
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = infer_shapes(model)  # past 2 GiB too
     types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
     producer = {output: node for node in model.graph.node for output in node.output}
     replace: dict[str, str] = {}

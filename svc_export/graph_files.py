@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import onnx
+from google.protobuf.message import EncodeError
 from onnx import external_data_helper
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,21 @@ def graph_files(path: str | os.PathLike) -> list[Path]:
 
 
 def model_bytes(model: onnx.ModelProto) -> int:
-    """Serialised size of `model` with every tensor inline (what a single-file save would write)."""
-    size = model.ByteSize()
-    if size < 0:  # an overflowed 32-bit size in some protobuf builds
-        size = sum(len(t.raw_data) for t in _tensors(model)) + (1 << 31)
-    return size
+    """Serialised size of `model` with every tensor inline (what a single-file save would write); past
+    2 GiB, where protobuf will not even size it, the tensors' bytes plus 2 GiB."""
+    try:
+        return model.ByteSize()
+    except (EncodeError, ValueError):
+        return sum(_tensor_bytes(t) for t in _tensors(model)) + (2 << 30)
+
+
+def _tensor_bytes(tensor: onnx.TensorProto) -> int:
+    if tensor.raw_data:
+        return len(tensor.raw_data)
+    count = 1
+    for dim in tensor.dims:
+        count *= dim
+    return count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
 
 
 def save_graph(
@@ -209,3 +220,24 @@ def resave_graph(path: str | os.PathLike, *, threshold: int = EXTERNAL_DATA_THRE
     if old is not None and old.name != data_file_name(path):
         old.unlink()
     return save_graph(model, path, threshold=threshold)
+
+
+def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A deep copy of `model` (also past 2 GiB, where a round trip through bytes fails)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`onnx.shape_inference.infer_shapes`, also for a model past 2 GiB (which it cannot serialise):
+    then it runs on a copy whose large tensors' data is left out, which keeps every value's type and
+    the shapes that do not depend on weight values (the passes here read types)."""
+    if model_bytes(model) <= EXTERNAL_DATA_THRESHOLD:
+        return onnx.shape_inference.infer_shapes(model)
+    light = copy_model(model)
+    for tensor in _tensors(light):
+        if len(tensor.raw_data) >= INLINE_TENSOR_BYTES:
+            external_data_helper.set_external_data(tensor, location="weights-left-out")
+            tensor.ClearField("raw_data")
+    return onnx.shape_inference.infer_shapes(light)

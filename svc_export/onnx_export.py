@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from google.protobuf.message import EncodeError
 
 from svc_export.conv2d import rewrite_model
 from svc_export.graph_files import (
@@ -28,10 +29,10 @@ from svc_export.graph_files import (
     check_graph,
     data_file_of,
     external_locations,
+    infer_shapes,
     replace_if_valid,
     save_graph,
 )
-from svc_runtime.signal.nsf_phase import limbs_to_phase
 
 OPSET = 17
 
@@ -198,7 +199,7 @@ def simplify_onnx(path: Path) -> tuple[int, int]:
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             slimmed = onnxslim.slim(model)
-    except (ValueError, RuntimeError, MemoryError, onnx.checker.ValidationError) as exc:
+    except (ValueError, RuntimeError, MemoryError, EncodeError, onnx.checker.ValidationError) as exc:
         if data_file_of(path) is None:
             raise
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -230,7 +231,7 @@ def float64_tensors(model: onnx.ModelProto | Path) -> list[str]:
     """Names of the graph's double-precision values (TensorRT has no float64). A path is inferred
     by path (past 2 GiB and with external data too)."""
     if isinstance(model, onnx.ModelProto):
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = infer_shapes(model)
     else:
         path = Path(model)
         with tempfile.TemporaryDirectory(prefix=f".{path.stem}.shapes-", dir=path.parent) as scratch:
@@ -283,8 +284,6 @@ def _max_error(want: np.ndarray, got: np.ndarray, period: int | None = None) -> 
     if not want.size:
         return 0.0
     if period is not None:
-        if want.dtype == np.int32:  # carried phases as int32 limbs [..., 3, H]: compare the values they stand for
-            want, got = limbs_to_phase(want), limbs_to_phase(got)
         diff = np.mod(want.astype(np.int64) - got.astype(np.int64), period)
         return float(np.max(np.minimum(diff, period - diff)))
     return float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64))))

@@ -98,13 +98,13 @@ def test_manifest_names_each_data_file_and_its_hash(bundles):
     assert on_disk == sorted(g.data_file for g in manifest.graphs.values() if g.data_file)
     for g in manifest.graphs.values():  # every graph passes 64 KiB here; each has its own data file
         assert g.data_file == f"{g.file}.data"
-        graph_bytes, data_bytes = (external / g.file).stat().st_size, (external / g.data_file).stat().st_size
+        data_bytes = (external / g.data_file).stat().st_size
         assert data_bytes > THRESHOLD, g.file  # the weights; Constant nodes (the mel front end's DFT) stay inline
         assert (external / g.data_file).stat().st_mode & 0o777 == (external / g.file).stat().st_mode & 0o777
         proto = onnx.load(str(external / g.file), load_external_data=False)
         locations = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
         assert locations == {g.data_file}
-    assert (f"graph speech_encoder's external data", "speech_encoder.onnx.data", encoder.data_sha256) in \
+    assert ("graph speech_encoder's external data", "speech_encoder.onnx.data", encoder.data_sha256) in \
         manifest.files()
 
 
@@ -213,3 +213,70 @@ def test_passes_keep_external_data(tmp_path):
     assert data_file_of(half) == tmp_path / "speech_encoder.fp16.onnx.data"
     tolerance = {s.name: 0.5 for s in plan.outputs}
     assert all(r.ok for r in graph_parity(plan, half, path, "fp32", tolerance))
+
+
+def test_int8_copies_of_graphs_with_external_data(copy):
+    """int8 quantization reads the fp32 graphs with their data files; its graphs (a quarter of the size)
+    come back self-contained below the default threshold, and the bundle verifies and loads with them."""
+    from svc_export.int8 import add_int8_to_bundle
+    from svc_runtime import Bundle
+    from svc_runtime.bundle.manifest import Manifest
+
+    add_int8_to_bundle(copy)
+    manifest = Manifest.read(copy)
+    int8 = {name: g for name, g in manifest.graphs.items() if g.precision == "int8"}
+    assert "speech_encoder_int8" in int8
+    assert all(g.data_file is None for g in int8.values())
+    listed = {f for _, f, _ in manifest.files()} | {"manifest.json"}
+    assert sorted(p.name for p in copy.iterdir() if p.name not in listed) == []
+    bundle = Bundle.load(copy, precision="int8")
+    units = bundle.encode_units(_phrase(0.5))
+    assert units.shape == (1, D_MODEL, 25) and np.isfinite(units).all()
+
+
+def _matmul_model() -> onnx.ModelProto:
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Cast", ["y"], ["z"], to=10)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT16, None)], [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_type_inference_past_the_limit_leaves_weights_out(monkeypatch):
+    """Past 2 GiB the passes infer types on a copy without the weights' data (forced here on a small model)."""
+    from svc_export import graph_files
+
+    model = _matmul_model()
+    whole = graph_files.infer_shapes(model)
+    monkeypatch.setattr(graph_files, "EXTERNAL_DATA_THRESHOLD", 16)
+    light = graph_files.infer_shapes(model)
+    types = [{v.name: v.type.tensor_type.elem_type for v in m.graph.value_info} for m in (whole, light)]
+    assert types[0] == types[1] == {"y": onnx.TensorProto.FLOAT}
+    assert len(model.graph.initializer[0].raw_data) == 64 * 64 * 4  # the model itself keeps its weights
+
+
+def test_a_pass_that_cannot_run_says_so(tmp_path, monkeypatch):
+    """onnxslim failing on a graph with external data is a recorded skip, the graph kept as it was;
+    on a self-contained graph the failure stays an error."""
+    import onnxslim
+    from google.protobuf.message import EncodeError
+
+    from svc_export.graph_files import entry_files, save_graph
+    from svc_export.onnx_export import PassSkipped, simplify_onnx
+
+    def refuse(model, *args, **kwargs):
+        raise EncodeError("Failed to serialize proto")
+
+    monkeypatch.setattr(onnxslim, "slim", refuse)
+    external, inline = tmp_path / "big.onnx", tmp_path / "small.onnx"
+    save_graph(_matmul_model(), external, external=True)
+    save_graph(_matmul_model(), inline, external=False)
+    before = entry_files(external)
+    assert before["data_file"] == "big.onnx.data"
+    with pytest.raises(PassSkipped, match="onnxslim cannot simplify big.onnx with external data"):
+        simplify_onnx(external)
+    assert entry_files(external) == before
+    with pytest.raises(EncodeError):
+        simplify_onnx(inline)
