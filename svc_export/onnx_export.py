@@ -33,6 +33,7 @@ from svc_export.graph_files import (
     replace_if_valid,
     save_graph,
 )
+from svc_runtime.signal.nsf_phase import limbs_to_phase
 
 OPSET = 17
 
@@ -284,6 +285,8 @@ def _max_error(want: np.ndarray, got: np.ndarray, period: int | None = None) -> 
     if not want.size:
         return 0.0
     if period is not None:
+        if want.dtype == np.int32:  # carried phases as int32 limbs [..., 3, H]: compare the values they stand for
+            want, got = limbs_to_phase(want), limbs_to_phase(got)
         diff = np.mod(want.astype(np.int64) - got.astype(np.int64), period)
         return float(np.max(np.minimum(diff, period - diff)))
     return float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64))))
