@@ -104,9 +104,9 @@ def save_graph(
 
     external: True / False forces the layout; None chooses external data when the model's size
     passes `threshold` bytes. External data goes to ``<path name>.data`` beside `path` (replaced,
-    never appended to), every initializer of at least `INLINE_TENSOR_BYTES` in that one file (Constant
-nodes' values stay in the graph file: they are small (a DFT basis, mel filters), moving them would change
-how later passes rewrite the graph, and the runtime's header check reads the initializers' locations only).
+    never appended to), every initializer of at least `INLINE_TENSOR_BYTES` in that one file. Constant
+    nodes' values stay in the graph file: they are small (a DFT basis, mel filters), moving them would
+    change how later passes rewrite the graph, and the runtime reads the initializers' locations only.
     """
     path = Path(path)
     data = path.parent / data_file_name(path)
