@@ -30,8 +30,6 @@ from svc_train.models.pitch import f0_to_lf0, lf0_to_f0, normalize_lf0
 
 PHASE_ONE = 1 << PHASE_FIXED_POINT_BITS
 """One cycle in the fixed point of carried phases (the int64 value the int32 limbs stand for)."""
-PHASE_TOP_BITS = PHASE_FIXED_POINT_BITS - (PHASE_LIMBS - 1) * PHASE_LIMB_BITS
-"""Bits of the top limb (12)."""
 
 
 def size_of(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -121,42 +119,61 @@ def volume_frames(audio: torch.Tensor, hop: int, frames_like: torch.Tensor) -> t
     return torch.sqrt(frames.reshape(size_of(audio, 0), -1, hop).mean(dim=-1))
 
 
-def _carry(limbs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Normalise non-negative int32 limbs (low first) to 14 bits each, the top one taken mod 2^12 (mod 2^40
-    overall). Carries are truncating divisions (Div on non-negative integers), remainders a multiply and a
-    subtract: every value stays below 2^31 when each limb is."""
+DIGIT_BITS = PHASE_LIMB_BITS // 2
+"""Inside the graph each 14-bit limb is summed as two 7-bit digits: a window's digit sums stay <= 2^24."""
+DIGIT_WIDTHS = (DIGIT_BITS,) * (2 * PHASE_LIMBS - 1) + (PHASE_FIXED_POINT_BITS - (2 * PHASE_LIMBS - 1) * DIGIT_BITS,)
+"""Bits of the 40-bit phase's digits, low first: five of 7 bits and a top one of 5."""
+
+
+def _carry(digits: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Normalise non-negative int32 digits (low first) to `DIGIT_WIDTHS` (mod 2^40 overall). A carry is a
+    truncating Div by a power of two, the digit what the multiply and subtract leave."""
     out, carry = [], None
-    for k, limb in enumerate(limbs):
+    for digit, bits in zip(digits, DIGIT_WIDTHS):
         if carry is not None:
-            limb = limb + carry
-        bits = PHASE_TOP_BITS if k == len(limbs) - 1 else PHASE_LIMB_BITS
-        carry = torch.div(limb, 1 << bits, rounding_mode="trunc")
-        out.append(limb - carry * (1 << bits))
+            digit = digit + carry
+        carry = torch.div(digit, 1 << bits, rounding_mode="trunc")
+        out.append(digit - carry * (1 << bits))
     return out
 
 
-def increment_limbs(increment: torch.Tensor) -> list[torch.Tensor]:
-    """floor(increment * 2^40) of float32 increments in [0, 1) as int32 limbs, low first, exactly in float32:
+def increment_digits(increment: torch.Tensor) -> list[torch.Tensor]:
+    """floor(increment * 2^40) of float32 increments in [0, 1) as int32 digits, low first, exactly in float32:
     each step scales by a power of two (exact), takes the floor (exact) and keeps the remainder (exact: the
     fraction of a float32 is a float32)."""
-    rest, limbs = increment, []
-    for bits in (PHASE_TOP_BITS, PHASE_LIMB_BITS, PHASE_LIMB_BITS):
+    rest, digits = increment, []
+    for bits in DIGIT_WIDTHS[::-1]:
         scaled = rest * float(1 << bits)
         whole = torch.floor(scaled)
-        limbs.append(whole.to(torch.int32))
+        digits.append(whole.to(torch.int32))
         rest = scaled - whole
-    return limbs[::-1]
+    return digits[::-1]
 
 
-def limbs_to_float(limbs: list[torch.Tensor]) -> torch.Tensor:
-    """Phase limbs (low first) -> float32 cycles, rounded once as float32(value) * 2^-40 would be: the 40-bit
-    value is split into a high part of 24 bits and a low part of 16 bits, each exact in float32, whose sum
-    the one float32 addition rounds correctly."""
-    low, mid, top = limbs
-    mid_high = torch.div(mid, 4, rounding_mode="trunc")
-    high = top * (1 << (PHASE_LIMB_BITS - 2)) + mid_high  # bits 16..39, < 2^24
-    rest = (mid - mid_high * 4) * (1 << PHASE_LIMB_BITS) + low  # bits 0..15
-    return high.to(torch.float32) * 2.0 ** (16 - PHASE_FIXED_POINT_BITS) + rest.to(torch.float32) * 2.0 ** -PHASE_FIXED_POINT_BITS
+def limbs_to_digits(limbs: torch.Tensor) -> list[torch.Tensor]:
+    """Limbs [B, 3, H] (14 bits each) -> 6 digits [B, H] of 7 bits, low first."""
+    digits = []
+    for k in range(PHASE_LIMBS):
+        limb = limbs[:, k]
+        high = torch.div(limb, 1 << DIGIT_BITS, rounding_mode="trunc")
+        digits += [limb - high * (1 << DIGIT_BITS), high]
+    return digits
+
+
+def digits_to_limbs(digits: list[torch.Tensor]) -> torch.Tensor:
+    """Normalised digits, low first -> limbs stacked on axis 1 ([B, 3, H] for digits [B, H])."""
+    return torch.stack([digits[2 * k] + digits[2 * k + 1] * (1 << DIGIT_BITS) for k in range(PHASE_LIMBS)], dim=1)
+
+
+def digits_to_float(digits: list[torch.Tensor]) -> torch.Tensor:
+    """Normalised digits -> float32 cycles, rounded once as float32(value) * 2^-40 would be: the 40-bit value is
+    split into bits 16..39 and bits 0..15, each exact in float32, whose sum the one float32 addition rounds
+    correctly."""
+    d0, d1, d2, d3, d4, d5 = digits
+    d2_high = torch.div(d2, 4, rounding_mode="trunc")  # bits 16..20 of the value
+    high = ((d5 * (1 << DIGIT_BITS) + d4) * (1 << DIGIT_BITS) + d3) * (1 << (DIGIT_BITS - 2)) + d2_high  # < 2^24
+    low = ((d2 - d2_high * 4) * (1 << DIGIT_BITS) + d1) * (1 << DIGIT_BITS) + d0  # < 2^16
+    return high.to(torch.float32) * 2.0 ** (16 - PHASE_FIXED_POINT_BITS) + low.to(torch.float32) * 2.0 ** -PHASE_FIXED_POINT_BITS
 
 
 def frame_phases(f0: torch.Tensor, hop: int, source_sr: float, harmonics: int, phase_in: torch.Tensor,
@@ -166,26 +183,27 @@ def frame_phases(f0: torch.Tensor, hop: int, source_sr: float, harmonics: int, p
     f0 [B, T] Hz, T <= PHASE_MAX_FRAMES; phase_in [B, 3, H] int32 limbs of cycles * 2^40 before frame 0
     (`svc_runtime.signal.nsf_phase.PHASE_LIMBS`); state_frame [B] int64 in [0, T]. Returns (phases [B, T, H]
     float32 cycles, phase_out [B, 3, H] int32 limbs). Each frame advances by frac(hop * increment) with the
-    reference's float32 increment, a multiple of 2^-40 cycles, so the limb sums are exact and a run split
-    anywhere gives the same phases bit for bit (`svc_runtime.signal.nsf_phase.frame_start_phases` does it
-    in float64). Bounds: increment limbs < 2^14, times hop < 2^10 is < 2^24; summed over T < 2^17 frames
-    (plus the carried limb) < 2^31, the carries after that too.
+    reference's float32 increment, a multiple of 2^-40 cycles, so the sums are exact and a run split anywhere
+    gives the same phases bit for bit (`svc_runtime.signal.nsf_phase.frame_start_phases` does it in float64).
+
+    The sums run on 7-bit digits, so no integer in the graph exceeds 2^24: OpenVINO's CPU plugin computes
+    int32 Add, Sub, Mul and CumSum exactly but Div and Mod through float32, exact only up to 2^24. Bounds:
+    digits < 2^7, times hop < 2^10 is < 2^17; summed over T < 2^17 frames with the carried digit, at most
+    (2^17 - 1) * (2^7 - 1) + 2^7 - 1 = 2^24 - 2^17, and with an incoming carry (< 2^17) still below 2^24.
     """
     if hop >= 1 << 10:
-        raise ValueError(f"hop {hop} is too large for the int32 phase limbs (at most 1023 samples)")
+        raise ValueError(f"hop {hop} is too large for the phase accumulator (at most 1023 samples)")
     increment = phase_increments(f0, source_sr, harmonics)
-    advance = _carry([limb * hop for limb in increment_limbs(increment)])  # frac(hop * increment), limbs
-    start = [phase_in[:, k].unsqueeze(1) for k in range(PHASE_LIMBS)]  # [B, 1, H] each
-    running = [torch.cumsum(a, dim=1, dtype=torch.int32) for a in advance]  # [B, T, H], < 2^31
-    before = _carry([s + r - a for s, r, a in zip(start, running, advance)])
-    phases = limbs_to_float(before)
+    advance = _carry([digit * hop for digit in increment_digits(increment)])  # frac(hop * increment) [B, T, H]
+    start = [d.unsqueeze(1) for d in limbs_to_digits(phase_in)]  # [B, 1, H] each
+    running = [torch.cumsum(a, dim=1, dtype=torch.int32) for a in advance]  # [B, T, H], < 2^24
+    phases = digits_to_float(_carry([s + r - a for s, r, a in zip(start, running, advance)]))
     index = state_frame.reshape(-1, 1, 1).expand(-1, 1, harmonics)
     carried = []
     for s, r in zip(start, running):
         with_zero = torch.cat([torch.zeros_like(r[:, :1]), r], dim=1)  # [B, T + 1, H]
         carried.append(s[:, 0] + torch.gather(with_zero, 1, index)[:, 0])
-    phase_out = torch.stack(_carry(carried), dim=1)  # [B, 3, H]
-    return phases, phase_out
+    return phases, digits_to_limbs(_carry(carried))
 
 
 class FilledF0(nn.Module):

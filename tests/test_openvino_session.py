@@ -119,7 +119,8 @@ def test_int64_inputs_and_outputs_pass_through(int64_graph):
 
 @needs_openvino
 def test_graph_computing_int64_beyond_int32_is_refused(tmp_path):
-    """A fixed-point phase modulo 2^40 (as the conversion graphs carry it) would wrap in OpenVINO's int32."""
+    """A fixed-point phase modulo 2^40 (as schema-2 conversion graphs carried it in int64) would wrap in
+    OpenVINO's int32; schema 3 carries it in int32 limbs (tests/test_openvino_converter.py)."""
     graph = helper.make_graph(
         [helper.make_node("Add", ["phase", "step"], ["sum"]), helper.make_node("Mod", ["sum", "one"], ["phase_out"]),
          helper.make_node("Slice", ["phase", "zero", "no_end"], ["tail"])],

@@ -96,7 +96,8 @@ def compile_config(config: ProviderConfig) -> dict[str, str]:
 def wide_int64_constants(path: Path) -> list[str]:
     """Names of the graph's int64 constants beyond the int32 range (other than the int64 min / max
     sentinels and slice bounds): a graph holding one computes int64 values that OpenVINO's CPU plugin, which runs
-    int64 in int32, gets wrong (e.g. a fixed-point phase modulo 2^40)."""
+    int64 in int32, gets wrong (e.g. a fixed-point phase modulo 2^40, as schema-2 conversion graphs carried it;
+    schema 3 carries it in int32 limbs whose sums stay below 2^24, and passes)."""
     import openvino
 
     wide = []
@@ -132,7 +133,10 @@ class OpenVinoSession:
     inputs or outputs is refused at load when it holds int64 constants beyond the int32 range
     (`wide_int64_constants`), and inputs beyond that range are refused at run time
     (`check_int32_range`). A graph that grows int64 values past 2^31 by other means would still
-    compute them wrongly here.
+    compute them wrongly here, and so would integer Div / Mod past 2^24, which the CPU plugin
+    computes through float32 (Add, Sub, Mul and CumSum are exact). The conversion graphs (roles
+    converter, converter_f0, synthesis) run here: their NSF phase state is int32 limbs whose
+    arithmetic stays below 2^24 (docs/bundle.md, "Phases").
     """
 
     def __init__(self, name: str, path: Path, config: ProviderConfig) -> None:
