@@ -58,80 +58,101 @@ def _commits(results: dict) -> str:
 
 def markdown(results: dict) -> str:
     lines = ["# Benchmark results", "", *machine_lines(results), ""]
-    rows = results.get("throughput", [])
-    if rows:
-        lines += ["## Throughput (real-time factor = wall s / audio s; lower is faster)", "",
-                  "| size | threads | input s | impl | RTF median (min-max) | torch/ours ratio | CPU s per audio s | "
-                  "slowest stage | load (1 min) |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            stages = r["stages_median_s"]
-            slow = max(stages, key=stages.get) if stages else "-"
-            share = stages[slow] / sum(stages.values()) if stages else 0
-            lines.append(f"| {r['size']} | {r.get('threads', '-')} | {r['input_seconds']:.1f} | {r['impl']} | "
-                         f"{_spread(r['rtf'])} | {_spread(r['ratio_torch_over_ours'], 2)} | "
-                         f"{_f((r.get('cpu_per_audio_second') or {}).get('median'), 2)} | {slow} ({share:.0%}) | {_load(r)} |")
-        lines += ["", "### Seconds per stage (median over repetitions)", ""]
-        names = []
-        for r in rows:
-            names += [k for k in r["stages_median_s"] if k not in names]
-        lines += ["| size | threads | input s | impl | " + " | ".join(names) + " |",
-                  "|---|---|---|---|" + "---|" * len(names)]
-        for r in rows:
-            cells = " | ".join(_f(r["stages_median_s"].get(k), 2) for k in names)
-            lines.append(f"| {r['size']} | {r.get('threads', '-')} | {r['input_seconds']:.1f} | {r['impl']} | {cells} |")
-        lines.append("")
-    if results.get("batch"):
-        lines += ["## Batch scaling (files converted at once)", "",
-                  "| size | files | impl | audio s | wall s | x real time | load |", "|---|---|---|---|---|---|---|"]
-        for r in results["batch"]:
-            lines.append(f"| {r['size']} | {r['files']} | {r['impl']} | {r['audio_seconds']:.1f} | {r['wall']:.2f} | "
-                         f"{r['throughput_x_realtime']:.2f} | {r['load'][0]:.1f} |")
-        lines.append("")
-    if results.get("streaming"):
-        lines += ["## Streaming (ours, `svc_runtime.StreamingConverter`)", "",
-                  "| size | context s (encoder / generator) | block ms | algorithmic latency ms | "
-                  "compute ms/block median | p95 | max | "
-                  "compute/block | keeps up | pitch / content / generator ms per block | load |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in results["streaming"]:
-            c = r["compute_ms"]
-            lines.append(f"| {r['size']} | {_contexts(r)} | {r['block_ms']:.0f} | {r['latency_ms']:.0f} | {c['median']:.1f} | "
-                         f"{c['p95']:.1f} | {c['max']:.1f} | {r['rtf_median']:.2f} | "
-                         f"{'yes' if r['keeps_up'] else 'no'} | {_graphs(r)} | {r['load'][0]:.1f} |")
-        lines.append("")
-    if results.get("memory"):
-        lines += ["## Peak memory (one fresh process per row)", "",
-                  "| size | impl | input s | peak RSS MiB | RSS after load MiB | growth MiB | tracemalloc peak MiB | "
-                  "load |", "|---|---|---|---|---|---|---|---|"]
-        for r in results["memory"]:
-            lines.append(f"| {r['size']} | {r['impl']} | {r['input_seconds']:.0f} | {r['peak_rss_mib']:.0f} | "
-                         f"{r['rss_after_load_mib']:.0f} | {r['peak_rss_mib'] - r['peak_rss_before_convert_mib']:.0f} | "
-                         f"{r['tracemalloc_peak_mib']:.1f} | {r['load'][0]:.1f} |")
-        lines.append("")
-    if results.get("coldstart"):
-        lines += ["## Cold start (process start to the first converted second)", "",
-                  "| size | impl | to models loaded s | to first second s |", "|---|---|---|---|"]
-        for r in results["coldstart"]:
-            lines.append(f"| {r['size']} | {r['impl']} | {_spread(r['to_models_loaded'], 2)} | "
-                         f"{_spread(r['to_first_second'], 2)} |")
-        lines.append("")
-    if results.get("tuning"):
-        lines += ["## ONNX Runtime session settings (ours)", "",
-                  "| size | variant | RTF median (min-max) | speed-up vs default | generator s | max abs diff | what |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in results["tuning"]:
-            lines.append(f"| {r['size']} | {r['variant']} | {_spread(r['rtf'])} | {_spread(r['speedup_vs_default'], 2)} | "
-                         f"{_f(r['stages_median_s'].get('generator'), 2)} | {r['max_abs_diff_vs_default']:.1e} | {r['description']} |")
-        lines.append("")
-    if results.get("graphs"):
-        lines += ["## Each graph alone: 1-D convolutions as 2-D (NCHWc), speed-up over the exported graph", "",
-                  "| size | graph | threads | speed-up median (min-max) | reps | max abs diff / output peak | load |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in results["graphs"]:
-            lines.append(f"| {r['size']} | {r['graph']} | {r['threads']} | {_spread(r['speedup'], 2)} | {r['reps']} | "
-                         f"{r['max_abs_diff']:.1e} / {r['output_peak']:.2f} | {r['load'][0]:.1f} |")
-        lines.append("")
+    for key, section in SECTIONS:
+        if results.get(key):
+            lines += section(results[key]) + [""]
     return "\n".join(lines)
+
+
+def _throughput(rows: list[dict]) -> list[str]:
+    lines = ["## Throughput (real-time factor = wall s / audio s; lower is faster)", "",
+             "| size | threads | input s | impl | RTF median (min-max) | torch/ours ratio | CPU s per audio s | "
+             "slowest stage | load (1 min) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        stages = r["stages_median_s"]
+        slow = max(stages, key=stages.get) if stages else "-"
+        share = stages[slow] / sum(stages.values()) if stages else 0
+        lines.append(f"| {r['size']} | {r.get('threads', '-')} | {r['input_seconds']:.1f} | {r['impl']} | "
+                     f"{_spread(r['rtf'])} | {_spread(r['ratio_torch_over_ours'], 2)} | "
+                     f"{_f((r.get('cpu_per_audio_second') or {}).get('median'), 2)} | {slow} ({share:.0%}) | {_load(r)} |")
+    lines += ["", "### Seconds per stage (median over repetitions)", ""]
+    names: list[str] = []
+    for r in rows:
+        names += [k for k in r["stages_median_s"] if k not in names]
+    lines += ["| size | threads | input s | impl | " + " | ".join(names) + " |",
+              "|---|---|---|---|" + "---|" * len(names)]
+    for r in rows:
+        cells = " | ".join(_f(r["stages_median_s"].get(k), 2) for k in names)
+        lines.append(f"| {r['size']} | {r.get('threads', '-')} | {r['input_seconds']:.1f} | {r['impl']} | {cells} |")
+    return lines
+
+
+def _batch(rows: list[dict]) -> list[str]:
+    lines = ["## Batch scaling (files converted at once)", "",
+             "| size | files | impl | audio s | wall s | x real time | load |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['files']} | {r['impl']} | {r['audio_seconds']:.1f} | {r['wall']:.2f} | "
+                     f"{r['throughput_x_realtime']:.2f} | {r['load'][0]:.1f} |")
+    return lines
+
+
+def _streaming(rows: list[dict]) -> list[str]:
+    lines = ["## Streaming (ours, `svc_runtime.StreamingConverter`)", "",
+             "| size | context s (encoder / generator) | block ms | algorithmic latency ms | "
+             "compute ms/block median | p95 | max | "
+             "compute/block | keeps up | pitch / content / generator ms per block | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c = r["compute_ms"]
+        lines.append(f"| {r['size']} | {_contexts(r)} | {r['block_ms']:.0f} | {r['latency_ms']:.0f} | {c['median']:.1f} | "
+                     f"{c['p95']:.1f} | {c['max']:.1f} | {r['rtf_median']:.2f} | "
+                     f"{'yes' if r['keeps_up'] else 'no'} | {_graphs(r)} | {r['load'][0]:.1f} |")
+    return lines
+
+
+def _memory(rows: list[dict]) -> list[str]:
+    lines = ["## Peak memory (one fresh process per row)", "",
+             "| size | impl | input s | peak RSS MiB | RSS after load MiB | growth MiB | tracemalloc peak MiB | "
+             "load |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['impl']} | {r['input_seconds']:.0f} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['rss_after_load_mib']:.0f} | {r['peak_rss_mib'] - r['peak_rss_before_convert_mib']:.0f} | "
+                     f"{r['tracemalloc_peak_mib']:.1f} | {r['load'][0]:.1f} |")
+    return lines
+
+
+def _coldstart(rows: list[dict]) -> list[str]:
+    lines = ["## Cold start (process start to the first converted second)", "",
+             "| size | impl | to models loaded s | to first second s |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['impl']} | {_spread(r['to_models_loaded'], 2)} | "
+                     f"{_spread(r['to_first_second'], 2)} |")
+    return lines
+
+
+def _tuning(rows: list[dict]) -> list[str]:
+    lines = ["## ONNX Runtime session settings (ours)", "",
+             "| size | variant | RTF median (min-max) | speed-up vs default | generator s | max abs diff | what |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['variant']} | {_spread(r['rtf'])} | {_spread(r['speedup_vs_default'], 2)} | "
+                     f"{_f(r['stages_median_s'].get('generator'), 2)} | {r['max_abs_diff_vs_default']:.1e} | {r['description']} |")
+    return lines
+
+
+def _graphs_alone(rows: list[dict]) -> list[str]:
+    lines = ["## Each graph alone: 1-D convolutions as 2-D (NCHWc), speed-up over the exported graph", "",
+             "| size | graph | threads | speed-up median (min-max) | reps | max abs diff / output peak | load |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['graph']} | {r['threads']} | {_spread(r['speedup'], 2)} | {r['reps']} | "
+                     f"{r['max_abs_diff']:.1e} / {r['output_peak']:.2f} | {r['load'][0]:.1f} |")
+    return lines
+
+
+SECTIONS = (("throughput", _throughput), ("batch", _batch), ("streaming", _streaming), ("memory", _memory),
+            ("coldstart", _coldstart), ("tuning", _tuning), ("graphs", _graphs_alone))
+"""Result key -> its markdown section, in the report's order."""
 
 
 def plot_results(results: dict, path: Path) -> None:

@@ -41,7 +41,15 @@ def run_batch(runner: BatchRunner, jobs: list[FileJob], out_dir: Path, console: 
         try:
             with Progress(*columns, console=console, transient=False) as progress:
                 task = progress.add_task("converting", total=len(jobs))
+                within = progress.add_task("", total=100, visible=False)  # percent of a long file written
+
+                def long_file_progress(job: FileJob, fraction: float) -> None:  # files converted in blocks
+                    progress.update(within, completed=round(100 * fraction), visible=fraction < 1.0,
+                                    description=f"  [dim]{escape(job.source.name)} (%)[/dim]")
+
+                runner.progress = long_file_progress
                 for result in runner.run(jobs):
+                    progress.update(within, visible=False)
                     results.append(result)
                     report(progress.console, result)
                     name = escape(result.job.source.name)

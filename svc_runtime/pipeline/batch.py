@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,6 +207,7 @@ in memory that does not grow with their length (`long_file`). guard: `interrupt.
                  long_file_seconds: float = LONG_FILE_SECONDS):
         self.converter = converter
         self.long_file_seconds = long_file_seconds
+        self.progress: Callable[[FileJob, float], None] | None = None  # long files: fraction written so far
         self.skip_existing = skip_existing
         self.overwrite = overwrite
         self.max_duration_s = max_duration_s
@@ -282,45 +283,14 @@ in memory that does not grow with their length (`long_file`). guard: `interrupt.
         self.stopped = None
         ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
-
-        def worker() -> None:
-            try:
-                for job in jobs:
-                    if stop.is_set():
-                        break
-                    item = self._admit(job)
-                    if item.result is None:
-                        self._prepare(item)
-                    if stop.is_set() and item.claim is not None:
-                        item.claim.release()
-                        break
-                    ready.put(item)
-            except BaseException as e:
-                ready.put(e)
-            finally:
-                ready.put(None)
-
-        thread = threading.Thread(target=worker, name="svc-prepare", daemon=True)
+        thread = threading.Thread(target=self._prefetch, args=(jobs, ready, stop), name="svc-prepare", daemon=True)
         thread.start()
         pending: list[_Item] = []
         try:
             done = False
             while not done and self.stopped is None:
-                item = ready.get()
-                batch: list[_Item] = []
-                while item is not None:
-                    if isinstance(item, BaseException):
-                        raise item
-                    batch.append(item)
-                    pending.append(item)
-                    if len(batch) >= self.group:
-                        break
-                    try:
-                        item = ready.get_nowait()
-                    except queue.Empty:
-                        break
-                if item is None:
-                    done = True
+                batch, done = self._next_group(ready)
+                pending += batch
                 for result in self._render(batch):
                     yield result
                     if self.stopped is not None:
@@ -332,6 +302,41 @@ in memory that does not grow with their length (`long_file`). guard: `interrupt.
                 if item.claim is not None:
                     item.claim.release()
             self._drain(ready, thread)
+
+    def _prefetch(self, jobs: list[FileJob], ready: queue.Queue, stop: threading.Event) -> None:
+        """The worker thread: admit and prepare each job in order into `ready`, then None."""
+        try:
+            for job in jobs:
+                if stop.is_set():
+                    break
+                item = self._admit(job)
+                if item.result is None:
+                    self._prepare(item)
+                if stop.is_set() and item.claim is not None:
+                    item.claim.release()
+                    break
+                ready.put(item)
+        except BaseException as e:
+            ready.put(e)
+        finally:
+            ready.put(None)
+
+    def _next_group(self, ready: queue.Queue) -> tuple[list[_Item], bool]:
+        """The next prepared items to render together (waits for one, takes up to `group` that are ready)
+        and whether the worker has finished."""
+        item = ready.get()
+        batch: list[_Item] = []
+        while item is not None:
+            if isinstance(item, BaseException):
+                raise item
+            batch.append(item)
+            if len(batch) >= self.group:
+                break
+            try:
+                item = ready.get_nowait()
+            except queue.Empty:
+                break
+        return batch, item is None
 
     def _drain(self, ready: queue.Queue, thread: threading.Thread) -> None:
         """Release the claims of prepared files nobody will render and let the worker end (bounded wait)."""
@@ -453,8 +458,9 @@ in memory that does not grow with their length (`long_file`). guard: `interrupt.
         converter = self.converter
         for attempt in range(2):
             try:
+                progress = None if self.progress is None else functools.partial(self.progress, item.job)
                 write = functools.partial(convert_long_file, converter, item.long, item.job.target,
-                                          converter.options.output_format)
+                                          converter.options.output_format, progress)
                 return self._finished(item.job, write, tuple(notes))
             except MemoryError as e:
                 if attempt:

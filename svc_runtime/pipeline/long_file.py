@@ -20,7 +20,7 @@ file in memory sample for sample (tests/test_long_file.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,9 +257,11 @@ class _OutputStream:
                 raise AssertionError(f"{self._unmixed.shape[0]} output samples left without a loudness envelope")
 
 
-def convert_long_file(converter: Converter, plan: LongFilePlan, target: str | Path, fmt: str = "wav") -> float:
+def convert_long_file(converter: Converter, plan: LongFilePlan, target: str | Path, fmt: str = "wav",
+                      progress: Callable[[float], None] | None = None) -> float:
     """The second pass: convert the file of `plan` into `target` (atomic; nothing is left on failure).
 
+    progress: called after each window with the fraction of the file whose output is written.
     Returns the output's duration in seconds. Raises what `Converter.render_each` gives for a file
     (FloatingPointError, NoVoiceError) and the writer's OutputWriteError / DiskFullError.
     """
@@ -270,7 +272,7 @@ def convert_long_file(converter: Converter, plan: LongFilePlan, target: str | Pa
         out = _OutputStream(writer, plan.n_out, c.sr, c.options.loudness_mix, plan.source_rms)
         for stream, piece in enumerate(plan.slices):
             seg = _open_slice(c, signal, piece, stream)
-            voiced += _run_slice(c, seg, out, plan.n_out)
+            voiced += _run_slice(c, seg, out, plan.n_out, progress)
             signal.drop(piece.end)
         out.close()
         if c.options.f0_filter and voiced == 0:
@@ -297,7 +299,8 @@ def _open_slice(c: Converter, signal: SlidingSignal, piece: Segment, stream: int
     return c.new_slice(piece.start, piece.end, stream, audio, wav16k)
 
 
-def _run_slice(c: Converter, seg: SliceWork, out: _OutputStream, n_out: int) -> int:
+def _run_slice(c: Converter, seg: SliceWork, out: _OutputStream, n_out: int,
+               progress: Callable[[float], None] | None) -> int:
     """Run `seg`'s windows in order into `out`; returns its voiced frame count."""
     out.finalise(seg.start)
     voiced = 0
@@ -311,6 +314,8 @@ def _run_slice(c: Converter, seg: SliceWork, out: _OutputStream, n_out: int) -> 
         seg.phase = result.phase_out
         seg.done += 1
         out.finalise(c.final_before(seg, n_out))
+        if progress is not None:
+            progress(out.base / n_out)
         if seg.done < len(seg.chunks):
             nxt = seg.chunks[seg.done].win_start
             seg.audio.drop(nxt * c.hop)  # F0 chunks still to fill start later still
