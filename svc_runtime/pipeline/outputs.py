@@ -140,7 +140,7 @@ def conversion_settings(options: Any, bundle: Any) -> dict[str, Any]:
     hashes and the precision. {"fingerprint": sha256 of the rest, "options": ..., "bundle": ...}."""
     opts = {k: _plain(v) for k, v in dataclasses.asdict(options).items() if k not in NOT_OUTPUT_SETTINGS}
     manifest = bundle.manifest
-    graphs = sorted(g.sha256 for g in manifest.graphs.values())
+    graphs = sorted(g.sha256 + (g.data_sha256 or "") for g in manifest.graphs.values())  # weights kept apart too
     record = {"options": opts, "bundle": {"graphs": graphs, "precision": getattr(bundle, "precision", "fp32")}}
     record["fingerprint"] = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
     return record
