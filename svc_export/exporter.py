@@ -117,6 +117,17 @@ class ExportRequest:
 
     def validate(self) -> None:
         """Check files, names and option combinations; raise `ExportInputError` naming the problem."""
+        self._check_files_exist()
+        self._check_encoder()
+        self._check_pitch()
+        self._check_diffusion()
+        self._check_output_options()
+        try:
+            check_target(Path(self.output).resolve())
+        except ValueError as exc:
+            raise ExportInputError(str(exc)) from exc
+
+    def _check_files_exist(self) -> None:
         files = [("checkpoint", self.checkpoint), ("--config", self.config)]
         files += [("--encoder-checkpoint", self.encoder_checkpoint), ("--pitch-checkpoint", self.pitch_checkpoint)]
         files += [("--vocoder", self.vocoder), ("--diffusion-checkpoint", self.diffusion_checkpoint)]
@@ -126,6 +137,8 @@ class ExportRequest:
         for what, path in files:
             if path is not None and not Path(path).exists():
                 raise ExportInputError(f"{what}: {path} does not exist")
+
+    def _check_encoder(self) -> None:
         if self.encoder is not None:
             from svc_train.encoders import ENCODER_SPECS
 
@@ -135,6 +148,8 @@ class ExportRequest:
                 )
         if self.encoder_checkpoint is None and self.encoder is not None:
             raise ExportInputError("--encoder needs --encoder-checkpoint PATH (the encoder's weights)")
+
+    def _check_pitch(self) -> None:
         if self.pitch is not None and self.pitch not in PITCH_METHODS:
             raise ExportInputError(f"--pitch: unknown method {self.pitch!r}; choose one of {', '.join(PITCH_METHODS)}")
         if self.pitch_checkpoint is not None and self.pitch is None:
@@ -143,10 +158,14 @@ class ExportRequest:
             raise ExportInputError("--pitch rmvpe needs --pitch-checkpoint PATH (rmvpe.pt)")
         if self.pitch_threshold is not None and not 0.0 <= self.pitch_threshold < 1.0:
             raise ExportInputError(f"--pitch-threshold must be in [0, 1), got {self.pitch_threshold}")
+
+    def _check_diffusion(self) -> None:
         if (self.diffusion_checkpoint is None) != (self.diffusion_config is None):
             raise ExportInputError("--diffusion-checkpoint and --diffusion-config go together (model_*.pt + diffusion.yaml)")
         if self.diffusion_checkpoint is not None and self.vocoder is None:
             raise ExportInputError("shallow diffusion renders through a vocoder: add --vocoder PATH (nsf_hifigan model)")
+
+    def _check_output_options(self) -> None:
         if self.int8_calibration is not None and not self.int8:
             raise ExportInputError("--int8-calibration calibrates the int8 graphs: add --int8")
         if self.int8_calibration is not None and not Path(self.int8_calibration).exists():
@@ -157,10 +176,6 @@ class ExportRequest:
             raise ExportInputError(f"--external-data-threshold must be positive, got {self.external_data_threshold}")
         if self.opset < 17:
             raise ExportInputError(f"--opset must be at least 17 (LayerNormalization), got {self.opset}")
-        try:
-            check_target(Path(self.output).resolve())
-        except ValueError as exc:
-            raise ExportInputError(str(exc)) from exc
 
 
 @dataclass
@@ -475,22 +490,46 @@ def _export_plan(
     skipped: receives one line per pass that could not run on this graph (and left it as it was).
     """
     path = stage.file(f"{plan.name}.onnx")
+    _trace(plan, path, request, step)
+    if request.simplify:
+        _simplify(plan, path, step, skipped)
+    _rewrite_convolutions(plan, path, step)
+    flat = _predictor_as_branch(plan, path, request, step)
+    if request.trt and float64_tensors(path):
+        raise GraphExportError(f"graph {plan.name}: holds float64 tensors, which TensorRT cannot run")
+    results = torch_parity(plan, path)
+    if on_parity:
+        on_parity(f"{plan.name} (fp32) vs PyTorch", results)
+    require_parity(results)
+    entries = {plan.name: _graph_entry(plan, path, "fp32", request.opset, results)}
+    scopes = plan.meta.get("fp32_scopes")
+    if request.fp16 and scopes is not None:
+        entries[f"{plan.name}_fp16"] = _fp16_copy(plan, path, flat, tuple(scopes), stage, request, step, on_parity)
+    return entries
+
+
+def _trace(plan: GraphPlan, path: Path, request: ExportRequest, step: StepCallback) -> None:
     step(f"{plan.name}: tracing (opset {request.opset})")
     data = export_onnx(plan, path, request.opset, request.external_data_threshold)
     if data is not None:
         step(f"{plan.name}: weights in external data file {data.name} ({data.stat().st_size / 1e6:.1f} MB)")
     check_graph(path)
-    if request.simplify:
-        started = time.perf_counter()
-        try:
-            before, after = simplify_onnx(path)
-        except PassSkipped as reason:
-            step(f"{plan.name}: onnxslim skipped: {reason}")
-            if skipped is not None:
-                skipped.append(f"{plan.name}: onnxslim ({reason})")
-        else:
-            step(f"{plan.name}: onnxslim {before} -> {after} nodes ({time.perf_counter() - started:.1f} s)")
-        check_graph(path)
+
+
+def _simplify(plan: GraphPlan, path: Path, step: StepCallback, skipped: list[str] | None) -> None:
+    started = time.perf_counter()
+    try:
+        before, after = simplify_onnx(path)
+    except PassSkipped as reason:
+        step(f"{plan.name}: onnxslim skipped: {reason}")
+        if skipped is not None:
+            skipped.append(f"{plan.name}: onnxslim ({reason})")
+    else:
+        step(f"{plan.name}: onnxslim {before} -> {after} nodes ({time.perf_counter() - started:.1f} s)")
+    check_graph(path)
+
+
+def _rewrite_convolutions(plan: GraphPlan, path: Path, step: StepCallback) -> None:
     rewritten = convs_as_2d(path)
     if rewritten:
         step(f"{plan.name}: {rewritten} 1-D convolutions run as 2-D (ONNX Runtime's NCHWc kernels)")
@@ -499,9 +538,16 @@ def _export_plan(
     if upsamplers:
         step(f"{plan.name}: {upsamplers} ConvTranspose nodes run as polyphase Conv (NCHWc instead of col2im)")
         check_graph(path)
-    flat = None  # the graph before the If pass: fp16 copies are made from it and keep the flat Where (the
-    # fp16 conversion's casts do not survive inside a branch; on a GPU the predictor costs little, and a
-    # CUDA graph cannot capture an If anyway)
+
+
+def _predictor_as_branch(plan: GraphPlan, path: Path, request: ExportRequest, step: StepCallback) -> Path | None:
+    """Put the F0 predictor in an If branch; the graph before that pass when an fp16 copy needs it, else None.
+
+    fp16 copies are made from the graph before the If pass and keep the flat Where (the fp16
+    conversion's casts do not survive inside a branch; on a GPU the predictor costs little, and a
+    CUDA graph cannot capture an If anyway).
+    """
+    flat = None
     if request.fp16 and plan.meta.get("fp32_scopes") is not None:
         flat = path.with_name(f".{path.stem}.flat.onnx")
         copy_graph(path, flat)
@@ -511,35 +557,32 @@ def _export_plan(
     elif flat is not None:
         remove_graph(flat)
         flat = None
-    if request.trt and float64_tensors(path):
-        raise GraphExportError(f"graph {plan.name}: holds float64 tensors, which TensorRT cannot run")
-    results = torch_parity(plan, path)
+    return flat
+
+
+def _fp16_copy(
+    plan: GraphPlan, path: Path, flat: Path | None, scopes: tuple[str, ...], stage: BundleStaging,
+    request: ExportRequest, step: StepCallback, on_parity: ParityCallback | None,
+) -> GraphEntry:
+    """The fp16 copy of the fp32 graph at ``path`` (made from ``flat`` when given), proved against it."""
+    half = stage.file(f"{plan.name}.fp16.onnx")
+    step(f"{plan.name}: fp16 copy (fp32 kept in {', '.join(scopes)}, normalisations and transcendental ops)")
+    convert_to_fp16(flat or path, half, scopes)
+    if flat is not None:
+        remove_graph(flat)
+    tolerance = {s.name: FP16_TOLERANCE[s.name] for s in plan.outputs}
+    half_results = graph_parity(plan, half, path, f"{plan.name} fp32 graph", tolerance)
     if on_parity:
-        on_parity(f"{plan.name} (fp32) vs PyTorch", results)
-    require_parity(results)
-    entries = {
-        plan.name: GraphEntry(
-            role=plan.role, **entry_files(path), precision="fp32", opset=request.opset,
-            inputs=_specs(plan.inputs), outputs=_specs(plan.outputs), parity=_records(results),
-        )
-    }
-    scopes = plan.meta.get("fp32_scopes")
-    if request.fp16 and scopes is not None:
-        half = stage.file(f"{plan.name}.fp16.onnx")
-        step(f"{plan.name}: fp16 copy (fp32 kept in {', '.join(scopes)}, normalisations and transcendental ops)")
-        convert_to_fp16(flat or path, half, tuple(scopes))
-        if flat is not None:
-            remove_graph(flat)
-        tolerance = {s.name: FP16_TOLERANCE[s.name] for s in plan.outputs}
-        half_results = graph_parity(plan, half, path, f"{plan.name} fp32 graph", tolerance)
-        if on_parity:
-            on_parity(f"{plan.name} (fp16) vs fp32 graph", half_results)
-        require_parity(half_results)
-        entries[f"{plan.name}_fp16"] = GraphEntry(
-            role=plan.role, **entry_files(half), precision="fp16", opset=request.opset,
-            inputs=_specs(plan.inputs), outputs=_specs(plan.outputs), parity=_records(half_results),
-        )
-    return entries
+        on_parity(f"{plan.name} (fp16) vs fp32 graph", half_results)
+    require_parity(half_results)
+    return _graph_entry(plan, half, "fp16", request.opset, half_results)
+
+
+def _graph_entry(plan: GraphPlan, path: Path, precision: str, opset: int, results) -> GraphEntry:
+    return GraphEntry(
+        role=plan.role, **entry_files(path), precision=precision, opset=opset,
+        inputs=_specs(plan.inputs), outputs=_specs(plan.outputs), parity=_records(results),
+    )
 
 
 def _build_engines(

@@ -98,6 +98,18 @@ def inspect_onnx_encoder(path: Path, session=None) -> OnnxEncoderLayout:
     Raises CheckpointLayoutError naming the file and what does not fit.
     """
     session = session if session is not None else open_session(path)
+    graph_input, graph_output = _one_input_one_output(path, session)
+    rank, batch_fixed = _check_input(path, graph_input)
+    if graph_output.type != "tensor(float)":
+        raise CheckpointLayoutError(f"{path}: output {graph_output.name!r} is {graph_output.type}; expected float32 units")
+    probe = OnnxEncoderLayout(graph_input.name, graph_output.name, rank, batch_fixed, 1, 0)
+    results = [_probe_output_shape(path, session, probe, samples) for samples in PROBE_SAMPLES]
+    time_axis, dim = _time_axis_and_dim(path, results)
+    return OnnxEncoderLayout(graph_input.name, graph_output.name, rank, batch_fixed, time_axis, dim)
+
+
+def _one_input_one_output(path: Path, session):
+    """The graph's input and (first) output; the graph must take exactly one input."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
@@ -106,7 +118,11 @@ def inspect_onnx_encoder(path: Path, session=None) -> OnnxEncoderLayout:
         )
     if not outputs:
         raise CheckpointLayoutError(f"{path}: the graph has no output")
-    graph_input, graph_output = inputs[0], outputs[0]
+    return inputs[0], outputs[0]
+
+
+def _check_input(path: Path, graph_input) -> tuple[int, bool]:
+    """(rank, batch fixed to 1) of a float32 waveform input [1, 1, samples] or [batch, samples]."""
     if graph_input.type != "tensor(float)":
         raise CheckpointLayoutError(
             f"{path}: input {graph_input.name!r} is {graph_input.type}; a speech encoder takes float32 audio"
@@ -127,28 +143,31 @@ def inspect_onnx_encoder(path: Path, session=None) -> OnnxEncoderLayout:
     batch_fixed = isinstance(shape[0], int)
     if batch_fixed and shape[0] != 1:
         raise CheckpointLayoutError(f"{path}: input {graph_input.name!r} has a fixed batch of {shape[0]}; expected 1")
-    if graph_output.type != "tensor(float)":
-        raise CheckpointLayoutError(f"{path}: output {graph_output.name!r} is {graph_output.type}; expected float32 units")
+    return len(shape), batch_fixed
 
-    probe = OnnxEncoderLayout(graph_input.name, graph_output.name, len(shape), batch_fixed, 1, 0)
-    results = []
-    for samples in PROBE_SAMPLES:
-        try:
-            out = session.run([graph_output.name], {graph_input.name: probe.feed(_probe_wave(samples))})[0]
-        except Exception as error:
-            shape = list(probe.feed(_probe_wave(samples)).shape)
-            raise CheckpointLayoutError(
-                f"{path}: running it on 16 kHz audio shaped {shape} failed ({_ort_cause(error)})"
-            ) from None
-        out = np.asarray(out)
-        if out.ndim != 3 or out.shape[0] != 1:
-            raise CheckpointLayoutError(
-                f"{path}: output {graph_output.name!r} has shape {list(out.shape)} for one waveform; "
-                "expected [1, frames, dim]"
-            )
-        if not np.isfinite(out).all():
-            raise CheckpointLayoutError(f"{path}: output {graph_output.name!r} holds NaN or Inf for a plain tone")
-        results.append(out.shape)
+
+def _probe_output_shape(path: Path, session, probe: OnnxEncoderLayout, samples: int) -> tuple[int, ...]:
+    """The output's shape for a test tone of ``samples`` samples: [1, frames, dim] or [1, dim, frames], finite."""
+    feed = probe.feed(_probe_wave(samples))
+    try:
+        out = session.run([probe.output_name], {probe.input_name: feed})[0]
+    except Exception as error:
+        raise CheckpointLayoutError(
+            f"{path}: running it on 16 kHz audio shaped {list(feed.shape)} failed ({_ort_cause(error)})"
+        ) from None
+    out = np.asarray(out)
+    if out.ndim != 3 or out.shape[0] != 1:
+        raise CheckpointLayoutError(
+            f"{path}: output {probe.output_name!r} has shape {list(out.shape)} for one waveform; "
+            "expected [1, frames, dim]"
+        )
+    if not np.isfinite(out).all():
+        raise CheckpointLayoutError(f"{path}: output {probe.output_name!r} holds NaN or Inf for a plain tone")
+    return out.shape
+
+
+def _time_axis_and_dim(path: Path, results: list[tuple[int, ...]]) -> tuple[int, int]:
+    """The output axis that grows with the input (one frame per HOP samples) and the units' size."""
     grows = [axis for axis in (1, 2) if results[1][axis] > results[0][axis]]
     if len(grows) != 1:
         raise CheckpointLayoutError(
@@ -156,7 +175,6 @@ def inspect_onnx_encoder(path: Path, session=None) -> OnnxEncoderLayout:
             f"{PROBE_SAMPLES[0]} samples, {list(results[1])} for {PROBE_SAMPLES[1]}); expected [1, frames, dim]"
         )
     time_axis = grows[0]
-    dim = int(results[0][3 - time_axis])
     for samples, out_shape in zip(PROBE_SAMPLES, results):
         frames = out_shape[time_axis]
         if abs(frames - samples / HOP) > FRAME_SLACK:
@@ -164,7 +182,7 @@ def inspect_onnx_encoder(path: Path, session=None) -> OnnxEncoderLayout:
                 f"{path}: gives {frames} frames for {samples} samples; so-vits-svc's encoders give one frame per "
                 f"{HOP} samples ({samples // HOP}) at 16 kHz"
             )
-    return OnnxEncoderLayout(graph_input.name, graph_output.name, len(shape), batch_fixed, time_axis, dim)
+    return time_axis, int(results[0][3 - time_axis])
 
 
 class OnnxContentEncoder(nn.Module):
