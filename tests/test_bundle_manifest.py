@@ -110,10 +110,17 @@ def test_unreadable_manifest_names_the_file(tmp_path):
         Manifest.read(tmp_path)
 
 
+VOCODER = {"sampling_rate": 44100, "hop_size": 512, "num_mels": 128, "n_fft": 2048, "win_size": 2048,
+           "fmin": 40.0, "fmax": 16000.0}
+DIFFUSION = {"vocoder": VOCODER, "timesteps": 1000, "k_step_max": 100, "max_beta": 0.02, "spec_min": -12.0,
+             "spec_max": 2.0, "unit_channels": 768, "hidden": 256, "n_spk": 1, "sampling_rate": 44100,
+             "hop_size": 512, "method": "dpm-solver++", "speedup": 10}
+
+
 def test_diffusion_section_and_roles_round_trip():
     import dataclasses
 
-    spec = {"timesteps": 1000, "k_step_max": 100, "vocoder": {"sampling_rate": 44100}, "note": None}
+    spec = {**DIFFUSION, "note": None}  # a key the spec does not know, and a null: written back as read
     manifest = dataclasses.replace(make_manifest(FILES), diffusion=spec)
     data = manifest.to_dict()
     assert data["diffusion"] == spec  # kept verbatim, None values included
@@ -123,6 +130,41 @@ def test_diffusion_section_and_roles_round_trip():
     data["diffusion"] = [1, 2]
     with pytest.raises(ManifestError, match="diffusion: expected an object"):
         Manifest.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"timesteps": 1000, "k_step_max": 100, "vocoder": {"sampling_rate": 44100}},
+         "diffusion.vocoder.hop_size: required field is missing"),
+        ({**DIFFUSION, "timesteps": "1000"}, "diffusion.timesteps: expected an integer, got str"),
+        ({**DIFFUSION, "k_step_max": 0}, "diffusion.k_step_max: must be in [1, timesteps=1000], got 0"),
+        ({**DIFFUSION, "method": "euler"}, "diffusion.method: must be one of"),
+        ({**DIFFUSION, "hop_size": 256}, "diffusion: diffusion grid 44100 Hz / hop 256 differs from the vocoder's"),
+        ({**DIFFUSION, "vocoder": {**VOCODER, "win_size": 4096}}, "diffusion.vocoder: does not fit: win_size (4096)"),
+        ({"vocoder": {**VOCODER, "n_fft": "2048"}}, "diffusion.vocoder.n_fft: expected an integer, got str"),
+        ({}, "diffusion.vocoder: required field is missing"),
+    ],
+)
+def test_a_malformed_diffusion_section_is_refused_at_load_with_the_field(section, message):
+    data = make_manifest(FILES).to_dict()
+    data["diffusion"] = section
+    with pytest.raises(ManifestError) as error:
+        Manifest.from_dict(data)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_diffusion_section_reads_typed_in_either_form():
+    import dataclasses
+
+    from svc_runtime.diffusion.spec import DiffusionSpec, VocoderOnlySpec, VocoderSpec
+
+    full = Manifest.from_dict({**make_manifest(FILES).to_dict(), "diffusion": DIFFUSION})
+    assert isinstance(full.diffusion_spec(), DiffusionSpec) and full.diffusion_spec().to_dict()["timesteps"] == 1000
+    alone = dataclasses.replace(full, diffusion={"vocoder": VOCODER})
+    assert alone.diffusion_spec() == VocoderOnlySpec(VocoderSpec(**VOCODER))
+    assert Manifest.from_dict(alone.to_dict()).diffusion == {"vocoder": VOCODER}
+    assert make_manifest(FILES).diffusion_spec() is None
 
 
 def test_engine_profiles_are_validated():

@@ -1,20 +1,22 @@
 """What a host needs to run shallow diffusion and the vocoder: ``diffusion.json``, typed.
 
-Written by :func:`svc_export.diffusion_graphs.export_diffusion` beside the graphs (and
-meant to be copied into the bundle manifest as its ``diffusion`` section). Without the
-diffusion part (``timesteps`` absent) the folder holds only the vocoder, enough for
-``--enhance``.
+Written by :func:`svc_export.diffusion_graphs.export_diffusion` beside the graphs and
+copied into the bundle manifest as its ``diffusion`` section. Without the diffusion part
+(``timesteps`` absent) the folder holds only the vocoder, enough for ``--enhance``
+(`VocoderOnlySpec`); `read_section` reads either form. Every rule is part of the dataclasses
+(``schema_check``), so `svc_runtime.schema.read_dataclass` reads them anywhere, the manifest included.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from svc_runtime.diffusion.mel import MelSpec
 from svc_runtime.diffusion.samplers import METHODS
 from svc_runtime.errors import BundleError
-from svc_runtime.schema import read_dataclass, to_mapping
+from svc_runtime.schema import DEFAULT_DIALECT, Dialect, ErrorFactory, Invalid, read_dataclass, to_mapping
 
 SPEC_FILE = "diffusion.json"
 CONDITION_GRAPH = "diffusion_condition"
@@ -45,14 +47,16 @@ class VocoderSpec:
     def to_dict(self) -> dict[str, Any]:
         return to_mapping(self)
 
+    def schema_check(self) -> None:
+        """The mel settings fit together (`read_dataclass` calls this after the fields)."""
+        try:
+            self.mel.validate()
+        except ValueError as exc:
+            raise Invalid("", f"does not fit: {exc}") from None
+
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> VocoderSpec:
-        spec = read_dataclass(cls, raw, source, "vocoder", DiffusionSpecError)
-        try:
-            spec.mel.validate()
-        except ValueError as exc:
-            raise DiffusionSpecError(f"{source}: vocoder: {exc}") from exc
-        return spec
+        return read_dataclass(cls, raw, source, "vocoder", DiffusionSpecError)
 
 
 @dataclass(frozen=True)
@@ -82,23 +86,44 @@ class DiffusionSpec:
     def to_dict(self) -> dict[str, Any]:
         return to_mapping(self)
 
+    def schema_check(self) -> None:
+        """Rules across fields (`read_dataclass` calls this after the fields, the vocoder's included)."""
+        if self.method not in METHODS:
+            raise Invalid("method", f"must be one of {METHODS}, got {self.method!r}")
+        if not 1 <= self.k_step_max <= self.timesteps:
+            raise Invalid("k_step_max", f"must be in [1, timesteps={self.timesteps}], got {self.k_step_max}")
+        vocoder = self.vocoder
+        if self.sampling_rate != vocoder.sampling_rate or self.hop_size != vocoder.hop_size:
+            # so-vits-svc requires the same frame grid for the diffusion model and the vocoder
+            raise Invalid(
+                "", f"diffusion grid {self.sampling_rate} Hz / hop {self.hop_size} differs from the vocoder's "
+                f"{vocoder.sampling_rate} Hz / hop {vocoder.hop_size}"
+            )
+
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> DiffusionSpec:
         if not isinstance(raw, dict):
             raise DiffusionSpecError(f"{source}: the diffusion section must be a mapping")
-        vocoder = VocoderSpec.from_dict(raw.get("vocoder"), source)
-        spec = read_dataclass(cls, {**raw, "vocoder": to_mapping(vocoder)}, source, error=DiffusionSpecError)
-        if spec.method not in METHODS:
-            raise DiffusionSpecError(f"{source}: method must be one of {METHODS}, got {spec.method!r}")
-        if not 1 <= spec.k_step_max <= spec.timesteps:
-            raise DiffusionSpecError(f"{source}: k_step_max must be in [1, timesteps={spec.timesteps}], got {spec.k_step_max}")
-        if spec.sampling_rate != vocoder.sampling_rate or spec.hop_size != vocoder.hop_size:
-            # so-vits-svc requires the same frame grid for the diffusion model and the vocoder
-            raise DiffusionSpecError(
-                f"{source}: diffusion grid {spec.sampling_rate} Hz / hop {spec.hop_size} differs from the vocoder's "
-                f"{vocoder.sampling_rate} Hz / hop {vocoder.hop_size}"
-            )
-        return spec
+        return read_dataclass(cls, raw, source, error=DiffusionSpecError)
+
+
+@dataclass(frozen=True)
+class VocoderOnlySpec:
+    """The section of a bundle exported with ``--vocoder`` alone: the enhancer's vocoder, no diffusion model."""
+
+    vocoder: VocoderSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_mapping(self)
+
+
+def read_section(
+    raw: Any, where: str, name: str = "", error: ErrorFactory = DiffusionSpecError,
+    dialect: Dialect = DEFAULT_DIALECT,
+) -> DiffusionSpec | VocoderOnlySpec:
+    """A ``diffusion`` section in either form: the full spec when it has ``timesteps``, else the vocoder's alone."""
+    cls = DiffusionSpec if isinstance(raw, Mapping) and "timesteps" in raw else VocoderOnlySpec
+    return read_dataclass(cls, raw, where, name, error, dialect)
 
 
 __all__ = [
@@ -108,5 +133,7 @@ __all__ = [
     "VOCODER_GRAPH",
     "DiffusionSpec",
     "DiffusionSpecError",
+    "VocoderOnlySpec",
     "VocoderSpec",
+    "read_section",
 ]
