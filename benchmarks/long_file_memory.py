@@ -6,8 +6,11 @@
 For each input kind and length, writes a 44.1 kHz mono WAV and runs `svc-run convert` on it in a fresh
 process, which reports its own peak RSS (VmHWM, via getrusage) and wall time when it ends. Kinds: `corpus`
 (speech and sung files of the corpus concatenated, with their pauses; synthetic speech-like audio with
-pauses without the corpus) and `continuous` (a vibrato tone with no pause at all: one voiced slice as long
-as the file, the hardest case for the slicer-based pipeline). Files above `LONG_FILE_SECONDS` take the
+pauses without the corpus), `repeated` (the corpus's first minute over and over: the same slices at every
+length) and `continuous` (a vibrato tone with no pause at all: one voiced slice as long as the file).
+What is left of the peak after the blocks is the graph's run over the longest window, which grows with
+the longest voiced slice up to `max_window_seconds` (30 s), not with the file: compare `repeated`
+(same content) and `corpus` (later files hold 30+ s slices the first minute lacks). Files above `LONG_FILE_SECONDS` take the
 blockwise path; `--in-memory` also runs each file with that limit raised, for the before/after ratio.
 Prints a table with each peak relative to the shortest input's and writes JSON.
 """
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="micro", choices=("micro", "tiny", "standard"))
     ap.add_argument("--minutes", type=float, nargs="+", default=[1.0, 20.0])
-    ap.add_argument("--kind", nargs="+", default=["corpus", "continuous"], choices=("corpus", "continuous"))
+    ap.add_argument("--kind", nargs="+", default=["corpus", "repeated", "continuous"], choices=("corpus", "repeated", "continuous"))
     ap.add_argument("--in-memory", action="store_true", help="also run each file held whole in memory")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -105,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
                 source = tmp / f"{kind}_{minutes:g}min.wav"
                 if kind == "corpus":
                     audio, origin = concatenated(minutes * 60.0)
+                elif kind == "repeated":
+                    one, origin = concatenated(60.0)
+                    audio = np.tile(one, int(np.ceil(minutes)))[: int(minutes * 60 * SAMPLE_RATE)]
+                    origin = f"first minute of: {origin}, repeated"
                 else:
                     audio, origin = continuous_tone(minutes * 60.0), "vibrato tone, no pause"
                 soundfile.write(source, audio, SAMPLE_RATE, subtype="PCM_16")

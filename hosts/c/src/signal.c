@@ -295,7 +295,7 @@ int64_t svc_slice_on_silence(const float *x, int64_t n, int sample_rate, double 
     return count;
 }
 
-/* ------------------------------------------------------------------ chunks and crossfade */
+/* ------------------------------------------------------------------ chunks and crossfade (signal/chunking.py) */
 
 int64_t svc_plan_chunks(int64_t n_frames, int64_t window, int64_t context, svc_chunk *out, int64_t max_chunks) {
     if (n_frames <= 0) return 0;
