@@ -85,6 +85,26 @@ def test_signal_mid_file_abandons_it_cleanly_and_resume_finishes(tmp_path: Path,
     assert sorted(p.name for p in out.glob("*.wav")) == ["a.wav", "b.wav", "c.wav", "d.wav"]
 
 
+def test_sigterm_during_a_long_file_in_blocks_leaves_nothing(tmp_path: Path):
+    """A file over `LONG_FILE_SECONDS` is written block by block into its temporary output while it converts;
+    SIGTERM then abandons it: exit 143, no output, no temporary file, the input untouched."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    audio, _ = vibrato_tone(62.0)
+    soundfile.write(inputs / "long.wav", audio, SR)
+    before = (inputs / "long.wav").read_bytes()
+    out = tmp_path / "out"
+    small_bundle_dir()
+    proc = start(command(inputs, out), {"slow_run_s": 0.5})
+    wait_for(lambda: any(out.glob("*.part")) or proc.poll() is not None)  # the output being written in blocks
+    proc.send_signal(signal.SIGTERM)
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, text
+    assert "interrupted by SIGTERM" in text and "Traceback" not in text
+    assert not list(out.glob("*.wav")) and not leftovers(out)
+    assert (inputs / "long.wav").read_bytes() == before
+
+
 def test_two_workers_never_convert_the_same_file(tmp_path: Path):
     inputs = tmp_path / "in"
     names = [f"f{i}" for i in range(6)]
