@@ -1,6 +1,11 @@
-"""`python -m benchmarks.backends`: the generator graph on every CPU backend, in one process, interleaved.
+"""`python -m benchmarks.backends`: the generator or conversion graph on every CPU backend, in one process, interleaved.
 
-Backends (each through `Bundle.load(..., roles=("generator",))`, the same bundle files):
+`--graph generator` (default) times the generator graph; `--graph converter` the conversion graph (role
+`converter`, FCPE and the speech encoder inside; `converter_f0` with a host F0 for a bundle without a pitch
+graph) on one window of a sung tone, as `svc_runtime.pipeline.window.run_windows` feeds it, and also
+reports how far each backend's carried NSF phase (`phase_out`) is from ONNX Runtime's.
+
+Backends (each through `Bundle.load(..., roles=(ROLE,))`, the same bundle files):
 `ort-fp32` (ONNX Runtime, the runtime's default), `ov-fp32` (OpenVINO CPU plugin), `ov-bf16`
 (OpenVINO with bf16 inference precision, on CPUs with AVX512-BF16 / AMX), `ort-int8` (the
 bundle's int8 generator, when it has one). Same feeds for all: random units, a sung F0 glide
@@ -10,7 +15,9 @@ SNR is each backend's audio vs `ort-fp32` on the same feeds.
 
 The model: the random standard-size so-vits-svc 4.1 generator of `benchmarks.models`
 (`svc-train init`), exported by `svc-export --int8` into a generator-only bundle next to it
-(or the full benchmark bundle when it exists). On a shared machine only the interleaved ratios
+(or the full benchmark bundle when it exists); for `--graph converter`, the full benchmark bundle
+when it exists, else `svc-export --pitch fcpe` (no int8: its calibration takes long at this size)
+into `converter_bundle` next to it. On a shared machine only the interleaved ratios
 mean anything; the load average is printed with the numbers.
 """
 
@@ -30,9 +37,10 @@ import numpy as np
 from benchmarks.models import SIZES, _cli, ensure_models
 from svc_runtime.bundle.bundle import Bundle
 from svc_runtime.bundle.sessions import ProviderConfig
-from svc_runtime.signal.nsf_phase import frame_start_phases
+from svc_runtime.signal.nsf_phase import frame_start_phases, limbs_to_cycles
 
 REFERENCE = "ort-fp32"
+GRAPHS = ("generator", "converter")
 
 
 def generator_bundle(size: str, cache: Path | None = None) -> Path:
@@ -50,7 +58,38 @@ def generator_bundle(size: str, cache: Path | None = None) -> Path:
     return out
 
 
-def backends(bundle_dir: Path, threads: int) -> dict[str, tuple[ProviderConfig, str]]:
+def converter_bundle(size: str, cache: Path | None = None) -> Path:
+    """A bundle with the `size` benchmark model's conversion graph: the full benchmark bundle when it is built,
+    else `svc-export --pitch fcpe` with the benchmark encoder (no int8) cached beside it."""
+    models = ensure_models(size, cache, bundle=False)
+    if (models.bundle / "manifest.json").is_file():
+        return models.bundle
+    out = models.root / "converter_bundle"
+    if not (out / "manifest.json").is_file():
+        cmd = _cli("svc-export") + [str(models.checkpoint), "--config", str(models.config), "-o", str(out),
+                                    "--encoder-checkpoint", str(models.encoder)]
+        if models.pitch == "fcpe":
+            cmd += ["--pitch", "fcpe"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"svc-export failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
+    return out
+
+
+def graph_role(bundle_dir: Path, graph: str) -> str:
+    """The bundle role `--graph` times: `generator`, or `converter` (`converter_f0` without a pitch graph)."""
+    from svc_runtime.bundle.manifest import Manifest
+
+    if graph == "generator":
+        return "generator"
+    roles = {g.role for g in Manifest.read(bundle_dir).graphs.values()}
+    for role in ("converter", "converter_f0"):
+        if role in roles:
+            return role
+    raise ValueError(f"{bundle_dir} has no conversion graph (re-export it with svc-export and a speech encoder)")
+
+
+def backends(bundle_dir: Path, threads: int, role: str = "generator") -> dict[str, tuple[ProviderConfig, str]]:
     """name -> (provider config, bundle precision) of every backend this machine and bundle can run."""
     from svc_runtime.bundle.manifest import Manifest
     from svc_runtime.bundle.openvino_session import cpu_has_bf16, openvino_available
@@ -61,7 +100,7 @@ def backends(bundle_dir: Path, threads: int) -> dict[str, tuple[ProviderConfig, 
         if cpu_has_bf16():
             chosen["ov-bf16"] = (
                 ProviderConfig(provider="openvino", intra_op_threads=threads, inference_precision="bf16"), "fp32")
-    if Manifest.read(bundle_dir).graph_for("generator", "int8")[1].precision == "int8":
+    if Manifest.read(bundle_dir).graph_for(role, "int8")[1].precision == "int8":
         chosen["ort-int8"] = (ProviderConfig(intra_op_threads=threads), "int8")
     return chosen
 
@@ -92,6 +131,33 @@ def generator_feeds(bundle: Bundle, seconds: float, seed: int = 0) -> dict[str, 
     if model.vol_embedding:
         feeds["vol"] = np.full((1, frames), 0.3, np.float32)
     return feeds
+
+
+def converter_feeds(bundle: Bundle, role: str, seconds: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs of the conversion graph for one window of `seconds`: a sung tone (a 110-440 Hz glide with 5.5 Hz
+    vibrato and three harmonics, a short pause every 2 s) and its F0 for `converter_f0`, the runtime's noise
+    (seed 52468, stream 0) and initial phase, the first speaker, transpose 0, phase carried to the last frame."""
+    from svc_runtime.audio.resample import resample
+    from svc_runtime.pipeline.noise import NoiseStream
+    from svc_runtime.pipeline.window import Controls, Window, window_feeds
+
+    model = bundle.manifest.model
+    hop, sr = model.hop_length, model.sampling_rate
+    frames = int(round(seconds * sr / hop))
+    t = np.arange(frames * hop) / sr
+    f0 = 110.0 * 2.0 ** (2.0 * (t / max(seconds, 1e-9)) + 0.03 * np.sin(2 * np.pi * 5.5 * t))
+    voiced = (t % 2.0) <= 1.8
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    audio = (0.2 * voiced * sum(np.sin(k * phase) / k for k in (1, 2, 3))).astype(np.float32)
+    noise = NoiseStream(52468 + seed, 0, model.inter_channels, hop, model.n_harmonics)
+    speaker = np.zeros((frames, model.n_speakers), np.float32)
+    speaker[:, 0] = 1.0
+    frame_f0 = np.where(voiced[::hop], f0[::hop], 0.0).astype(np.float32)
+    window = Window(wav16k=resample(audio, sr, 16000), start=0, frames=frames, noise=noise,
+                    phase_in=noise.initial_phase(), state_frame=frames, speaker=speaker, f0=frame_f0,
+                    audio=audio if model.vol_embedding else None)
+    controls = Controls.create(0.0, 0.4, model.ssl_dim)
+    return window_feeds(role, [window], controls, bundle.graph_entry(role).input_names())
 
 
 def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
@@ -126,28 +192,40 @@ def machine() -> dict:
 
 
 def run(args: argparse.Namespace, log=print) -> dict:
-    bundle_dir = Path(args.bundle) if args.bundle else generator_bundle(args.size)
-    report = {"machine": machine(), "bundle": str(bundle_dir), "threads": args.threads, "reps": args.reps,
-              "load_before": os.getloadavg(), "backends": {}, "lengths": []}
+    if args.bundle:
+        bundle_dir = Path(args.bundle)
+    else:
+        bundle_dir = converter_bundle(args.size) if args.graph == "converter" else generator_bundle(args.size)
+    role = graph_role(bundle_dir, args.graph)
+    report = {"machine": machine(), "bundle": str(bundle_dir), "graph": role, "threads": args.threads,
+              "reps": args.reps, "load_before": os.getloadavg(), "backends": {}, "lengths": []}
     loaded: dict[str, Bundle] = {}
-    for name, (config, precision) in backends(bundle_dir, args.threads).items():
+    for name, (config, precision) in backends(bundle_dir, args.threads, role).items():
         started = time.perf_counter()
-        loaded[name] = Bundle.load(bundle_dir, config, precision=precision, roles=("generator",))
-        session = loaded[name].sessions["generator"]
+        loaded[name] = Bundle.load(bundle_dir, config, precision=precision, roles=(role,))
+        session = loaded[name].sessions[role]
         report["backends"][name] = {"provider": session.provider, "graph": session.name,
                                     "load_s": round(time.perf_counter() - started, 3)}
         log(f"{name:9s} {session.name} on {session.provider}, loaded in {report['backends'][name]['load_s']:.2f} s")
     names = list(loaded)
     for seconds in args.seconds:
-        feeds = generator_feeds(loaded[REFERENCE], seconds)
-        outputs = {n: loaded[n].sessions["generator"].run(feeds)["audio"] for n in names}  # warm-up at this shape
-        snr = {n: snr_db(outputs[REFERENCE], outputs[n]) for n in names}
+        if role == "generator":
+            feeds = generator_feeds(loaded[REFERENCE], seconds)
+        else:
+            feeds = converter_feeds(loaded[REFERENCE], role, seconds)
+        results = {n: loaded[n].sessions[role].run(feeds) for n in names}  # warm-up at this shape
+        snr = {n: snr_db(results[REFERENCE]["audio"], results[n]["audio"]) for n in names}
+        drift = {}
+        if "phase_out" in results[REFERENCE]:  # carried NSF phase vs ONNX Runtime's, in cycles on the circle
+            for n in names:
+                d = np.abs(limbs_to_cycles(results[n]["phase_out"]) - limbs_to_cycles(results[REFERENCE]["phase_out"]))
+                drift[n] = float(np.minimum(d, 1 - d).max())
         walls: dict[str, list[float]] = {n: [] for n in names}
         cpus: dict[str, list[float]] = {n: [] for n in names}
         for rep in range(args.reps):
             order = names[rep % len(names):] + names[: rep % len(names)]
             for n in order:
-                session = loaded[n].sessions["generator"]
+                session = loaded[n].sessions[role]
                 c0, t0 = time.process_time(), time.perf_counter()
                 session.run(feeds)
                 walls[n].append(time.perf_counter() - t0)
@@ -162,12 +240,17 @@ def run(args: argparse.Namespace, log=print) -> dict:
                 "cores_used": statistics.median(c / w for c, w in zip(cpus[n], walls[n])),
                 "snr_db_vs_ort_fp32": snr[n],
             }
+            if drift:
+                row["backends"][n]["phase_out_cycles_vs_ort_fp32"] = drift[n]
         report["lengths"].append(row)
         log(f"\n{seconds:g} s of audio ({args.reps} reps, load {row['load']:.1f}):")
-        log(f"  {'backend':9s} {'RTF':>6s} {'(min-max)':>13s} {'x ort-fp32':>10s} {'cores':>6s} {'SNR dB':>7s}")
+        phase_head = f" {'phase_out':>9s}" if drift else ""
+        log(f"  {'backend':9s} {'RTF':>6s} {'(min-max)':>13s} {'x ort-fp32':>10s} {'cores':>6s} {'SNR dB':>7s}"
+            f"{phase_head}")
         for n, r in row["backends"].items():
+            phase_cell = f" {r['phase_out_cycles_vs_ort_fp32']:9.1e}" if drift else ""
             log(f"  {n:9s} {r['rtf']:6.3f} {r['rtf_min']:6.3f}-{r['rtf_max']:6.3f} {r['speed_vs_ort_fp32']:10.2f} "
-                f"{r['cores_used']:6.2f} {r['snr_db_vs_ort_fp32']:7.1f}")
+                f"{r['cores_used']:6.2f} {r['snr_db_vs_ort_fp32']:7.1f}{phase_cell}")
     report["load_after"] = os.getloadavg()
     return report
 
@@ -175,6 +258,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="standard", choices=SIZES)
+    parser.add_argument("--graph", default="generator", choices=GRAPHS,
+                        help="generator, or converter: the conversion graph (pitch network and encoder inside)")
     parser.add_argument("--bundle", default=None, help="a bundle folder to use instead of the benchmark model's")
     parser.add_argument("--seconds", type=float, nargs="+", default=[5.0, 10.0, 30.0])
     parser.add_argument("--reps", type=int, default=3)
@@ -188,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     report = run(args)
     m = report["machine"]
     print(f"\n{m.get('cpu')} ({m['cores']} cores, {', '.join(m.get('bf16_flags', []))}), onnxruntime "
-          f"{m['onnxruntime']}, openvino {m['openvino']}, {args.threads} threads; load average "
+          f"{m['onnxruntime']}, openvino {m['openvino']}, {report['graph']} graph, {args.threads} threads; load average "
           f"{report['load_before'][0]:.1f} before, {report['load_after'][0]:.1f} after")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

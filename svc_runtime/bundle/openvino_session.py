@@ -80,7 +80,7 @@ def _port_index(ports, name: str, graph: str) -> int:
 
 def compile_config(config: ProviderConfig) -> dict[str, str]:
     """The `compile_model` properties for `config`. The precision is always set: OpenVINO's own
-    default on a CPU with bf16 is bf16, and fp32 must stay fp32."""
+    default on a CPU with bf16 is bf16, and fp32 must stay fp32. bf16 does not use the model cache."""
     properties = {
         "PERFORMANCE_HINT": _OV_HINTS[config.performance_hint],
         "INFERENCE_PRECISION_HINT": _OV_PRECISIONS[config.inference_precision],
@@ -88,7 +88,9 @@ def compile_config(config: ProviderConfig) -> dict[str, str]:
     if config.intra_op_threads:
         properties["INFERENCE_NUM_THREADS"] = str(config.intra_op_threads)
     cache = default_cache_dir() if config.ov_cache_dir is None else config.ov_cache_dir
-    if str(cache):
+    if str(cache) and config.inference_precision != "bf16":
+        # bf16 compiles every time: with OpenVINO 2026.4's model cache, a conversion graph compiled in bf16 after
+        # its fp32 compile (one process, one CACHE_DIR) ran to all-NaN audio, and so did later loads of that entry
         properties["CACHE_DIR"] = str(cache)
     return properties
 
