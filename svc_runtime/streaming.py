@@ -29,7 +29,7 @@ from svc_runtime.bundle.binding import ConversionBinding
 from svc_runtime.bundle.sessions import ProviderConfig
 from svc_runtime.pipeline.features import make_f0_source
 from svc_runtime.pipeline.noise import NoiseStream
-from svc_runtime.pipeline.window import Controls, Window, pitch_in_graph, run_windows
+from svc_runtime.pipeline.window import Controls, Window, pitch_in_graph, run_windows, speaker_index
 from svc_runtime.signal.chunking import stitch
 from svc_runtime.vocabulary import DEFAULT_SEED, ENCODER_SAMPLE_RATE
 
@@ -95,12 +95,7 @@ class StreamingConverter:
         if block_size < self.hop:
             raise ValueError(f"block size {block_size} is shorter than one frame ({self.hop} samples)")
         self.block_size = int(block_size)
-        speaker = options.speaker
-        if speaker is None:
-            if len(bundle.speakers) != 1:
-                raise ValueError(f"choose a speaker: the bundle has {sorted(bundle.speakers)}")
-            speaker = next(iter(bundle.speakers))
-        self.speaker_id = bundle.speaker_id(speaker)
+        self.speaker_id = speaker_index(bundle, options.speaker)
         in_graph = pitch_in_graph(bundle, options.f0_method)
         self.role = "converter" if in_graph else "converter_f0"
         if not bundle.has_graph(self.role):

@@ -10,7 +10,6 @@ of a stream). Peak RSS of 1 vs 20 minutes is measured in benchmarks/long_file_me
 
 from __future__ import annotations
 
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from svc_runtime.pipeline import Converter, ConvertOptions
 from svc_runtime.pipeline.batch import BatchRunner, FileJob
 from svc_runtime.pipeline.long_file import convert_long_file, plan_long_file
 from tests.pipeline_fixture import small_bundle_dir, vibrato_tone
+from tests.test_convert_memory import traced_peak
 
 IN_RATE = 48000
 
@@ -90,16 +90,6 @@ def test_batch_sends_files_over_the_limit_through_blocks_and_keeps_isolation(bun
     whole_file(conv, jobs[0].source, tmp_path / "a_whole.wav")
     assert jobs[0].target.read_bytes() == (tmp_path / "a_whole.wav").read_bytes()
     assert results[0].audio_seconds == pytest.approx(soundfile.info(jobs[0].target).duration)
-
-
-def traced_peak(fn) -> int:
-    tracemalloc.start()
-    try:
-        start = tracemalloc.get_traced_memory()[0]
-        fn()
-        return tracemalloc.get_traced_memory()[1] - start
-    finally:
-        tracemalloc.stop()
 
 
 def test_python_heap_of_the_blockwise_path_does_not_grow_with_length(bundle, tmp_path: Path):

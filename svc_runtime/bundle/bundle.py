@@ -223,14 +223,14 @@ class Bundle:
     def diffusion(self):
         """The bundle's `svc_runtime.diffusion.ShallowDiffusion` over its own sessions (opened on first call)."""
         if self._diffusion is None:
-            from svc_runtime.diffusion import DiffusionSpec, ShallowDiffusion
+            from svc_runtime.diffusion import ShallowDiffusion
 
             if not self.has_diffusion:
                 raise ValueError(
                     f"{self.path}: the bundle has no shallow-diffusion model (needed by shallow diffusion and "
                     f"only-diffusion); re-export it with {DIFFUSION_EXPORT_HINT}"
                 )
-            spec = DiffusionSpec.from_dict(self.manifest.diffusion, f"{self.path / 'manifest.json'}: diffusion")
+            spec = self.manifest.diffusion_spec()  # checked when the manifest was read
             sessions = [self._open_role(role) for role in DIFFUSION_ROLES]
             self._diffusion = ShallowDiffusion(spec, *sessions)
         return self._diffusion
@@ -238,15 +238,14 @@ class Bundle:
     def enhancer(self):
         """The bundle's `svc_runtime.diffusion.Enhancer` (NSF-HiFiGAN vocoder graph, opened on first call)."""
         if self._enhancer is None:
-            from svc_runtime.diffusion import Enhancer, VocoderSpec
+            from svc_runtime.diffusion import Enhancer
 
             if not self.has_enhancer:
                 raise ValueError(
                     f"{self.path}: the bundle has no NSF-HiFiGAN vocoder graph (needed by the enhancer); "
                     f"re-export it with {ENHANCER_EXPORT_HINT}"
                 )
-            source = f"{self.path / 'manifest.json'}: diffusion"
-            spec = VocoderSpec.from_dict(self.manifest.diffusion.get("vocoder"), source)
+            spec = self.manifest.diffusion_spec().vocoder
             self._enhancer = Enhancer.from_session(spec, self._open_role("vocoder"))
         return self._enhancer
 

@@ -17,7 +17,8 @@ the next); windows of different slices and files with equal lengths share a batc
 Memory: what grows with the input's length is the decoded input and its model-rate copy while
 preparing (the copy is dropped unless the loudness mix needs it), each slice's 16 kHz audio (and its
 model-rate audio for vol models or diffusion) until rendered, and the output; what a window's run
-holds is bounded by `max_window_seconds` and the batch budget.
+holds is bounded by `max_window_seconds` and the batch budget. `long_file.py` converts long files with the
+same slices, windows and stitch over sliding buffers instead, in memory that does not grow with length.
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ from svc_runtime.pipeline.noise import NoiseStream
 from svc_runtime.pipeline.options import ConvertOptions
 from svc_runtime.pipeline.retrieval import ClusterCentres, FeatureIndex, RetrievalError, blend
 from svc_runtime.pipeline.spkmix import SpeakerMix, load_speaker_mix
-from svc_runtime.pipeline.window import Controls, Window, WindowResult, pitch_in_graph, run_windows, samples_at
+from svc_runtime.pipeline.window import (
+    Controls,
+    Window,
+    WindowResult,
+    pitch_in_graph,
+    run_windows,
+    samples_at,
+    speaker_index,
+)
 from svc_runtime.signal.chunking import Chunk, plan_chunks, stitch
 from svc_runtime.signal.f0 import NoVoiceError, interpolate_unvoiced, shift_f0
 from svc_runtime.signal.nsf_phase import frame_start_phases
@@ -142,12 +151,7 @@ class Converter:
         if options.speaker_mix is not None:
             self.mix = load_speaker_mix(options.speaker_mix, bundle.speakers)
         else:
-            speaker = options.speaker
-            if speaker is None:
-                if len(bundle.speakers) != 1:
-                    raise ValueError(f"choose a speaker: the bundle has {sorted(bundle.speakers)}")
-                speaker = next(iter(bundle.speakers))
-            self.speaker_id = bundle.speaker_id(speaker)
+            self.speaker_id = speaker_index(bundle, options.speaker)
         self.diffusion = self._diffusion() if options.shallow_diffusion or options.only_diffusion else None
         self.enhancer = bundle.enhancer() if options.enhance and not options.shallow_diffusion else None
         self.index, centres = self._blend_source() if options.blend_ratio > 0 else (None, None)

@@ -87,6 +87,15 @@ class Controls:
         )
 
 
+def speaker_index(bundle, speaker: str | int | None) -> int:
+    """The speaker id of `speaker` (a name or an id); None picks the bundle's only speaker (else ValueError)."""
+    if speaker is None:
+        if len(bundle.speakers) != 1:
+            raise ValueError(f"choose a speaker: the bundle has {sorted(bundle.speakers)}")
+        speaker = next(iter(bundle.speakers))
+    return bundle.speaker_id(speaker)
+
+
 def pitch_in_graph(bundle, f0_method: str | None) -> bool:
     """True when the bundle's `converter` graph tracks the pitch itself for `f0_method` (None: the bundle's own
     pitch network); else the host computes F0 and runs `converter_f0`."""
