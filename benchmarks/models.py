@@ -149,6 +149,16 @@ def _init_checkpoint(config_path: Path, checkpoint: Path, seed: int = SEED) -> N
     save_checkpoint(checkpoint, model, iteration=0, learning_rate=1e-4)
 
 
+def _bundle_is_current(bundle: Path) -> bool:
+    """True when `bundle` holds a manifest of the schema this runtime reads (older ones are exported again)."""
+    from svc_runtime.bundle.manifest import SCHEMA_VERSION
+
+    try:
+        return json.loads((bundle / "manifest.json").read_text(encoding="utf-8")).get("schema_version") == SCHEMA_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _export_bundle(models: ModelSet) -> None:
     """`svc-export G_0.pth --config config.json -o bundle --int8` with the encoder (and the FCPE pitch
     graph); `--int8` adds the int8 CPU graphs that `--precisions int8` benchmarks (fp32 stays the default)."""
@@ -183,7 +193,8 @@ def ensure_models(size: ModelSize, cache: Path | None = None, *, bundle: bool = 
         models.config.write_text(json.dumps(config_dict(size, ssl_dim), indent=2) + "\n", encoding="utf-8")
     if not models.checkpoint.is_file():
         _init_checkpoint(models.config, models.checkpoint)
-    if bundle and not (models.bundle / "manifest.json").is_file():
+    if bundle and not _bundle_is_current(models.bundle):
+        shutil.rmtree(models.bundle, ignore_errors=True)  # none yet, or one of an older schema
         _export_bundle(models)
     return models
 
