@@ -51,7 +51,7 @@ from svc_runtime.pipeline.window import (
 )
 from svc_runtime.signal.chunking import Chunk, plan_chunks, stitch
 from svc_runtime.signal.f0 import NoVoiceError, interpolate_unvoiced, shift_f0
-from svc_runtime.signal.nsf_phase import frame_start_phases
+from svc_runtime.signal.nsf_phase import PHASE_MAX_FRAMES, frame_start_phases
 from svc_runtime.signal.slicer import slice_on_silence
 from svc_runtime.signal.units import unit_columns
 from svc_runtime.signal.volume import change_rms, volume_envelope
@@ -166,6 +166,9 @@ class Converter:
         self.context = int(math.ceil(options.context_seconds * frames_per_s))
         kept = options.clip_seconds if options.clip_seconds > 0 else options.max_window_seconds
         self.window = int(math.ceil(kept * frames_per_s)) + 2 * self.context
+        if self.window > PHASE_MAX_FRAMES:
+            raise ValueError(f"a window of {kept:g} s plus context is {self.window} frames, more than the conversion "
+                             f"graph's phase sums allow ({PHASE_MAX_FRAMES}); choose a shorter --max-window / --clip-seconds")
         self.fade = int(round(options.crossfade_seconds * self.sr))
 
     # ------------------------------------------------------------------ setup
