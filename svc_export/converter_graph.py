@@ -306,8 +306,10 @@ class SynthesisCore(nn.Module):
 
     forward(units [B, D, Tu], f0_raw [B, T], speaker [B, T, S], f0_scale [B], noise_scale [1],
     noise_prior [B, C, T], sine_noise [B, T*hop, H], phase_in [B, 3, H] int32, state_frame [B] int64,
-    cluster_centres [K, D], cluster_ratio [1], audio [B, T*hop] or None, auto_f0 [1] or None)
-    -> (audio [B, 1, T*hop], f0 [B, T], uv [B, T], phase_out [B, 3, H] int32).
+    cluster_centres [K, D], cluster_ratio [1], decode_from [1] int64, audio [B, T*hop] or None, auto_f0 [1] or None)
+    -> (audio [B, 1, (T - decode_from)*hop], f0 [B, T], uv [B, T], phase_out [B, 3, H] int32).
+    Everything before the decoder sees the whole window; the decoder (most of the cost) only frames
+    [decode_from, T), which whole-file hosts set to 0 and live hosts to their new frames plus a margin.
     """
 
     def __init__(self, synthesizer: nn.Module, unit_mode: str):
@@ -330,7 +332,7 @@ class SynthesisCore(nn.Module):
         return (ratio * nearest + (1.0 - ratio) * x).transpose(1, 2)
 
     def forward(self, units, f0_raw, speaker, f0_scale, noise_scale, noise_prior, sine_noise, phase_in,
-                state_frame, cluster_centres, cluster_ratio, audio=None, auto_f0=None):
+                state_frame, cluster_centres, cluster_ratio, decode_from, audio=None, auto_f0=None):
         model = self.synthesizer
         units = self.cluster_blend(units, cluster_centres, cluster_ratio)
         columns = align_columns(self.unit_mode, size_of(units, -1), size_of(noise_prior, -1), noise_prior)
@@ -345,13 +347,17 @@ class SynthesisCore(nn.Module):
         z_p, _, _, _ = model.enc_p(x, x_mask, self.coarse_pitch(f0), noise_scale=noise_scale, noise=noise_prior)
         z = model.flow(z_p, x_mask, g=g, reverse=True)
         phases, phase_out = self.phase_track(f0, phase_in, state_frame)
-        wave = model.dec(z * x_mask, f0, g, phase=phases, sine_noise=sine_noise)
+        # the decoder runs on frames [decode_from, T) only (a live host's new frames and their left context)
+        start = torch.clamp(decode_from[0], min=0, max=size_of(f0, 1) - 1)
+        wave = model.dec((z * x_mask)[:, :, start:], f0[:, start:], g[:, :, start:], phase=phases[:, start:],
+                         sine_noise=sine_noise[:, start * self.hop :])
         return wave, f0, uv, phase_out
 
 
 class SynthesisGraph(nn.Module):
     """Role `synthesis`: (units [B, D, Tu], f0 [B, T], speaker, f0_scale, noise_scale, noise_prior, sine_noise,
-    phase_in, state_frame, cluster_centres, cluster_ratio[, audio][, auto_f0]) -> (audio, f0, uv, phase_out)."""
+    phase_in, state_frame, cluster_centres, cluster_ratio, decode_from[, audio][, auto_f0]) -> (audio, f0, uv,
+    phase_out)."""
 
     def __init__(self, core: SynthesisCore, with_audio: bool, with_auto_f0: bool):
         super().__init__()
@@ -360,10 +366,10 @@ class SynthesisGraph(nn.Module):
         self.with_auto_f0 = with_auto_f0
 
     def forward(self, units, f0, speaker, f0_scale, noise_scale, noise_prior, sine_noise, phase_in, state_frame,
-                cluster_centres, cluster_ratio, *extra):
+                cluster_centres, cluster_ratio, decode_from, *extra):
         audio, auto_f0 = _extras(extra, self.with_audio, self.with_auto_f0)
         return self.core(units, f0, speaker, f0_scale, noise_scale, noise_prior, sine_noise, phase_in, state_frame,
-                         cluster_centres, cluster_ratio, audio, auto_f0)
+                         cluster_centres, cluster_ratio, decode_from, audio, auto_f0)
 
 
 class ConverterF0Graph(nn.Module):
@@ -377,11 +383,11 @@ class ConverterF0Graph(nn.Module):
         self.with_auto_f0 = with_auto_f0
 
     def forward(self, wav16k, f0, speaker, f0_scale, noise_scale, noise_prior, sine_noise, phase_in, state_frame,
-                cluster_centres, cluster_ratio, *extra):
+                cluster_centres, cluster_ratio, decode_from, *extra):
         audio, auto_f0 = _extras(extra, self.with_audio, self.with_auto_f0)
         units = self.encoder(wav16k)
         return self.core(units, f0, speaker, f0_scale, noise_scale, noise_prior, sine_noise, phase_in, state_frame,
-                         cluster_centres, cluster_ratio, audio, auto_f0)
+                         cluster_centres, cluster_ratio, decode_from, audio, auto_f0)
 
 
 class ConverterGraph(nn.Module):
@@ -397,12 +403,12 @@ class ConverterGraph(nn.Module):
         self.with_auto_f0 = with_auto_f0
 
     def forward(self, wav16k, speaker, f0_scale, noise_scale, noise_prior, sine_noise, phase_in, state_frame,
-                cluster_centres, cluster_ratio, *extra):
+                cluster_centres, cluster_ratio, decode_from, *extra):
         audio, auto_f0 = _extras(extra, self.with_audio, self.with_auto_f0)
         units = self.encoder(wav16k)
         f0 = self.pitch(wav16k, noise_prior)
         return self.core(units, f0, speaker, f0_scale, noise_scale, noise_prior, sine_noise, phase_in, state_frame,
-                         cluster_centres, cluster_ratio, audio, auto_f0)
+                         cluster_centres, cluster_ratio, decode_from, audio, auto_f0)
 
 
 def _extras(extra: tuple, with_audio: bool, with_auto_f0: bool):

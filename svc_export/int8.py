@@ -278,6 +278,7 @@ def conversion_calibration_feeds(
                 "state_frame": np.array([frames], np.int64),
                 "cluster_centres": np.zeros((1, shape.ssl_dim), np.float32),
                 "cluster_ratio": np.zeros(1, np.float32),
+                "decode_from": np.zeros(1, np.int64),
                 "audio_in": clip[None, start * hop : stop * hop].astype(np.float32),
                 "auto_f0": np.zeros(1, np.float32),
             }

@@ -212,13 +212,14 @@ def converter_plans(
         TensorSpecSketch("state_frame", "int64", ("batch",)),
         TensorSpecSketch("cluster_centres", "float32", ("centres", ssl)),
         TensorSpecSketch("cluster_ratio", "float32", (1,)),
+        TensorSpecSketch("decode_from", "int64", (1,)),
     ]
     if with_audio:  # model-rate audio for the volume input (`audio` is the output's name)
         controls.append(TensorSpecSketch("audio_in", "float32", ("batch", "samples")))
     if with_auto_f0:
         controls.append(TensorSpecSketch("auto_f0", "float32", (1,)))
     outputs = (
-        TensorSpecSketch("audio", "float32", ("batch", 1, "samples")),
+        TensorSpecSketch("audio", "float32", ("batch", 1, "decoded_samples")),
         TensorSpecSketch("f0", "float32", ("batch", "frames")),
         TensorSpecSketch("uv", "float32", ("batch", "frames")),
         TensorSpecSketch("phase_out", "int32", ("batch", PHASE_LIMBS, NSF_HARMONICS)),
@@ -243,6 +244,7 @@ def converter_plans(
             "state_frame": torch.full((batch,), frames // (1 + seed % 3), dtype=torch.int64),
             "cluster_centres": torch.randn(5, ssl, generator=g),
             "cluster_ratio": torch.tensor([0.25 * (seed % 3)], dtype=torch.float32),
+            "decode_from": torch.tensor([0 if seed % 2 == 0 else frames // 3], dtype=torch.int64),
             "audio_in": _waveform(batch, frames * hop, g),
             "auto_f0": torch.tensor([float(seed % 2)], dtype=torch.float32),
         }

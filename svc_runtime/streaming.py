@@ -2,7 +2,8 @@
 
 Every call runs the conversion graph once over a window of a fixed number of frames that ends at the
 newest complete frame: `context` frames of left context, the frames this block finalises, and the
-look-ahead frames. Fixed shapes make every run alike (one allocation plan; on a GPU, one CUDA graph).
+look-ahead frames. The generator's decoder, most of the cost, renders only from `decode_from` on: the new
+frames, the look-ahead and a short margin before them. Fixed shapes make every run alike (one allocation plan; on a GPU, one CUDA graph).
 The stream starts as if preceded by silence, so the first window is as long as the others; frame 0 of
 the noise and the phase is the first window's first frame.
 
@@ -36,15 +37,21 @@ from svc_runtime.vocabulary import DEFAULT_SEED, ENCODER_SAMPLE_RATE
 MIN_BLOCK_S = 0.020
 MAX_BLOCK_S = 0.500
 MAX_LOOKAHEAD_S = 0.040
+GENERATOR_CONTEXT_S = 0.03
+"""Left context the generator's decoder renders before a block's new frames (the networks before it see the
+whole window). The decoder is most of a block's cost (62 % of a full-window run at the standard size), and
+its output settles fast: 30 ms of margin is 111-118 dB from decoding the whole window, at 0.6x the time
+per 200 ms block (benchmarks/README.md)."""
 
 
 @dataclass(frozen=True)
 class StreamingOptions:
     """Settings of a stream. Times in seconds.
 
-    `context_seconds`: left context of the window the graph sees on every call (speech encoder, pitch
-    network and generator alike). The graph costs in proportion to its window, so a shorter context is
-    the main lever on the per-block time, at the price of less context for the networks.
+    `context_seconds`: left context of the window the speech encoder, the pitch network and the generator's
+    prior and flow see on every call. `generator_context_seconds`: how much of it the decoder (most of the
+    cost) renders too; it renders the block's new frames, the look-ahead and this margin, nothing earlier
+    (at most `context_seconds`; older bundles without the graph's `decode_from` input render everything).
     `f0_method`: None tracks pitch inside the graph (the bundle's pitch network); a classic method
     (pm, harvest, dio) runs on the host over the same window.
     """
@@ -55,6 +62,7 @@ class StreamingOptions:
     noise_scale: float = 0.4
     seed: int = DEFAULT_SEED
     context_seconds: float = 0.5
+    generator_context_seconds: float = GENERATOR_CONTEXT_S
     crossfade_seconds: float = 0.005
     lookahead_seconds: float = MAX_LOOKAHEAD_S
 
@@ -65,6 +73,8 @@ class StreamingOptions:
             raise ValueError("crossfade must be >= 0 and shorter than the look-ahead")
         if self.context_seconds < 0.0:
             raise ValueError("context must be >= 0 s")
+        if not 0.0 <= self.generator_context_seconds <= self.context_seconds:
+            raise ValueError("generator context must be >= 0 s and at most the context")
         if not -48.0 <= self.transpose <= 48.0:
             raise ValueError("transpose must be within +-48 semitones")
         if not 0.0 <= self.noise_scale <= 2.0:
@@ -122,6 +132,11 @@ class StreamingConverter:
         # frames one window spans: left context + the most frames one block finalises + look-ahead
         self.window = self.context + -(-self.block_size // self.hop) + 1 + self.lookahead + 1
         self.delay_samples = self.lookahead * self.hop + self.hop - 1 + self.fade
+        generator_context = int(math.ceil(options.generator_context_seconds * self.sr / self.hop))
+        # the decoder starts `generator_context` frames before the first frame a block can emit (one frame
+        # before the left context ends, for the crossfade), so every window renders the same frames
+        has_input = "decode_from" in bundle.graph_entry(self.role).input_names()
+        self.decode_from = max(0, self.context - 1 - generator_context) if has_input else 0
         self._speaker = np.zeros((self.window, m.n_speakers), np.float32)
         self._speaker[:, self.speaker_id] = 1.0
         self.binding = None if device is None else ConversionBinding(bundle, self.role, device)
@@ -199,7 +214,7 @@ class StreamingConverter:
             noise=self._noise,
             phase_in=self._phase, state_frame=next_ga - ga, speaker=self._speaker,
             f0=None if self.f0_source is None else self.f0_source(audio, self.window),
-            audio=audio if self.model.vol_embedding else None,
+            audio=audio if self.model.vol_embedding else None, decode_from=self.decode_from,
         )
         if self.binding is None:
             result = run_windows(self.bundle, self.role, [window], self.controls)[0]
@@ -223,6 +238,7 @@ class StreamingConverter:
         lo, hi = k0 * hop - fade, k1 * hop - fade
         span = np.zeros(hi - lo + fade, np.float32)  # samples [lo, hi + fade)
         span[:fade] = self._tail
-        stitch(span, audio, ga * hop - lo, half, hi - lo + half, fade, fade_in=True, fade_out=True)
+        stitch(span, audio, (ga + self.decode_from) * hop - lo, half, hi - lo + half, fade, fade_in=True,
+               fade_out=True)
         self._tail = span[hi - lo :].copy()
         self._final = np.concatenate([self._final, span[: hi - lo]])

@@ -72,8 +72,8 @@ class TransferCounter:
 
 @dataclass
 class BoundOutputs:
-    """One run's outputs on the host: audio [B, T*hop]; f0, uv [B, T] and phase_out [B, 3, H] (int32 limbs) when
-    fetched; transfers: the copies this run made."""
+    """One run's outputs on the host: audio [B, (T - decode_from)*hop]; f0, uv [B, T] and phase_out [B, 3, H]
+    (int32 limbs) when fetched; transfers: the copies this run made."""
 
     audio: np.ndarray
     f0: np.ndarray | None
@@ -166,9 +166,9 @@ class ConversionBinding:
 
     # ------------------------------------------------------------------ plans
 
-    def _plan(self, feeds: dict[str, np.ndarray], batch: int, frames: int) -> _Plan:
+    def _plan(self, feeds: dict[str, np.ndarray], batch: int, frames: int, decode_from: int = 0) -> _Plan:
         floats = tuple((n, tuple(feeds[n].shape[1:])) for n in CHUNK_FLOATS if n in feeds)
-        key = (batch, frames, floats)
+        key = (batch, frames, floats, decode_from)
         plan = self._plans.get(key)
         if plan is not None:
             return plan
@@ -180,7 +180,7 @@ class ConversionBinding:
         inputs["sine_noise"] = self._empty((batch, frames * m.hop_length, m.n_harmonics), np.float32)
         inputs["state_frame"] = self._empty((batch,), np.int64)
         outputs = {
-            "audio": self._empty((batch, 1, frames * m.hop_length), np.float32),
+            "audio": self._empty((batch, 1, (frames - decode_from) * m.hop_length), np.float32),
             "f0": self._empty((batch, frames), np.float32),
             "uv": self._empty((batch, frames), np.float32),
         }
@@ -225,7 +225,7 @@ class ConversionBinding:
             raise ValueError(f"fetch must include 'audio' and only name {OUTPUTS + ('phase_out',)}, got {fetch}")
         before = self.counter.copy()
         feeds = self._host_feeds(windows, controls)
-        plan = self._plan(feeds, len(windows), windows[0].frames)
+        plan = self._plan(feeds, len(windows), windows[0].frames, windows[0].decode_from)
         for b, w in enumerate(windows):
             plan.layout.fill(plan.packed_host[b], feeds_row(feeds, b), stream_key(w.noise.seed, w.noise.stream, KIND_PRIOR),
                              stream_key(w.noise.seed, w.noise.stream, KIND_SINE), w.start, w.state_frame)
@@ -272,7 +272,8 @@ class _NoNoise:
     @staticmethod
     def wrap(w: Window) -> Window:
         return Window(wav16k=w.wav16k, start=w.start, frames=w.frames, noise=_NoNoise(w.noise), phase_in=w.phase_in,
-                      state_frame=w.state_frame, speaker=w.speaker, f0=w.f0, units=w.units, audio=w.audio)
+                      state_frame=w.state_frame, speaker=w.speaker, f0=w.f0, units=w.units, audio=w.audio,
+                      decode_from=w.decode_from)
 
     def prior(self, start: int, end: int) -> np.ndarray:
         return np.zeros((self.noise.inter_channels, 0), np.float32)

@@ -47,15 +47,18 @@ class Window:
     f0: np.ndarray | None = None
     units: np.ndarray | None = None
     audio: np.ndarray | None = None
+    decode_from: int = 0
 
-    def batch_key(self) -> tuple[int, int, int]:
+    def batch_key(self) -> tuple[int, int, int, int]:
         """Windows with equal keys stack into one batch."""
-        return self.frames, self.wav16k.shape[0], -1 if self.units is None else self.units.shape[1]
+        return (self.frames, self.wav16k.shape[0], -1 if self.units is None else self.units.shape[1],
+                self.decode_from)
 
 
 @dataclass
 class WindowResult:
-    """audio [frames * hop], f0 [frames] Hz used, uv [frames] (1 = voiced), phase_out [3, H] int32 limbs."""
+    """audio [(frames - decode_from) * hop] (frames [decode_from, frames)), f0 [frames] Hz used, uv [frames]
+    (1 = voiced), phase_out [3, H] int32 limbs."""
 
     audio: np.ndarray
     f0: np.ndarray
@@ -121,6 +124,7 @@ def window_feeds(role: str, windows: list[Window], controls: Controls, graph_inp
         "cluster_centres": controls.cluster_centres,
         "cluster_ratio": np.array([controls.cluster_ratio], np.float32),
         "auto_f0": np.array([1.0 if controls.auto_f0 else 0.0], np.float32),
+        "decode_from": np.array([first.decode_from], np.int64),
     }
     if role == "synthesis":
         feeds["units"] = np.stack([w.units for w in windows]).astype(np.float32, copy=False)
@@ -132,6 +136,9 @@ def window_feeds(role: str, windows: list[Window], controls: Controls, graph_inp
         if first.audio is None:
             raise ValueError("this model embeds volume (vol_embedding): windows need their model-rate audio")
         feeds["audio_in"] = np.stack([w.audio for w in windows]).astype(np.float32, copy=False)
+    if first.decode_from and "decode_from" not in graph_inputs:
+        raise ValueError("this bundle's conversion graph always decodes the whole window (no decode_from input); "
+                         "re-export it with svc-export")
     if controls.auto_f0 and "auto_f0" not in graph_inputs:
         raise ValueError("automatic F0 prediction needs a model trained with use_automatic_f0_prediction")
     return {name: value for name, value in feeds.items() if name in graph_inputs}

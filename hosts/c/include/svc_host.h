@@ -46,7 +46,8 @@ SVC_API int svc_host_abi_version(void);
  *   default), "slice_db": [-100, 0] (-40), "pad_seconds" (0.5), "max_window_seconds" (30), "clip_seconds" (0: whole
  *   slices up to the max window), "context_seconds" (1.0),
  *   "crossfade_seconds" (0.05), "remove_dc": bool (true), "block_size": samples per streamed block at the model
- *   rate (0 = no streaming), "stream_context_seconds" (0.5), "stream_crossfade_seconds" (0.005),
+ *   rate (0 = no streaming), "stream_context_seconds" (0.5), "stream_generator_context_seconds" (0.03),
+ *   "stream_crossfade_seconds" (0.005),
  *   "lookahead_seconds" (0.04).
  * On success *out is the handle (free it with svc_host_close); on failure *out is NULL. */
 SVC_API svc_status svc_host_open(const char *bundle_dir, const char *options_json, svc_host **out);

@@ -205,7 +205,7 @@ done:
 static const char *const OPTION_KEYS[] = {
     "speaker", "transpose", "seed", "noise_scale", "threads", "slice_db", "pad_seconds", "max_window_seconds", "clip_seconds",
     "context_seconds", "crossfade_seconds", "remove_dc", "block_size", "stream_context_seconds",
-    "stream_crossfade_seconds", "lookahead_seconds", NULL};
+    "stream_generator_context_seconds", "stream_crossfade_seconds", "lookahead_seconds", NULL};
 
 static int number_option(svc_host *h, const cJSON *root, const char *key, double lo, double hi, const char *rule,
                          double *out) {
@@ -250,7 +250,8 @@ static svc_status parse_options(svc_host *h, const char *json) {
     *o = (svc_options){.speaker_id = -1, .transpose = 0, .noise_scale = 0.4, .slice_db = -40, .pad_seconds = 0.5,
                        .max_window_seconds = 30, .context_seconds = 1.0, .crossfade_seconds = 0.05,
                        .seed = DEFAULT_SEED, .threads = 0, .remove_dc = 1, .block_size = 0,
-                       .stream_context_seconds = 0.5, .stream_crossfade_seconds = 0.005, .lookahead_seconds = 0.04};
+                       .stream_context_seconds = 0.5,
+                       .stream_generator_context_seconds = 0.03, .stream_crossfade_seconds = 0.005, .lookahead_seconds = 0.04};
     cJSON *root = NULL;
     const cJSON *speaker = NULL;
     if (json && json[0]) {
@@ -296,6 +297,8 @@ static svc_status parse_options(svc_host *h, const char *json) {
             number_option(h, root, "block_size", 0, 1e7, "block_size must be a sample count >= 0", &block) ||
             number_option(h, root, "stream_context_seconds", 0, 60, "stream context must be >= 0 s",
                           &o->stream_context_seconds) ||
+            number_option(h, root, "stream_generator_context_seconds", 0, 60,
+                          "stream generator context must be >= 0 s", &o->stream_generator_context_seconds) ||
             number_option(h, root, "stream_crossfade_seconds", 0, 1, "stream crossfade must be >= 0",
                           &o->stream_crossfade_seconds) ||
             number_option(h, root, "lookahead_seconds", 1e-9, 0.04, "look-ahead must be in (0, 40 ms]",
@@ -383,6 +386,7 @@ static svc_status open_session(svc_host *h) {
         rc = ort_check(h, ort->SessionGetInputName(h->session, i, alloc, &name), "input name");
         if (rc) break;
         h->input_names[i] = strdup(name);
+        if (!strcmp(name, "decode_from")) h->has_decode_from = 1;
         OrtStatus *freed = ort->AllocatorFree(alloc, name);
         if (freed) ort->ReleaseStatus(freed);
     }
@@ -410,7 +414,7 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
     float *prior = own_prior ? own_prior : (float *)w->prior, *sine = own_sine ? own_sine : (float *)w->sine;
     float f0_scale = (float)pow(2.0, h->opt.transpose / 12.0);
     float noise_scale = (float)h->opt.noise_scale, zero = 0.0f;
-    int64_t state_frame = w->state_frame;
+    int64_t state_frame = w->state_frame, decode_from = w->decode_from;
     OrtValue *inputs[SVC_MAX_INPUTS] = {0};
     svc_status rc = SVC_OK;
     for (size_t i = 0; i < h->n_inputs && !rc; i++) {
@@ -437,6 +441,9 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
             type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, elem = 4;
         } else if (!strcmp(name, "state_frame")) {
             data = &state_frame; SHAPE(1)
+            type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, elem = 8;
+        } else if (!strcmp(name, "decode_from")) {
+            data = &decode_from; SHAPE(1)
             type = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, elem = 8;
         } else if (!strcmp(name, "cluster_centres")) { data = centres; SHAPE(1, m->ssl_dim) }
         else if (!strcmp(name, "cluster_ratio") || !strcmp(name, "auto_f0")) { data = &zero; SHAPE(1) }
@@ -465,9 +472,9 @@ svc_status svc_run_window(svc_host *h, const svc_window *w) {
         if (!rc) rc = ort_check(h, ort->GetTensorTypeAndShape(outputs[0], &info), "audio shape");
         if (!rc) rc = ort_check(h, ort->GetTensorShapeElementCount(info, &n_audio), "audio size");
         if (info) ort->ReleaseTensorTypeAndShapeInfo(info);
-        if (!rc && n_audio != (size_t)(T * hop))
+        if (!rc && n_audio != (size_t)((T - decode_from) * hop))
             rc = svc_fail(h, SVC_ERR_RUNTIME, "%s: audio has %zu samples for %lld frames of %lld", m->converter_file,
-                          n_audio, (long long)T, (long long)hop);
+                          n_audio, (long long)(T - decode_from), (long long)hop);
         if (!rc) rc = ort_check(h, ort->GetTensorMutableData(outputs[1], (void **)&phase), "phase_out");
         if (!rc) {
             memcpy(w->out_audio, audio, n_audio * sizeof(float));

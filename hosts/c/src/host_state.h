@@ -29,7 +29,7 @@ typedef struct {
     uint64_t seed;
     int threads, remove_dc;
     int64_t block_size;
-    double stream_context_seconds, stream_crossfade_seconds, lookahead_seconds;
+    double stream_context_seconds, stream_generator_context_seconds, stream_crossfade_seconds, lookahead_seconds;
 } svc_options;
 
 typedef struct svc_stream svc_stream;
@@ -45,6 +45,7 @@ struct svc_host {
     OrtMemoryInfo *cpu;
     size_t n_inputs;
     char *input_names[SVC_MAX_INPUTS];
+    int has_decode_from; /* the converter renders from a given frame on (bundles of late schema 3 on) */
     svc_stream *stream;
 };
 
@@ -58,7 +59,8 @@ typedef struct {
     uint64_t stream;
     int32_t *phase;     /* [3, H] limbs (SVC_PHASE_LIMBS) in: phase_in, out: phase_out */
     int64_t state_frame;
-    float *out_audio;   /* [T * hop] */
+    int64_t decode_from; /* first frame the decoder renders (0: all; the graph's `decode_from` input) */
+    float *out_audio;   /* [(T - decode_from) * hop] */
     const float *prior; /* [C, T] noise of the window's frames, or NULL: drawn here */
     const float *sine;  /* [T * hop, H], or NULL: drawn here */
 } svc_window;

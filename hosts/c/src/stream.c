@@ -16,6 +16,7 @@
 
 struct svc_stream {
     int64_t block, window, context, lookahead, fade, delay;
+    int64_t decode_from; /* first window frame the decoder renders (StreamingConverter.decode_from) */
     float *ramp;       /* [fade] crossfade_weights */
     float *inp;        /* input history, inp[0] is stream sample inp_start */
     int64_t inp_len, inp_cap, inp_start, n_in;
@@ -70,8 +71,14 @@ svc_status svc_stream_create(svc_host *h) {
     if (s->lookahead < 0)
         return svc_fail(h, SVC_ERR_OPTIONS, "look-ahead %.0f ms is too short for hop %.1f ms and crossfade %.1f ms",
                         o->lookahead_seconds * 1000, 1000.0 * (double)hop / sr, o->stream_crossfade_seconds * 1000);
+    if (!(o->stream_generator_context_seconds <= o->stream_context_seconds))
+        return svc_fail(h, SVC_ERR_OPTIONS, "generator context must be >= 0 s and at most the context");
     s->context = (int64_t)ceil(o->stream_context_seconds * sr / (double)hop);
     if (s->context < 1) s->context = 1;
+    /* the decoder renders from `generator context` frames before the first frame a block can emit (one frame
+     * before the left context ends, for the crossfade): StreamingConverter.decode_from */
+    int64_t generator_context = (int64_t)ceil(o->stream_generator_context_seconds * sr / (double)hop);
+    s->decode_from = h->has_decode_from && s->context - 1 - generator_context > 0 ? s->context - 1 - generator_context : 0;
     s->window = s->context + (block + hop - 1) / hop + 1 + s->lookahead + 1;
     s->delay = s->lookahead * hop + hop - 1 + s->fade;
     s->ramp = malloc((size_t)(s->fade + 1) * sizeof(float));
@@ -160,15 +167,19 @@ static svc_status advance(svc_host *h, int64_t k1) {
     slide_noise(h, ga - s->origin);
     svc_window w = {.wav16k = s->wav16k, .n16 = s->n16, .audio = audio, .frames = s->window,
                     .noise_frame = ga - s->origin,
-                    .stream = 0, .phase = s->phase, .state_frame = next_ga - ga, .out_audio = s->piece,
+                    .stream = 0, .phase = s->phase, .state_frame = next_ga - ga, .decode_from = s->decode_from,
+                    .out_audio = s->piece,
                     .prior = s->prior, .sine = s->sine};
     svc_status rc = svc_run_window(h, &w);
     if (rc) return rc;
     s->phase_frame = next_ga;
     if (k1 <= s->done) return SVC_OK;
     /* _emit: the piece for frames [done, k1), crossfaded over the fade before the join */
-    int64_t base = ga * hop, fade = s->fade, lo = s->done * hop - fade, hi = k1 * hop - fade;
+    int64_t base = (ga + s->decode_from) * hop, fade = s->fade, lo = s->done * hop - fade, hi = k1 * hop - fade;
     int64_t len = hi - lo;
+    if (lo < base)
+        return svc_fail(h, SVC_ERR_RUNTIME, "stream: the decoder starts at sample %lld, after the crossfade at %lld",
+                        (long long)base, (long long)lo);
     if (s->fifo_len + len > s->fifo_cap)
         return svc_fail(h, SVC_ERR_RUNTIME, "stream output buffer overflow (%lld + %lld samples)",
                         (long long)s->fifo_len, (long long)len);
