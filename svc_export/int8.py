@@ -598,7 +598,7 @@ def add_int8_graphs(
 
 def _entry(fp32: GraphEntry, path: Path, report: Int8Report) -> GraphEntry:
     record = ParityRecord(report.output, report.length, report.max_abs, INT8_TOLERANCE[report.output],
-                          f"{fp32.file} (fp32 graph)")
+                          f"{fp32.file} (fp32 graph)", snr_db=round(report.snr_db, 2))
     return replace(fp32, **entry_files(path), precision="int8", parity=(record,))
 
 

@@ -82,6 +82,7 @@ def test_int8_graphs_in_manifest_and_quality(int8_export):
     assert "int8 vs fp32 graph" in output and "SNR dB" in output
     (record,) = generator.parity
     assert record.reference.startswith("generator.onnx") and record.max_abs_error <= record.tolerance
+    assert record.snr_db > GENERATOR_MIN_SNR_DB  # the gate's SNR, recorded for hosts and svc-run info
 
 
 def test_int8_generator_snr_and_encoder_cosine(int8_export):

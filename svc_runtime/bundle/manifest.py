@@ -139,13 +139,15 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ParityRecord:
-    """Max abs error of one graph output against its reference, measured at export."""
+    """Max abs error (and, for reduced-precision copies, the SNR) of one graph output against its reference,
+    measured at export."""
 
     output: str
     length: PositiveInt  # the dynamic length the check ran at (frames or samples)
     max_abs_error: float
     tolerance: float
     reference: str  # "torch" or the name of the graph it was compared with
+    snr_db: float | None = None  # reduced-precision copies: SNR of the output against the fp32 graph's
 
 
 @dataclass(frozen=True)
