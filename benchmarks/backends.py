@@ -11,7 +11,9 @@ Backends (each through `Bundle.load(..., roles=(ROLE,))`, the same bundle files)
 bundle's int8 generator, when it has one). Same feeds for all: random units, a sung F0 glide
 with vibrato, seeded noise. Every repetition runs each backend once, in an order rotated
 between repetitions; speed ratios vs `ort-fp32` are taken inside a repetition, then the median.
-SNR is each backend's audio vs `ort-fp32` on the same feeds.
+SNR is each backend's audio vs `ort-fp32` on the same feeds; for the conversion graph also the largest F0
+difference (its `f0` output, Hz). `ov-bf16` keeps the conversion graph's pitch network in f32
+(`openvino_session.F32_ISLANDS`; the provider line says so).
 
 The model: the random standard-size so-vits-svc 4.1 generator of `benchmarks.models`
 (`svc-train init`), exported by `svc-export --int8` into a generator-only bundle next to it
@@ -215,6 +217,9 @@ def run(args: argparse.Namespace, log=print) -> dict:
             feeds = converter_feeds(loaded[REFERENCE], role, seconds)
         results = {n: loaded[n].sessions[role].run(feeds) for n in names}  # warm-up at this shape
         snr = {n: snr_db(results[REFERENCE]["audio"], results[n]["audio"]) for n in names}
+        f0_error = {}
+        if "f0" in results[REFERENCE]:  # the graph's own F0 (its pitch network, filled) vs ONNX Runtime's, Hz
+            f0_error = {n: float(np.abs(results[n]["f0"] - results[REFERENCE]["f0"]).max()) for n in names}
         drift = {}
         if "phase_out" in results[REFERENCE]:  # carried NSF phase vs ONNX Runtime's, in cycles on the circle
             for n in names:
@@ -242,13 +247,16 @@ def run(args: argparse.Namespace, log=print) -> dict:
             }
             if drift:
                 row["backends"][n]["phase_out_cycles_vs_ort_fp32"] = drift[n]
+            if f0_error:
+                row["backends"][n]["f0_max_abs_hz_vs_ort_fp32"] = f0_error[n]
         report["lengths"].append(row)
         log(f"\n{seconds:g} s of audio ({args.reps} reps, load {row['load']:.1f}):")
-        phase_head = f" {'phase_out':>9s}" if drift else ""
+        phase_head = (f" {'phase_out':>9s}" if drift else "") + (f" {'F0 Hz':>7s}" if f0_error else "")
         log(f"  {'backend':9s} {'RTF':>6s} {'(min-max)':>13s} {'x ort-fp32':>10s} {'cores':>6s} {'SNR dB':>7s}"
             f"{phase_head}")
         for n, r in row["backends"].items():
-            phase_cell = f" {r['phase_out_cycles_vs_ort_fp32']:9.1e}" if drift else ""
+            phase_cell = (f" {r['phase_out_cycles_vs_ort_fp32']:9.1e}" if drift else "") + (
+                f" {r['f0_max_abs_hz_vs_ort_fp32']:7.4f}" if f0_error else "")
             log(f"  {n:9s} {r['rtf']:6.3f} {r['rtf_min']:6.3f}-{r['rtf_max']:6.3f} {r['speed_vs_ort_fp32']:10.2f} "
                 f"{r['cores_used']:6.2f} {r['snr_db_vs_ort_fp32']:7.1f}{phase_cell}")
     report["load_after"] = os.getloadavg()

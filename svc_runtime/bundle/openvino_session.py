@@ -4,6 +4,10 @@ The same `run(feeds) -> outputs` surface as the ONNX Runtime sessions, on the sa
 graph files (OpenVINO reads ONNX itself; no second export). Dynamic axes stay dynamic:
 one compiled model serves every length and batch. The compiled model is stored in
 OpenVINO's model cache (`CACHE_DIR`), so a second start-up skips compilation.
+
+In bf16, the part of a graph under `F32_ISLANDS` (the conversion graph's pitch network) is cut out
+into a model of its own and compiled in f32; the rest is compiled in bf16 and takes the island's
+outputs as inputs (`split_f32_islands`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,18 @@ _INT64_SENTINELS = (np.iinfo(np.int64).min, -np.iinfo(np.int64).max, np.iinfo(np
 """'No limit' values (clamps, slice bounds), which OpenVINO handles whatever the precision."""
 _INDEX_OPS = ("Slice", "StridedSlice")
 """Ops whose int64 inputs are index bounds, clamped to the tensor (any value is safe)."""
+F32_ISLANDS = ("/pitch/",)
+"""Module scopes that a bf16 compile keeps in f32, as a model of their own: the conversion graph's pitch network
+(FCPE with its mel front end and salience decoding). In bf16 its F0 moves ~1 Hz and the NSF phase integrates that:
+22.7 dB SNR from ONNX Runtime fp32 on the standard-size random model, 41 dB with the island in f32 (5 and 10 s,
+benchmarks/results/backends_converter.json). Also marking the export's fp32 scopes (NSF source, F0 fill, phase
+track, coarse pitch, encoder front end; as below) or keeping the whole speech encoder in f32 left it at 41.1 dB:
+the rest is the synthesizer core in bf16. Marking nodes instead (runtime info `DisablePrecisionConversion`,
+settable from Python only through an IR round trip, honoured by OpenVINO 2026.4's CPU plugin) leaks: nodes that
+the plugin's own passes create (MatMul -> FullyConnected, Conv1d -> Conv2d reshapes, PReLU -> LeakyRelu, Pad-12 ->
+Pad-1) drop the mark and run in bf16; with every such leak in the pitch network patched, its F0 still moved
+0.06 Hz (37.8 dB)."""
+_ISLAND_INPUT = "f32_island:{}"
 
 
 def default_cache_dir() -> Path:
@@ -68,6 +84,10 @@ def onnx_io_names(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
     model = FrontEndManager().load_by_framework("onnx").load(str(path))
     return tuple(p.get_names()[0] for p in model.get_inputs()), tuple(p.get_names()[0] for p in model.get_outputs())
+
+
+def _has_port(ports, name: str) -> bool:
+    return any(name in port.get_names() for port in ports)
 
 
 def _port_index(ports, name: str, graph: str) -> int:
@@ -115,6 +135,93 @@ def wide_int64_constants(path: Path) -> list[str]:
     return wide
 
 
+def _island_ops(model, scopes: tuple[str, ...]) -> set[str]:
+    """Friendly names of the ops under `scopes`, with the ops OpenVINO's ONNX frontend made while
+    decomposing them (generated names without a '/', e.g. a LayerNormalization's MVN) that sit
+    between two of them."""
+    ops = model.get_ops()
+    inside = {op.get_friendly_name() for op in ops if any(s in op.get_friendly_name() for s in scopes)}
+
+    def generated(op) -> bool:
+        return "/" not in op.get_friendly_name() and op.get_type_name() not in ("Constant", "Parameter", "Result")
+
+    def reaches(op, step) -> bool:
+        seen, stack = set(), list(step(op))
+        while stack:
+            node = stack.pop()
+            name = node.get_friendly_name()
+            if name in inside:
+                return True
+            if generated(node) and name not in seen:
+                seen.add(name)
+                stack += step(node)
+        return False
+
+    def up(op):
+        return [i.get_source_output().get_node() for i in op.inputs()]
+
+    def down(op):
+        return [t.get_node() for o in op.outputs() for t in o.get_target_inputs()]
+
+    return inside | {op.get_friendly_name() for op in ops if generated(op) and reaches(op, up) and reaches(op, down)}
+
+
+def split_f32_islands(path: Path, scopes: tuple[str, ...] = F32_ISLANDS):
+    """(island, rest): the graph at `path` cut where tensors leave the ops under `scopes` (constants aside).
+
+    island: those tensors as outputs (`f32_island:<k>`), from the graph inputs they need. rest: the whole
+    graph with those tensors as inputs of the same names, so no island op runs there. None when no op is
+    under `scopes` or nothing leaves them.
+    """
+    import openvino
+
+    model = _core().read_model(str(path))
+    inside = _island_ops(model, scopes)
+    cut = []
+    for op in model.get_ops():
+        if op.get_friendly_name() not in inside or op.get_type_name() == "Constant":
+            continue
+        for output in op.outputs():
+            if any(t.get_node().get_friendly_name() not in inside for t in output.get_target_inputs()):
+                cut.append((op.get_friendly_name(), output.get_index()))
+    if not cut:
+        return None
+    by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+    results = []
+    for k, (name, index) in enumerate(cut):
+        result = openvino.opset13.result(by_name[name].output(index))
+        result.output(0).set_names({_ISLAND_INPUT.format(k)})
+        results.append(result)
+    needed, seen, stack = set(), set(), list(results)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.get_type_name() == "Parameter":
+            needed.add(node.get_friendly_name())
+        stack += [i.get_source_output().get_node() for i in node.inputs()]
+    parameters = [p for p in model.get_parameters() if p.get_friendly_name() in needed]
+    island = openvino.Model(results, parameters, "f32_island")
+
+    rest = _core().read_model(str(path))  # a second copy: the island keeps the first one's nodes
+    by_name = {op.get_friendly_name(): op for op in rest.get_ops()}
+    inputs = []
+    for k, (name, index) in enumerate(cut):
+        output = by_name[name].output(index)
+        parameter = openvino.opset13.parameter(output.get_partial_shape(), output.get_element_type(),
+                                               name=_ISLAND_INPUT.format(k))
+        # the tensor's own names go with it: a graph output computed in the island is still found by name
+        parameter.output(0).set_names({_ISLAND_INPUT.format(k), *output.get_names()})
+        for target in list(output.get_target_inputs()):
+            if target.get_node().get_friendly_name() not in inside:
+                target.replace_source_output(parameter.output(0))
+        inputs.append(parameter)
+    rest.add_parameters(inputs)
+    rest = openvino.Model(rest.get_results(), list(rest.get_parameters()), rest.get_friendly_name())
+    return island, rest
+
+
 def check_int32_range(graph: str, feeds: dict[str, np.ndarray]) -> None:
     """Refuse int64 inputs outside the int32 range: OpenVINO's CPU plugin computes int64 tensors
     in int32 (int64 types pass through, values beyond +-2^31 wrap silently)."""
@@ -139,6 +246,9 @@ class OpenVinoSession:
     computes through float32 (Add, Sub, Mul and CumSum are exact). The conversion graphs (roles
     converter, converter_f0, synthesis) run here: their NSF phase state is int32 limbs whose
     arithmetic stays below 2^24 (docs/bundle.md, "Phases").
+
+    In bf16, a graph with ops under `F32_ISLANDS` runs as two compiled models: the island in f32
+    (`f32_island`), then the rest in bf16 with the island's outputs as inputs.
     """
 
     def __init__(self, name: str, path: Path, config: ProviderConfig) -> None:
@@ -151,20 +261,40 @@ class OpenVinoSession:
         properties = compile_config(config)
         if "CACHE_DIR" in properties:
             Path(properties["CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+        self._island = None
         with loading_graph(name, path):
-            self._compiled = core.compile_model(str(path), "CPU", properties)
+            split = split_f32_islands(path) if config.inference_precision == "bf16" else None
+            if split is None:
+                self._compiled = core.compile_model(str(path), "CPU", properties)
+            else:
+                island, rest = split
+                self._island = core.compile_model(island, "CPU", {**properties, "INFERENCE_PRECISION_HINT": "f32"})
+                self._compiled = core.compile_model(rest, "CPU", properties)
             self.input_names, self.output_names = onnx_io_names(path)
         self._request = self._compiled.create_infer_request()
+        self._island_request = None if self._island is None else self._island.create_infer_request()
         self._lock = threading.Lock()
         self.name = name
         precision = config.inference_precision
-        self.provider = f"OpenVINO CPU ({precision}, {self._compiled.get_property('INFERENCE_NUM_THREADS')} threads)"
+        islands = "" if self._island is None else f"; {', '.join(F32_ISLANDS)} in f32"
+        threads = self._compiled.get_property("INFERENCE_NUM_THREADS")
+        self.provider = f"OpenVINO CPU ({precision}, {threads} threads{islands})"
         inputs, outputs = self._compiled.inputs, self._compiled.outputs
-        self._input_ports = {n: _port_index(inputs, n, name) for n in self.input_names}
+        island_inputs = () if self._island is None else self._island.inputs
+        self._input_ports = {n: _port_index(inputs, n, name) for n in self.input_names if _has_port(inputs, n)}
+        self._island_ports = {n: _port_index(island_inputs, n, name) for n in self.input_names
+                              if _has_port(island_inputs, n)}
         self._output_ports = {n: _port_index(outputs, n, name) for n in self.output_names}
-        self._input_dtypes = {
-            n: inputs[i].get_element_type().to_dtype() for n, i in self._input_ports.items()
-        }
+        self._island_links = [] if self._island is None else [
+            (output, _port_index(inputs, output.get_any_name(), name)) for output in self._island.outputs]
+        self._input_dtypes = {}
+        for ports, by_name in ((island_inputs, self._island_ports), (inputs, self._input_ports)):
+            self._input_dtypes.update({n: ports[i].get_element_type().to_dtype() for n, i in by_name.items()})
+        missing = [n for n in self.input_names if n not in self._input_dtypes]
+        if missing:
+            model = core.read_model(str(path))
+            self._input_dtypes.update({p.get_any_name(): p.get_element_type().to_dtype() for p in model.inputs
+                                       if p.get_any_name() in missing})
         if any(port.get_element_type().to_dtype() == np.int64 for port in (*inputs, *outputs)):
             wide = wide_int64_constants(path)
             if wide:
@@ -174,11 +304,20 @@ class OpenVinoSession:
                 )
         log.info("graph %s (%s) runs on %s", name, Path(path).name, self.provider)
 
+    @property
+    def f32_island(self):
+        """The compiled f32 island of a bf16 session (None when the whole graph runs in one precision)."""
+        return self._island
+
     @graph_run
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = checked_feeds(self.name, self.input_names, self._input_dtypes, feeds)
         check_int32_range(self.name, feeds)
-        by_port = {self._input_ports[n]: value for n, value in feeds.items()}
+        by_port = {self._input_ports[n]: value for n, value in feeds.items() if n in self._input_ports}
         with self._lock:
+            if self._island_request is not None:
+                self._island_request.infer({self._island_ports[n]: feeds[n] for n in self._island_ports})
+                for output, index in self._island_links:
+                    by_port[index] = self._island_request.get_tensor(output)
             self._request.infer(by_port)
             return {n: np.array(self._request.get_output_tensor(i).data) for n, i in self._output_ports.items()}
