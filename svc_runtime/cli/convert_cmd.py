@@ -87,8 +87,9 @@ def convert(
     provider: str = typer.Option("cpu", "--provider", help="cpu, cuda, tensorrt or openvino."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads per graph (0: ONNX Runtime's default)."),
     precision: Optional[str] = typer.Option(
-        None, "--precision", help="fp32, fp16 or int8 graphs (default: fp16 on a GPU when the bundle has them, "
-        "else fp32; int8: CPU only, a bundle exported with svc-export --int8)."),
+        None, "--precision", help="fp32, fp16, int8 or bf16 (default: fp16 on a GPU when the bundle has them, "
+        "else fp32; int8: CPU only, a bundle exported with svc-export --int8; bf16: --provider openvino on a CPU "
+        "with AVX512-BF16 or AMX, the fp32 graphs computed in bf16 with the pitch network in f32)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose output exists (resume)."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace outputs that were converted with other settings (refused otherwise)."),
@@ -116,9 +117,15 @@ def convert(
     if not jobs:
         warn("no audio files found in the inputs (or in this shard)")
         raise typer.Exit(int(ExitCode.OK))
+    compute = "fp32"
+    if precision == "bf16":  # OpenVINO's compute precision over the bundle's fp32 graphs
+        if provider != "openvino":
+            fail("--precision bf16 runs on OpenVINO: add --provider openvino (pip install svc-toolkit[openvino])",
+                 ExitCode.USAGE)
+        compute, precision = "bf16", "fp32"
     try:
-        loaded = Bundle.load(bundle, provider=ProviderConfig(provider=provider, intra_op_threads=threads),
-                             precision=precision)
+        loaded = Bundle.load(bundle, provider=ProviderConfig(provider=provider, intra_op_threads=threads,
+                                                             inference_precision=compute), precision=precision)
         converter = Converter(loaded, options)
     except (OSError, ValueError, RuntimeError) as e:
         fail(str(e), ExitCode.USAGE)
