@@ -410,7 +410,8 @@ def probe_sizes(manifest: "Manifest", frames: int = PROBE_FRAMES) -> dict[str, i
     and frame grid, one cluster centre."""
     model, encoder = manifest.model, manifest.speech_encoder
     wav = (frames * model.hop_length * encoder.sampling_rate + model.sampling_rate // 2) // model.sampling_rate
-    return {"batch": 1, "frames": frames, "samples": frames * model.hop_length, "wav_samples": wav,
+    return {"batch": 1, "frames": frames, "samples": frames * model.hop_length,
+            "decoded_samples": frames * model.hop_length, "wav_samples": wav,  # decode_from probes as 0
             "unit_frames": max(1, wav // encoder.hop_length), "centres": 1}
 
 
@@ -452,8 +453,9 @@ def probe_graph(session: "GraphSession", entry: "GraphEntry", manifest: "Manifes
         if list(value.shape) != want:
             got = "x".join(map(str, value.shape))
             extra = ""
-            if "samples" in spec.shape and value.ndim == len(want):
-                axis = spec.shape.index("samples")
+            axis_name = next((d for d in ("samples", "decoded_samples") if d in spec.shape), None)
+            if axis_name is not None and value.ndim == len(want):
+                axis = spec.shape.index(axis_name)
                 extra = f": {value.shape[axis] / sizes['frames']:g} samples per frame, the manifest's hop is {hop}"
             raise BundleError(f"{where} returns {spec.name} of shape {got} for {sizes['frames']} frames, the "
                               f"manifest says {_fmt(spec.shape)} = {'x'.join(map(str, want))}{extra}", hint)
