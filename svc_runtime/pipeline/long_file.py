@@ -34,7 +34,7 @@ from svc_runtime.pipeline.convert import Converter, SliceWork, release_free_heap
 from svc_runtime.pipeline.window import samples_at
 from svc_runtime.signal.f0 import NoVoiceError
 from svc_runtime.signal.slicer import Segment, SlicerGrid, segments_from_rms
-from svc_runtime.signal.volume import FrameRms, rms_mix_gain
+from svc_runtime.signal.volume import FrameRms, linear_resize_sources, rms_mix_gain
 from svc_runtime.vocabulary import ENCODER_SAMPLE_RATE
 
 LONG_FILE_SECONDS = 60.0
@@ -232,12 +232,8 @@ class _OutputStream:
         n = self._unmixed.shape[0]
         if n == 0:
             return
-        n_conv = self._n_frames[1]
-        t = np.arange(self._mixed, self._mixed + n, dtype=np.float32)
-        scale = np.float32(n_conv) / np.float32(self.n_out)
-        i0 = np.maximum(scale * (t + np.float32(0.5)) - np.float32(0.5), np.float32(0.0)).astype(np.int64)
-        needed = i0 + (i0 < n_conv - 1)
-        k = int(np.searchsorted(needed, out_frames.shape[0]))  # needed is non-decreasing
+        _, needed, _ = linear_resize_sources(self._n_frames[1], self.n_out, self._mixed, self._mixed + n)
+        k = int(np.searchsorted(needed, out_frames.shape[0]))  # the last frame each sample reads; non-decreasing
         if k == 0:
             return
         gain = rms_mix_gain(self.source_rms, out_frames, self.n_out, self.rate, self._mixed, self._mixed + k,

@@ -153,15 +153,20 @@ def _linear_resize_float32(values: np.ndarray, n_out: int, start: int = 0, stop:
     [n_in] input, as far as those positions reach (`n_in` gives the full length)."""
     v = np.asarray(values, dtype=np.float32)
     n_in = v.size if n_in is None else n_in
-    stop = n_out if stop is None else stop
+    i0, i1, lam1 = linear_resize_sources(n_in, n_out, start, n_out if stop is None else stop)
+    lam0 = np.float32(1.0) - lam1
+    return lam0 * v[i0] + lam1 * v[i1]
+
+
+def linear_resize_sources(n_in: int, n_out: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The input indices (i0, i1 [stop - start] int64) and weight of i1 (float32) that
+    `_linear_resize_float32` blends for output positions [start, stop)."""
     scale = np.float32(n_in) / np.float32(n_out)
     src = scale * (np.arange(start, stop, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
     src = np.maximum(src, np.float32(0.0))
     i0 = src.astype(np.int64)
     i1 = i0 + (i0 < n_in - 1)
-    lam1 = np.clip(src - i0.astype(np.float32), np.float32(0.0), np.float32(1.0))
-    lam0 = np.float32(1.0) - lam1
-    return lam0 * v[i0] + lam1 * v[i1]
+    return i0, i1, np.clip(src - i0.astype(np.float32), np.float32(0.0), np.float32(1.0))
 
 
 def rms_mix_gain(rms_source: np.ndarray, rms_converted: np.ndarray, n_out: int, rate: float, start: int = 0,
@@ -206,4 +211,4 @@ def change_rms(
     return out * rms_mix_gain(rms_src, rms_out, out.size, rate)
 
 
-__all__ = ["RMS_BLOCK", "FrameRms", "RMS_FLOOR", "change_rms", "frame_rms", "rms_mix_gain", "rms_frames", "volume_envelope"]
+__all__ = ["RMS_BLOCK", "FrameRms", "RMS_FLOOR", "change_rms", "frame_rms", "linear_resize_sources", "rms_mix_gain", "rms_frames", "volume_envelope"]
