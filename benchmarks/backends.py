@@ -40,6 +40,7 @@ from benchmarks.models import SIZES, _cli, ensure_models
 from svc_runtime.bundle.bundle import Bundle
 from svc_runtime.bundle.sessions import ProviderConfig
 from svc_runtime.signal.nsf_phase import frame_start_phases, limbs_to_cycles
+from svc_runtime.signal.quality import snr_db
 
 REFERENCE = "ort-fp32"
 GRAPHS = ("generator", "converter")
@@ -160,13 +161,6 @@ def converter_feeds(bundle: Bundle, role: str, seconds: float, seed: int = 0) ->
                     audio=audio if model.vol_embedding else None)
     controls = Controls.create(0.0, 0.4, model.ssl_dim)
     return window_feeds(role, [window], controls, bundle.graph_entry(role).input_names())
-
-
-def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
-    """10 log10(sum ref^2 / sum (other - ref)^2); inf when equal."""
-    reference = reference.astype(np.float64)
-    error = float(np.sum((other - reference) ** 2))
-    return float("inf") if error == 0 else float(10 * np.log10(np.sum(reference**2) / error))
 
 
 def machine() -> dict:

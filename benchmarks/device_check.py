@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import platform
 import statistics
@@ -35,6 +36,8 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+
+from svc_runtime.signal.quality import snr_db
 
 ROOT = Path(__file__).resolve().parents[1]
 ENCODER_FIXTURE = ROOT / "tests" / "fixtures" / "contentvec_small" / "fairseq_checkpoint.pt"
@@ -137,9 +140,9 @@ def _section(report: dict, name: str, fn) -> None:
 
 
 def _snr_db(ref: np.ndarray, out: np.ndarray) -> float | None:
-    """Signal-to-error ratio in dB; None when `out` equals `ref` exactly."""
-    noise = float(np.sum((ref.astype(np.float64) - out) ** 2))
-    return None if noise == 0 else 10.0 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
+    """`snr_db` for a JSON report: None when `out` equals `ref` exactly."""
+    value = snr_db(ref, out)
+    return None if math.isinf(value) else value
 
 
 def check_parity(bundle_dir: Path, config, controls, windows) -> dict:

@@ -25,6 +25,7 @@ import numpy as np
 from benchmarks.inputs import concatenated
 from svc_runtime.bundle.bundle import Bundle
 from svc_runtime.bundle.sessions import ProviderConfig
+from svc_runtime.signal.quality import snr_db
 from svc_runtime.streaming import StreamingConverter, StreamingOptions
 
 VARIANTS = ("ort-fp32", "ort-int8", "openvino-fp32", "openvino-bf16")
@@ -51,11 +52,6 @@ def stream_once(bundle, block: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarr
         out.append(conv.process(x[i : i + block]))
         times.append(time.perf_counter() - t0)
     return np.concatenate(out), np.array(times), conv
-
-
-def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
-    noise = float(np.sum((other - reference) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(reference**2)) / noise)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,6 @@ calibration audio is a synthetic sung phrase (`synthetic_phrase`).
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from svc_runtime.audio.resample import resample
 from svc_runtime.bundle.manifest import GraphEntry, ModelInfo, ParityRecord
 from svc_runtime.signal.f0 import interpolate_unvoiced
 from svc_runtime.signal.nsf_phase import frame_start_phases, phase_to_limbs
+from svc_runtime.signal.quality import snr_db
 from svc_runtime.signal.units import align_units
 from svc_runtime.signal.volume import volume_envelope
 
@@ -399,14 +399,6 @@ def _prepared(src: Path, work: Path) -> Path:
     return path
 
 
-def _snr_db(reference: np.ndarray, error: np.ndarray) -> float:
-    noise = float(np.sum(np.square(error, dtype=np.float64)))
-    signal = float(np.sum(np.square(reference, dtype=np.float64)))
-    if noise == 0.0:
-        return math.inf
-    return 10.0 * math.log10(max(signal, 1e-30) / noise)
-
-
 def _cpu_session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # export-time checks; leave the other core to the caller
@@ -426,7 +418,7 @@ def compare_generator(int8_graph: Path, fp32_graph: Path, feeds: list[dict[str, 
     a, b = np.concatenate(got), np.concatenate(want)
     error = a.astype(np.float64) - b
     return Int8Report(
-        graph=int8_graph.name, output="audio", snr_db=_snr_db(b, error), max_abs=float(np.abs(error).max()),
+        graph=int8_graph.name, output="audio", snr_db=snr_db(b, a), max_abs=float(np.abs(error).max()),
         rms_reference=float(np.sqrt(np.mean(np.square(b, dtype=np.float64)))), cosine=None,
         length=sum(f["noise_prior"].shape[-1] for f in feeds), quantized=quantized, calibration=calibration,
     )
@@ -518,7 +510,7 @@ def quantize_speech_encoder(
     a, b = np.concatenate(got, axis=1).astype(np.float64), np.concatenate(want, axis=1).astype(np.float64)
     cosine = np.sum(a * b, axis=0) / np.maximum(np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0), 1e-12)
     report = Int8Report(
-        graph=dst.name, output="units", snr_db=_snr_db(b, a - b), max_abs=float(np.abs(a - b).max()),
+        graph=dst.name, output="units", snr_db=snr_db(b, a), max_abs=float(np.abs(a - b).max()),
         rms_reference=float(np.sqrt(np.mean(b**2))), cosine=float(cosine.mean()),
         length=sum(int(w.size) for w in wavs16k), quantized=quantized, calibration=calibration,
     )

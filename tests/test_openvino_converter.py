@@ -23,16 +23,12 @@ import torch
 from svc_runtime.bundle import openvino_session
 from svc_runtime.bundle.sessions import ProviderConfig
 from svc_runtime.signal.nsf_phase import PHASE_MAX_FRAMES, limbs_to_cycles, limbs_to_phase, phase_to_limbs
+from svc_runtime.signal.quality import snr_db
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOP = 512
 pytestmark = pytest.mark.skipif(not openvino_session.openvino_available(),
                                 reason="openvino is not installed (pip install openvino)")
-
-
-def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
-    reference = reference.astype(np.float64)
-    return float(10 * np.log10(np.sum(reference**2) / np.sum((other - reference) ** 2)))
 
 
 class IncrementTrack(torch.nn.Module):

@@ -20,15 +20,11 @@ from onnx import TensorProto, helper
 from svc_runtime.bundle import openvino_session
 from svc_runtime.bundle.openvino_session import compile_config
 from svc_runtime.bundle.sessions import ProviderConfig, ProviderUnavailableError, open_session
+from svc_runtime.signal.quality import snr_db
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HAS_OPENVINO = openvino_session.openvino_available()
 needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install openvino)")
-
-
-def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
-    reference = reference.astype(np.float64)
-    return float(10 * np.log10(np.sum(reference**2) / np.sum((other - reference) ** 2)))
 
 
 # --------------------------------------------------------------------------- configuration (no openvino needed)
