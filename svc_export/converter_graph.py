@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from svc_export.graphs import CoarsePitch, speaker_conditioning
+from svc_export.graphs import CoarsePitch, DecoderHalves, size_of, speaker_conditioning
 from svc_runtime.pitch.decode import LOCAL_RADIUS, fcpe_bin_cents, rmvpe_bin_cents
 from svc_runtime.signal.nsf_phase import PHASE_FIXED_POINT_BITS, PHASE_LIMB_BITS, PHASE_LIMBS
 from svc_train.models.nsf_source import phase_increments
@@ -30,11 +30,6 @@ from svc_train.models.pitch import f0_to_lf0, lf0_to_f0, normalize_lf0
 
 PHASE_ONE = 1 << PHASE_FIXED_POINT_BITS
 """One cycle in the fixed point of carried phases (the int64 value the int32 limbs stand for)."""
-
-
-def size_of(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """The size of `x` along `dim` as an int64 tensor (a Shape node when exported, so it stays dynamic)."""
-    return torch._shape_as_tensor(x)[dim]
 
 
 # --------------------------------------------------------------------------- frame-grid helpers
@@ -322,6 +317,7 @@ class SynthesisCore(nn.Module):
         self.auto_f0 = AutoF0(synthesizer.f0_decoder) if synthesizer.use_automatic_f0_prediction else None
         self.phase_track = PhaseTrack(self.hop, float(synthesizer.dec.m_source.source_sr),
                                       int(synthesizer.dec.m_source.harmonics))
+        self.decode = DecoderHalves(synthesizer.dec)
 
     @staticmethod
     def cluster_blend(units: torch.Tensor, centres: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
@@ -349,8 +345,8 @@ class SynthesisCore(nn.Module):
         phases, phase_out = self.phase_track(f0, phase_in, state_frame)
         # the decoder runs on frames [decode_from, T) only (a live host's new frames and their left context)
         start = torch.clamp(decode_from[0], min=0, max=size_of(f0, 1) - 1)
-        wave = model.dec((z * x_mask)[:, :, start:], f0[:, start:], g[:, :, start:], phase=phases[:, start:],
-                         sine_noise=sine_noise[:, start * self.hop :])
+        wave = self.decode((z * x_mask)[:, :, start:], f0[:, start:], g[:, :, start:], phases[:, start:],
+                           sine_noise[:, start * self.hop :])
         return wave, f0, uv, phase_out
 
 

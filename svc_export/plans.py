@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from svc_export.graphs import F0PredictorGraph, GeneratorGraph, WaveformGraph
+from svc_export.graphs import DecoderHalves, F0PredictorGraph, GeneratorGraph, WaveformGraph
 from svc_export.onnx_export import GraphPlan, TensorSpecSketch
 from svc_runtime.pipeline.window import samples_at
 from svc_runtime.signal.nsf_phase import NSF_HARMONICS, PHASE_LIMBS, frame_start_phases, phase_to_limbs
 
 GENERATOR_LENGTHS = (40, 100, 7)
-"""Frames of the generator parity runs (the first is the tracing example)."""
+"""Frames of the generator parity runs (the first is the tracing example; the second, batch 1, is raised to
+where `DecoderHalves` splits the decoder, see `split_parity_lengths`)."""
 WAVEFORM_LENGTHS = (16000, 21920, 6400)
 """Samples (16 kHz) of the encoder / pitch parity runs."""
 
@@ -45,6 +46,12 @@ FP32_SCOPES = {
 }
 """Module scopes kept in fp32 in fp16 graphs: the NSF source (phase and sines), the
 f0 -> coarse-bin mapping, the encoder's first conv stack on raw audio, the pitch networks' STFT/mel front end."""
+
+
+def split_parity_lengths(lengths: tuple[int, ...], decode: DecoderHalves) -> tuple[int, ...]:
+    """`lengths` with the second run (batch 1) long enough that `decode` runs the decoder as two halves, so
+    parity covers both the whole and the split decoder (the first run, 40 frames, stays whole)."""
+    return (lengths[0], max(lengths[1], decode.min_frames + 1), *lengths[2:])
 
 
 def _batch_for(seed: int) -> int:
@@ -98,14 +105,15 @@ def generator_plan(synthesizer: nn.Module, n_speakers: int) -> GraphPlan:
             values["vol"] = 0.5 * torch.rand(batch, frames, generator=g)
         return values
 
+    graph = GeneratorGraph(model).eval()
     return GraphPlan(
         name="generator",
         role="generator",
-        module=GeneratorGraph(model).eval(),
+        module=graph,
         inputs=tuple(inputs),
         outputs=(TensorSpecSketch("audio", "float32", ("batch", 1, "samples")),),
         make_inputs=make_inputs,
-        lengths=GENERATOR_LENGTHS,
+        lengths=split_parity_lengths(GENERATOR_LENGTHS, graph.decode),
         tolerance={"audio": AUDIO_TOLERANCE},
         meta={"fp32_scopes": FP32_SCOPES["generator"], "hop": hop},
     )
@@ -178,7 +186,8 @@ def pitch_plan(module: nn.Module, n_bins: int, fp32_scopes: tuple[str, ...] | No
 # --------------------------------------------------------------------------- the conversion graphs
 
 CONVERTER_LENGTHS = (40, 100, 16)
-"""Frames of the conversion graphs' parity runs (16 = the runtime's shortest window)."""
+"""Frames of the conversion graphs' parity runs (16 = the runtime's shortest window; the second raised as
+`GENERATOR_LENGTHS`')."""
 PHASE_TOLERANCE = 1e-3
 """Carried phase (cycles) of the conversion graphs vs torch: the same integer sums where F0 agrees; a
 predicted F0 differs by ~1e-4 Hz between the two (measured 1.8e-4 cycles after 16 frames)."""
@@ -253,7 +262,8 @@ def converter_plans(
     def plan(name: str, module: nn.Module, first: list[TensorSpecSketch]) -> GraphPlan:
         return GraphPlan(
             name=name, role=name, module=module.eval(), inputs=tuple(first + controls), outputs=outputs,
-            make_inputs=make_inputs, lengths=CONVERTER_LENGTHS, tolerance=dict(tolerance),
+            make_inputs=make_inputs, lengths=split_parity_lengths(CONVERTER_LENGTHS, core.decode),
+            tolerance=dict(tolerance),
             meta={"fp32_scopes": FP32_SCOPES["converter"], "hop": hop, "circular": {"phase_out": PHASE_ONE}},
         )
 
