@@ -8,9 +8,10 @@ reports how far each backend's carried NSF phase (`phase_out`) is from ONNX Runt
 Backends (each through `Bundle.load(..., roles=(ROLE,))`, the same bundle files):
 `ort-fp32` (ONNX Runtime, the runtime's default), `ov-fp32` (OpenVINO CPU plugin), `ov-bf16`
 (OpenVINO with bf16 inference precision, on CPUs with AVX512-BF16 / AMX), `ort-int8` (the
-bundle's int8 generator, when it has one). Same feeds for all: random units, a sung F0 glide
+bundle's int8 generator, when it has one), and with `--eager` `torch-eager`: the checkpoint in PyTorch
+(`SynthesizerTrn.infer`, as so-vits-svc 4.1 runs it; generator only). Same feeds for all: random units, a sung F0 glide
 with vibrato, seeded noise. Every repetition runs each backend once, in an order rotated
-between repetitions; speed ratios vs `ort-fp32` are taken inside a repetition, then the median.
+between repetitions; speed ratios vs `ort-fp32` (and eager) are taken inside a repetition, then the median.
 SNR is each backend's audio vs `ort-fp32` on the same feeds; for the conversion graph also the largest F0
 difference (its `f0` output, Hz). `ov-bf16` keeps the conversion graph's pitch network in f32
 (`openvino_session.F32_ISLANDS`; the provider line says so).
@@ -43,6 +44,7 @@ from svc_runtime.signal.nsf_phase import frame_start_phases, limbs_to_cycles
 from svc_runtime.signal.quality import snr_db
 
 REFERENCE = "ort-fp32"
+EAGER = "torch-eager"
 GRAPHS = ("generator", "converter")
 
 
@@ -187,6 +189,46 @@ def machine() -> dict:
     return info
 
 
+class EagerGenerator:
+    """The baseline: the benchmark checkpoint as a PyTorch module, run the way so-vits-svc 4.1 runs it
+    (`SynthesizerTrn.infer`, weight norm kept, float32, `threads` intra-op threads) on the generator graph's
+    feeds (same units, F0, noise, phases), so its output is the graph's to float rounding."""
+
+    def __init__(self, checkpoint: Path, config: Path, threads: int):
+        import torch
+
+        from svc_train.checkpoint import load_generator
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = load_generator(checkpoint, config)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t = {k: self.torch.from_numpy(v) for k, v in feeds.items()}
+        speakers = t["speaker"].mean(dim=1)  # [B, S]: the benchmark feeds hold one mix for every frame
+        g = self.torch.zeros(speakers.shape[0], dtype=self.torch.long) if speakers.shape[1] == 1 else speakers
+        noise = {"prior": t["noise_prior"], "sine": t["sine_noise"],
+                 "rand_ini": self.torch.zeros(t["phase"].shape[0], t["phase"].shape[2])}  # unused: phase given
+        audio, _ = self.model.infer(t["c"], t["f0"], t["uv"], g, noise_scale=float(feeds["noise_scale"][0]),
+                                    vol=t.get("vol"), noise=noise, phase=t["phase"])
+        return {"audio": audio.numpy()}
+
+
+def runners(bundle_dir: Path, role: str, threads: int, eager: EagerGenerator | None = None, log=print):
+    """name -> (run(feeds) -> outputs, description) of every path; the reference (ONNX Runtime fp32) first."""
+    chosen: dict[str, tuple] = {}
+    for name, (config, precision) in backends(bundle_dir, threads, role).items():
+        started = time.perf_counter()
+        session = Bundle.load(bundle_dir, config, precision=precision, roles=(role,)).sessions[role]
+        loaded_s = time.perf_counter() - started
+        chosen[name] = (session.run, {"provider": session.provider, "graph": session.name, "load_s": round(loaded_s, 3)})
+        log(f"{name:11s} {session.name} on {session.provider}, loaded in {loaded_s:.2f} s")
+    if eager is not None:
+        chosen[EAGER] = (eager.run, {"provider": f"torch {eager.torch.__version__}", "graph": "SynthesizerTrn.infer"})
+        log(f"{EAGER:11s} SynthesizerTrn.infer on torch {eager.torch.__version__}")
+    return chosen
+
+
 def run(args: argparse.Namespace, log=print) -> dict:
     if args.bundle:
         bundle_dir = Path(args.bundle)
@@ -195,21 +237,21 @@ def run(args: argparse.Namespace, log=print) -> dict:
     role = graph_role(bundle_dir, args.graph)
     report = {"machine": machine(), "bundle": str(bundle_dir), "graph": role, "threads": args.threads,
               "reps": args.reps, "load_before": os.getloadavg(), "backends": {}, "lengths": []}
-    loaded: dict[str, Bundle] = {}
-    for name, (config, precision) in backends(bundle_dir, args.threads, role).items():
-        started = time.perf_counter()
-        loaded[name] = Bundle.load(bundle_dir, config, precision=precision, roles=(role,))
-        session = loaded[name].sessions[role]
-        report["backends"][name] = {"provider": session.provider, "graph": session.name,
-                                    "load_s": round(time.perf_counter() - started, 3)}
-        log(f"{name:9s} {session.name} on {session.provider}, loaded in {report['backends'][name]['load_s']:.2f} s")
-    names = list(loaded)
+    eager = None
+    if getattr(args, "eager", False):
+        if role != "generator":
+            raise ValueError("--eager times the generator only (the issue's baseline); drop it for --graph converter")
+        models = ensure_models(args.size, getattr(args, "cache", None), bundle=False)
+        eager = EagerGenerator(models.checkpoint, models.config, args.threads)
+    paths = runners(bundle_dir, role, args.threads, eager, log)
+    report["backends"] = {n: info for n, (_, info) in paths.items()}
+    names = list(paths)
     for seconds in args.seconds:
         if role == "generator":
-            feeds = generator_feeds(loaded[REFERENCE], seconds)
+            feeds = generator_feeds(Bundle.load(bundle_dir, roles=()), seconds)
         else:
-            feeds = converter_feeds(loaded[REFERENCE], role, seconds)
-        results = {n: loaded[n].sessions[role].run(feeds) for n in names}  # warm-up at this shape
+            feeds = converter_feeds(Bundle.load(bundle_dir, roles=()), role, seconds)
+        results = {n: paths[n][0](feeds) for n in names}  # warm-up at this shape
         snr = {n: snr_db(results[REFERENCE]["audio"], results[n]["audio"]) for n in names}
         f0_error = {}
         if "f0" in results[REFERENCE]:  # the graph's own F0 (its pitch network, filled) vs ONNX Runtime's, Hz
@@ -219,42 +261,54 @@ def run(args: argparse.Namespace, log=print) -> dict:
             for n in names:
                 d = np.abs(limbs_to_cycles(results[n]["phase_out"]) - limbs_to_cycles(results[REFERENCE]["phase_out"]))
                 drift[n] = float(np.minimum(d, 1 - d).max())
+        del results
         walls: dict[str, list[float]] = {n: [] for n in names}
         cpus: dict[str, list[float]] = {n: [] for n in names}
         for rep in range(args.reps):
             order = names[rep % len(names):] + names[: rep % len(names)]
             for n in order:
-                session = loaded[n].sessions[role]
                 c0, t0 = time.process_time(), time.perf_counter()
-                session.run(feeds)
+                paths[n][0](feeds)
                 walls[n].append(time.perf_counter() - t0)
                 cpus[n].append(time.process_time() - c0)
         row = {"seconds": seconds, "load": os.getloadavg()[0], "backends": {}}
         for n in names:
-            ratios = [walls[REFERENCE][i] / walls[n][i] for i in range(args.reps)]
             row["backends"][n] = {
                 "rtf": statistics.median(walls[n]) / seconds,
                 "rtf_min": min(walls[n]) / seconds, "rtf_max": max(walls[n]) / seconds,
-                "speed_vs_ort_fp32": statistics.median(ratios),
+                "speed_vs_ort_fp32": statistics.median(walls[REFERENCE][i] / walls[n][i] for i in range(args.reps)),
                 "cores_used": statistics.median(c / w for c, w in zip(cpus[n], walls[n])),
                 "snr_db_vs_ort_fp32": snr[n],
             }
+            if eager is not None:  # speed-up over eager, per repetition (the two ran minutes apart at most)
+                row["backends"][n]["speed_vs_eager"] = statistics.median(
+                    walls[EAGER][i] / walls[n][i] for i in range(args.reps))
             if drift:
                 row["backends"][n]["phase_out_cycles_vs_ort_fp32"] = drift[n]
             if f0_error:
                 row["backends"][n]["f0_max_abs_hz_vs_ort_fp32"] = f0_error[n]
         report["lengths"].append(row)
-        log(f"\n{seconds:g} s of audio ({args.reps} reps, load {row['load']:.1f}):")
-        phase_head = (f" {'phase_out':>9s}" if drift else "") + (f" {'F0 Hz':>7s}" if f0_error else "")
-        log(f"  {'backend':9s} {'RTF':>6s} {'(min-max)':>13s} {'x ort-fp32':>10s} {'cores':>6s} {'SNR dB':>7s}"
-            f"{phase_head}")
-        for n, r in row["backends"].items():
-            phase_cell = (f" {r['phase_out_cycles_vs_ort_fp32']:9.1e}" if drift else "") + (
-                f" {r['f0_max_abs_hz_vs_ort_fp32']:7.4f}" if f0_error else "")
-            log(f"  {n:9s} {r['rtf']:6.3f} {r['rtf_min']:6.3f}-{r['rtf_max']:6.3f} {r['speed_vs_ort_fp32']:10.2f} "
-                f"{r['cores_used']:6.2f} {r['snr_db_vs_ort_fp32']:7.1f}{phase_cell}")
+        log(format_row(row, args.reps, eager is not None))
     report["load_after"] = os.getloadavg()
     return report
+
+
+def format_row(row: dict, reps: int, with_eager: bool) -> str:
+    """One length's table: RTF (median, min-max), speed against ONNX Runtime fp32 (and eager), cores, SNR."""
+    backends_ = row["backends"]
+    drift = any("phase_out_cycles_vs_ort_fp32" in r for r in backends_.values())
+    f0 = any("f0_max_abs_hz_vs_ort_fp32" in r for r in backends_.values())
+    lines = [f"\n{row['seconds']:g} s of audio ({reps} reps, load {row['load']:.1f}):",
+             f"  {'path':11s} {'RTF':>6s} {'(min-max)':>13s} {'x ort-fp32':>10s}" + (f" {'x eager':>7s}" if with_eager else "")
+             + f" {'cores':>6s} {'SNR dB':>7s}" + (f" {'phase_out':>9s}" if drift else "") + (f" {'F0 Hz':>7s}" if f0 else "")]
+    for n, r in backends_.items():
+        lines.append(
+            f"  {n:11s} {r['rtf']:6.3f} {r['rtf_min']:6.3f}-{r['rtf_max']:6.3f} {r['speed_vs_ort_fp32']:10.2f}"
+            + (f" {r['speed_vs_eager']:7.2f}" if with_eager else "")
+            + f" {r['cores_used']:6.2f} {r['snr_db_vs_ort_fp32']:7.1f}"
+            + (f" {r['phase_out_cycles_vs_ort_fp32']:9.1e}" if drift else "")
+            + (f" {r['f0_max_abs_hz_vs_ort_fp32']:7.4f}" if f0 else ""))
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -266,6 +320,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, nargs="+", default=[5.0, 10.0, 30.0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eager", action="store_true",
+                        help="also time the checkpoint in PyTorch eager (generator only; needs torch)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     return parser.parse_args(argv)
 

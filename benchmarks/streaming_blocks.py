@@ -54,6 +54,53 @@ def stream_once(bundle, block: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(out), np.array(times), conv
 
 
+def run(bundle_dir: Path, blocks_ms=(100.0, 200.0, 500.0), seconds: float = 6.0, variants=VARIANTS,
+        threads: int = 2, rounds: int = 2, log=print) -> dict:
+    """Stream the same input through every variant at every block size, interleaved round by round; the
+    report's rows hold median / p95 compute per block, compute / block, latency and SNR vs ort-fp32."""
+    x, origin = concatenated(seconds)
+    bundles, skipped = {}, {}
+    for variant in variants:
+        loaded = open_variant(bundle_dir, variant, threads)
+        (skipped if isinstance(loaded, str) else bundles)[variant] = loaded
+    sr = next(iter(bundles.values())).sampling_rate
+    if sr != 44100:  # the corpus input is at 44.1 kHz; streams run at the model rate
+        from svc_runtime.audio.resample import resample
+
+        x = resample(x, 44100, sr)
+    times: dict[tuple[float, str], list[np.ndarray]] = {}
+    outputs: dict[tuple[float, str], np.ndarray] = {}
+    latency: dict[float, float] = {}
+    for _ in range(rounds):
+        for ms in blocks_ms:
+            block = int(round(ms / 1000 * sr))
+            for variant, bundle in bundles.items():
+                out, t, conv = stream_once(bundle, block, x)
+                times.setdefault((ms, variant), []).append(t[3:])  # the first blocks fill the look-ahead
+                outputs[(ms, variant)] = out
+                latency[ms] = 1000 * conv.latency_seconds
+    rows = []
+    log(f"{'block ms':>8} {'variant':14} {'median ms':>9} {'p95 ms':>7} {'compute/block':>13} {'latency ms':>10} "
+        f"{'SNR vs ort-fp32':>15}")
+    for ms in blocks_ms:
+        reference = outputs.get((ms, "ort-fp32"))
+        for variant in bundles:
+            t = np.concatenate(times[(ms, variant)])
+            snr = snr_db(reference, outputs[(ms, variant)]) if reference is not None else None
+            row = dict(block_ms=ms, variant=variant, median_ms=1000 * float(np.median(t)),
+                       p95_ms=1000 * float(np.percentile(t, 95)), compute_per_block=float(np.median(t)) / (ms / 1000),
+                       latency_ms=latency[ms], snr_vs_ort_fp32_db=snr)
+            rows.append(row)
+            log(f"{ms:8g} {variant:14} {row['median_ms']:9.1f} {row['p95_ms']:7.1f} {row['compute_per_block']:13.2f} "
+                f"{row['latency_ms']:10.0f} {'-' if snr is None else f'{snr:15.1f}'}")
+    for variant, reason in skipped.items():
+        log(f"skipped {variant}: {reason}")
+    return dict(benchmark="streaming_blocks", bundle=str(bundle_dir), input=origin, threads=threads,
+                rounds=rounds, machine=platform.processor() or platform.machine(), load=os.getloadavg(),
+                when=time.strftime("%Y-%m-%dT%H:%M:%S"), options=StreamingOptions().__dict__, rows=rows,
+                skipped=skipped)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path, required=True)
@@ -64,47 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    x, origin = concatenated(args.seconds)
-    bundles, skipped = {}, {}
-    for variant in args.variants:
-        loaded = open_variant(args.bundle, variant, args.threads)
-        (skipped if isinstance(loaded, str) else bundles)[variant] = loaded
-    sr = next(iter(bundles.values())).sampling_rate
-    if sr != 44100:  # the corpus input is at 44.1 kHz; streams run at the model rate
-        from svc_runtime.audio.resample import resample
-
-        x = resample(x, 44100, sr)
-    times: dict[tuple[float, str], list[np.ndarray]] = {}
-    outputs: dict[tuple[float, str], np.ndarray] = {}
-    latency: dict[float, float] = {}
-    for _ in range(args.rounds):
-        for ms in args.blocks_ms:
-            block = int(round(ms / 1000 * sr))
-            for variant, bundle in bundles.items():
-                out, t, conv = stream_once(bundle, block, x)
-                times.setdefault((ms, variant), []).append(t[3:])  # the first blocks fill the look-ahead
-                outputs[(ms, variant)] = out
-                latency[ms] = 1000 * conv.latency_seconds
-    rows = []
-    print(f"{'block ms':>8} {'variant':14} {'median ms':>9} {'p95 ms':>7} {'compute/block':>13} {'latency ms':>10} "
-          f"{'SNR vs ort-fp32':>15}")
-    for ms in args.blocks_ms:
-        reference = outputs.get((ms, "ort-fp32"))
-        for variant in bundles:
-            t = np.concatenate(times[(ms, variant)])
-            snr = snr_db(reference, outputs[(ms, variant)]) if reference is not None else None
-            row = dict(block_ms=ms, variant=variant, median_ms=1000 * float(np.median(t)),
-                       p95_ms=1000 * float(np.percentile(t, 95)), compute_per_block=float(np.median(t)) / (ms / 1000),
-                       latency_ms=latency[ms], snr_vs_ort_fp32_db=snr)
-            rows.append(row)
-            print(f"{ms:8g} {variant:14} {row['median_ms']:9.1f} {row['p95_ms']:7.1f} {row['compute_per_block']:13.2f} "
-                  f"{row['latency_ms']:10.0f} {'-' if snr is None else f'{snr:15.1f}'}")
-    for variant, reason in skipped.items():
-        print(f"skipped {variant}: {reason}")
-    report = dict(benchmark="streaming_blocks", bundle=str(args.bundle), input=origin, threads=args.threads,
-                  rounds=args.rounds, machine=platform.processor() or platform.machine(), load=os.getloadavg(),
-                  when=time.strftime("%Y-%m-%dT%H:%M:%S"), options=StreamingOptions().__dict__, rows=rows,
-                  skipped=skipped)
+    report = run(args.bundle, args.blocks_ms, args.seconds, args.variants, args.threads, args.rounds)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")

@@ -59,3 +59,28 @@ def test_e2e_quick_run_writes_rows_for_both_pipelines(micro_cache: Path, tmp_pat
     table = (out / "results.md").read_text(encoding="utf-8")
     assert "| micro | 2 | 2.0 | ours |" in table and "| micro | 2 | 2.0 | torch |" in table
     assert results["machine"]["logical_cores"] >= 1
+
+
+def test_cpu_speed_runs_eager_and_every_backend_on_the_same_feeds(micro_cache: Path, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """benchmarks/cpu_speed.py on the micro model: eager and the graphs agree (the same model on the same
+    feeds), every row carries its ratios, and every issue-16 target is listed."""
+    from benchmarks import cpu_speed
+
+    monkeypatch.setenv("SVC_BENCH_CORPUS", str(tmp_path / "no-corpus"))
+    out = tmp_path / "cpu_speed.json"
+    cpu_speed.main(["--size", "micro", "--cache", str(micro_cache), "--seconds", "0.5", "--reps", "1",
+                    "--blocks-ms", "250", "--stream-seconds", "1.5", "--rounds", "1", "--json", str(out)])
+    report = json.loads(out.read_text(encoding="utf-8"))
+    (row,) = report["whole"]["lengths"]
+    paths = row["backends"]
+    assert {"ort-fp32", "torch-eager"} <= set(paths)
+    assert paths["torch-eager"]["snr_db_vs_ort_fp32"] > 100.0  # eager runs the graph's model: float rounding only
+    assert paths["torch-eager"]["speed_vs_eager"] == pytest.approx(1.0)
+    for r in paths.values():
+        assert math.isfinite(r["rtf"]) and r["rtf"] > 0 and r["speed_vs_eager"] > 0
+    (stream,) = [r for r in report["streaming"]["rows"] if r["variant"] == "ort-fp32"]
+    assert stream["block_ms"] == 250 and stream["compute_per_block"] > 0
+    listed = [c["target"] for c in report["targets"]]
+    assert any(t.startswith("ort-fp32 vs eager at 5 s") for t in listed)
+    assert any(t.startswith("streaming 250 ms, fp32") for t in listed)
