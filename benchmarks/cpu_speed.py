@@ -13,7 +13,8 @@
 3. The targets of issue 16, each marked met or not:
    - fp32 (each fp32 path) >= 1.25x eager at 5 s and >= 1.8x at 30 s;
    - reduced precision >= 3x eager at 5 s while >= 40 dB from fp32;
-   - streaming compute / block <= 0.9: fp32 at 200 and 500 ms, and at 100 ms the fastest path >= 40 dB.
+   - streaming compute / block <= 0.9: fp32 at 200 and 500 ms, and at every block size the fastest path
+     >= 40 dB from its own backend's fp32 stream (`streaming_blocks` says why not from ONNX Runtime's).
 
 The model is the random standard-size one of `benchmarks.models` (exported with `--int8 --pitch fcpe`). On a
 shared machine only the interleaved ratios mean much; the load average is printed with every table.
@@ -70,9 +71,9 @@ def targets(whole: dict, stream: dict) -> list[dict]:
                                    value=round(best["compute_per_block"], 2),
                                    met=best["compute_per_block"] <= STREAM_TARGET))
         good = [r for r in variants.values()
-                if r["variant"] == "ort-fp32" or (r["snr_vs_ort_fp32_db"] or 0.0) >= MIN_SNR_DB]
+                if r["variant"] in FP32_STREAMS or (r["snr_vs_own_fp32_db"] or 0.0) >= MIN_SNR_DB]
         best = min(good, key=lambda r: r["compute_per_block"])
-        snr = "fp32" if best["variant"] == "ort-fp32" else f"{best['snr_vs_ort_fp32_db']:.1f} dB"
+        snr = "fp32" if best["variant"] in FP32_STREAMS else f"{best['snr_vs_own_fp32_db']:.1f} dB"
         checks.append(dict(target=f"streaming {ms:g} ms, fastest >= {MIN_SNR_DB:g} dB ({best['variant']}, {snr})",
                            bar=f"<= {STREAM_TARGET}", value=round(best["compute_per_block"], 2),
                            met=best["compute_per_block"] <= STREAM_TARGET))
