@@ -38,29 +38,30 @@ class CoarsePitch(nn.Module):
         return f0_to_coarse(f0)
 
 
-# --- The NSF-HiFiGAN decoder of one long window as two overlapping halves on the batch axis.
+# --- The later stages of the NSF-HiFiGAN decoder as two overlapping halves on the batch axis.
 # Why: ONNX Runtime's CPU convolution (MLAS, NCHWc) deals a convolution out to threads in work units of
 # batch x groups x ceil(out_channels / 64) x output rows. Our 1-D convolutions run as 2-D with one row, so
-# every convolution with <= 64 output channels (HiFiGAN's last three upsampling stages, about 30 % of the
-# generator's time at the standard size) is one unit on one thread, and one of two cores idles
-# (`benchmarks/ort_partition.py`). Two halves on the batch axis make two units of every convolution.
+# every convolution with <= 64 output channels (HiFiGAN's last three upsampling stages at the standard size,
+# about 30 % of the generator's time) is one unit on one thread, and one of two cores idles
+# (`benchmarks/ort_partition.py`). From the first such stage on, the decoder runs two halves of the window
+# on the batch axis: two units for every convolution.
 #
-# The decoder is local: an output sample depends on input frames at most `decoder_reach_frames` away. Each
-# half carries `halo` >= that many real frames past the cut, so the samples kept from each half are the
-# samples of the whole-window decode (the same arithmetic, up to convolution blocking). Only a single window
-# (batch 1) of at least `min_frames` frames is split; batches of windows already give every unit a partner,
-# and short windows (live blocks) would spend more on the halo than the second core returns.
-HALO_MARGIN_FRAMES = 2
+# The stages are local, and the later ones reach little: an output sample depends on stage inputs less than
+# a frame away at the standard size (`decoder_reach_frames(dec, first)`). Each half carries `halo` frames of
+# real input past the cut, so the samples kept from each half are those of the whole decode (the same
+# arithmetic, up to convolution blocking). A batch of windows is not split: every unit has a partner already.
+MLAS_FILTER_SET = 64
+"""Output channels per MLAS NCHWc convolution work unit on AVX-512 (16-float blocks x 4-block filter sets)."""
+HALO_MARGIN_FRAMES = 1
 """Frames of halo beyond the computed reach (rounding of fractional reaches, padding asymmetries)."""
 MIN_FRAMES_PER_HALO = 8
-"""A window is split from `MIN_FRAMES_PER_HALO * halo` frames on: below that the halo's extra work (2 halo
-frames of decoding) outweighs the second core's share (~30 % of the decoder's time, measured at the
-standard size, 2 threads: even at 8.6 halos (1.7 s), 1.14x at 12 halos, 1.16x at 18)."""
+"""A window is split from `MIN_FRAMES_PER_HALO * halo` frames on (16 at the standard size): below that the
+halo's extra work outweighs the second core's share."""
 
 
 def _conv_reach(module: nn.Module) -> float:
-    """One-sided reach, in input samples, of the stride-1 convolutions and anti-aliased activations inside
-    `module` applied in sequence (an upper bound when they run in parallel)."""
+    """One-sided reach, in input samples, of the convolutions and anti-aliased activations inside `module`
+    applied in sequence (an upper bound when they run in parallel)."""
     reach = 0.0
     for part in module.modules():
         if isinstance(part, nn.Conv1d):
@@ -72,16 +73,24 @@ def _conv_reach(module: nn.Module) -> float:
     return reach
 
 
-def decoder_reach_frames(dec: nn.Module) -> float:
-    """How many input frames either side of an output sample can change it, for `NsfHifiGan` and
-    `NsfSnakeHifiGan`: conv_pre, then per upsampling stage the transposed convolution (at the rate before)
-    and the largest residual block plus the stage activation (at the rate after), then conv_post."""
-    reach = _conv_reach(dec.conv_pre)
-    rate = 1  # samples per frame at the current stage
+def first_split_stage(dec: nn.Module) -> int | None:
+    """The first upsampling stage whose convolutions have <= MLAS_FILTER_SET output channels (None: none)."""
     for i, up in enumerate(dec.ups):
-        reach += _conv_reach(up) / rate
-        if dec.snakes is not None:
-            reach += _conv_reach(dec.snakes[i]) / rate
+        if up.out_channels <= MLAS_FILTER_SET:
+            return i
+    return None
+
+
+def decoder_reach_frames(dec: nn.Module, first: int = 0) -> float:
+    """How many frames either side of an output sample the decoder's input to stage `first` can change it
+    (`NsfHifiGan` and `NsfSnakeHifiGan`; first = 0 counts conv_pre too): per stage the activation and
+    transposed convolution at the rate before, the largest residual block at the rate after, the source's
+    strided convolution at the sample rate; then conv_post."""
+    reach = _conv_reach(dec.conv_pre) if first == 0 else 0.0
+    rate = math.prod(up.stride[0] for up in dec.ups[:first])  # samples per frame at the stage's input
+    for i in range(first, len(dec.ups)):
+        up = dec.ups[i]
+        reach += (_conv_reach(up) + (_conv_reach(dec.snakes[i]) if dec.snakes is not None else 0.0)) / rate
         rate *= up.stride[0]
         blocks = dec.resblocks[i * dec.num_kernels:(i + 1) * dec.num_kernels]
         reach += max(_conv_reach(block) for block in blocks) / rate
@@ -92,16 +101,30 @@ def decoder_reach_frames(dec: nn.Module) -> float:
 
 class DecoderHalves(nn.Module):
     """dec(x [B, C, T], f0 [B, T], g [B, G, T], phase [B, T, H], sine_noise [B, T*hop, H]) -> [B, 1, T*hop],
-    as `dec` itself, with a single window of >= `min_frames` frames decoded as two overlapping halves."""
+    as `dec` itself, with the stages from `first` on run as two overlapping halves for a single window of
+    >= `min_frames` frames."""
 
     def __init__(self, dec: nn.Module):
         super().__init__()
         self.dec = dec
         self.hop = int(dec.hop)
-        self.halo = math.ceil(decoder_reach_frames(dec)) + HALO_MARGIN_FRAMES
+        self.first = first_split_stage(dec)
+        first = len(dec.ups) if self.first is None else self.first
+        self.rate = math.prod(up.stride[0] for up in dec.ups[:first])  # samples per frame entering `first`
+        self.halo = math.ceil(decoder_reach_frames(dec, first)) + HALO_MARGIN_FRAMES
         self.min_frames = MIN_FRAMES_PER_HALO * self.halo
 
     def forward(self, x, f0, g, phase, sine_noise):
+        dec = self.dec
+        source = dec.source(f0, phase=phase, sine_noise=sine_noise)  # [B, 1, T*hop]
+        h = dec.head(x, g)
+        if self.first is None:
+            for i in range(dec.num_upsamples):
+                h = dec.stage(i, h, source)
+            return dec.tail(h)
+        for i in range(self.first):
+            h = dec.stage(i, h, source)
+
         batch, frames = size_of(x, 0), size_of(x, 2)
         split = ((batch == 1) & (frames >= self.min_frames)).to(torch.int64)
         pieces = 1 + split
@@ -109,23 +132,23 @@ class DecoderHalves(nn.Module):
         length = frames + split * ((frames + 1) // 2 + self.halo - frames)
         offset = frames - length
         columns = torch.arange(pieces, device=x.device)[:, None] * offset + torch.arange(length, device=x.device)
-        samples = (columns[:, :, None] * self.hop + torch.arange(self.hop, device=x.device)).reshape(pieces, -1)
 
-        def stack(t: torch.Tensor, index: torch.Tensor, axis: int) -> torch.Tensor:
-            """[B, ..., T, ...] -> [B * pieces, ..., length, ...]: pieces of axis `axis`, batch-major."""
-            picked = t.index_select(axis, index.reshape(-1))
-            shape = list(picked.shape[:axis]) + [pieces, -1] + list(picked.shape[axis + 1:])
-            return picked.reshape(shape).movedim(axis, 1).flatten(0, 1)
+        def stack(t: torch.Tensor, rate: int) -> torch.Tensor:
+            """[B, C, T * rate] -> [B * pieces, C, length * rate]: the pieces' samples, batch-major."""
+            index = (columns[:, :, None] * rate + torch.arange(rate, device=x.device)).reshape(-1)
+            picked = t.index_select(2, index)
+            return picked.reshape(size_of(t, 0), size_of(t, 1), pieces, -1).transpose(1, 2).flatten(0, 1)
 
-        wave = self.dec(stack(x, columns, 2), stack(f0, columns, 1), stack(g, columns, 2),
-                        phase=stack(phase, columns, 1), sine_noise=stack(sine_noise, samples, 1))
+        h, source = stack(h, self.rate), stack(source, self.hop)
+        for i in range(self.first, dec.num_upsamples):
+            h = dec.stage(i, h, source)
+        wave = dec.tail(h)  # [B * pieces, 1, length * hop]
         # sample i of the window: piece 0 before the cut frame, piece 1 (shifted by its offset) from it on
         cut = frames - split * (frames // 2)
         i = torch.arange(frames * self.hop, device=x.device)
         second = (i >= cut * self.hop).to(torch.int64)
-        source = i + second * (length * self.hop - offset * self.hop)
-        flat = wave.reshape(batch, -1)
-        return flat.index_select(1, source).unsqueeze(1)
+        source_index = i + second * (length * self.hop - offset * self.hop)
+        return wave.reshape(batch, -1).index_select(1, source_index).unsqueeze(1)
 
 
 class GeneratorGraph(nn.Module):

@@ -49,8 +49,8 @@ f0 -> coarse-bin mapping, the encoder's first conv stack on raw audio, the pitch
 
 
 def split_parity_lengths(lengths: tuple[int, ...], decode: DecoderHalves) -> tuple[int, ...]:
-    """`lengths` with the second run (batch 1) long enough that `decode` runs the decoder as two halves, so
-    parity covers both the whole and the split decoder (the first run, 40 frames, stays whole)."""
+    """`lengths` with the second run (batch 1) long enough that `decode` runs the decoder's later stages as two
+    halves whatever the model's halo (16 frames at the standard size); the batch-of-two run stays whole."""
     return (lengths[0], max(lengths[1], decode.min_frames + 1), *lengths[2:])
 
 

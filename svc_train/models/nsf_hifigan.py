@@ -65,17 +65,34 @@ class NsfHifiGan(nn.Module):
     def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor | None = None, *,
                 phase: torch.Tensor | None = None, rand_ini: torch.Tensor | None = None,
                 sine_noise: torch.Tensor | None = None) -> torch.Tensor:
-        har_source = self.m_source(f0, self.hop, phase=phase, rand_ini=rand_ini,
-                                   sine_noise=sine_noise).transpose(1, 2)
-        x = self.conv_pre(x)
-        if g is not None:
-            x = x + self.cond(g)
+        har_source = self.source(f0, phase=phase, rand_ini=rand_ini, sine_noise=sine_noise)
+        x = self.head(x, g)
         for i in range(self.num_upsamples):
-            x = self.ups[i](F.leaky_relu(x, LRELU_SLOPE) if self.snakes is None else self.snakes[i](x))
-            x = x + self.noise_convs[i](har_source)
-            xs = self.resblocks[i * self.num_kernels](x)
-            for j in range(1, self.num_kernels):
-                xs = xs + self.resblocks[i * self.num_kernels + j](x)
-            x = xs / self.num_kernels
+            x = self.stage(i, x, har_source)
+        return self.tail(x)
+
+    # The steps of `forward`, also run one by one (the export's `DecoderHalves` splits the later stages).
+    def source(self, f0: torch.Tensor, *, phase: torch.Tensor | None = None, rand_ini: torch.Tensor | None = None,
+               sine_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The NSF harmonic source: f0 [B, T] Hz -> [B, 1, T*hop]."""
+        return self.m_source(f0, self.hop, phase=phase, rand_ini=rand_ini, sine_noise=sine_noise).transpose(1, 2)
+
+    def head(self, x: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+        """[B, inter, T] (+ speaker [B, gin, T or 1]) -> [B, upsample_initial_channel, T]."""
+        x = self.conv_pre(x)
+        return x if g is None else x + self.cond(g)
+
+    def stage(self, i: int, x: torch.Tensor, har_source: torch.Tensor) -> torch.Tensor:
+        """Upsampling stage i: [B, C_i, T * r_i] -> [B, C_i / 2, T * r_i * upsample_rates[i]], with the source
+        [B, 1, T*hop] injected through `noise_convs[i]` and the mean of the stage's residual blocks."""
+        x = self.ups[i](F.leaky_relu(x, LRELU_SLOPE) if self.snakes is None else self.snakes[i](x))
+        x = x + self.noise_convs[i](har_source)
+        xs = self.resblocks[i * self.num_kernels](x)
+        for j in range(1, self.num_kernels):
+            xs = xs + self.resblocks[i * self.num_kernels + j](x)
+        return xs / self.num_kernels
+
+    def tail(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, T*hop] -> audio [B, 1, T*hop] in (-1, 1)."""
         x = self.conv_post(F.leaky_relu(x) if self.snake_post is None else self.snake_post(x))  # plain: slope 0.01
         return torch.tanh(x)
