@@ -125,17 +125,19 @@ class DecoderHalves(nn.Module):
         for i in range(self.first):
             h = dec.stage(i, h, source)
 
-        batch, frames = size_of(x, 0), size_of(x, 2)
+        # sizes from f0, not x: the source's pieces then depend on F0 alone, so OpenVINO's bf16 compile can keep
+        # the source convolutions in an f32 island without pulling the encoders into it (`F32_ISLANDS`)
+        batch, frames = size_of(f0, 0), size_of(f0, 1)
         split = ((batch == 1) & (frames >= self.min_frames)).to(torch.int64)
         pieces = 1 + split
         # each piece is `length` frames; piece k starts at frame k * (frames - length)
         length = frames + split * ((frames + 1) // 2 + self.halo - frames)
         offset = frames - length
-        columns = torch.arange(pieces, device=x.device)[:, None] * offset + torch.arange(length, device=x.device)
+        columns = torch.arange(pieces, device=f0.device)[:, None] * offset + torch.arange(length, device=f0.device)
 
         def stack(t: torch.Tensor, rate: int) -> torch.Tensor:
             """[B, C, T * rate] -> [B * pieces, C, length * rate]: the pieces' samples, batch-major."""
-            index = (columns[:, :, None] * rate + torch.arange(rate, device=x.device)).reshape(-1)
+            index = (columns[:, :, None] * rate + torch.arange(rate, device=f0.device)).reshape(-1)
             picked = t.index_select(2, index)
             return picked.reshape(size_of(t, 0), size_of(t, 1), pieces, -1).transpose(1, 2).flatten(0, 1)
 
@@ -145,7 +147,7 @@ class DecoderHalves(nn.Module):
         wave = dec.tail(h)  # [B * pieces, 1, length * hop]
         # sample i of the window: piece 0 before the cut frame, piece 1 (shifted by its offset) from it on
         cut = frames - split * (frames // 2)
-        i = torch.arange(frames * self.hop, device=x.device)
+        i = torch.arange(frames * self.hop, device=f0.device)
         second = (i >= cut * self.hop).to(torch.int64)
         source_index = i + second * (length * self.hop - offset * self.hop)
         return wave.reshape(batch, -1).index_select(1, source_index).unsqueeze(1)

@@ -54,7 +54,8 @@ def _reference(x: np.ndarray, path) -> dict[str, np.ndarray]:
 @needs_openvino
 def test_the_graph_is_cut_where_the_pitch_network_hands_over(tmp_path):
     _tone_graph(tmp_path / "g.onnx")
-    island, rest = openvino_session.split_f32_islands(tmp_path / "g.onnx")
+    island, rest, found = openvino_session.split_f32_islands(tmp_path / "g.onnx")
+    assert found == ("/pitch/",)  # the tone graph has no NSF source convolutions
     assert [p.get_any_name() for p in island.inputs] == ["x"]
     assert [o.get_any_name() for o in island.outputs] == ["f32_island:0"]
     assert sorted(n for p in rest.inputs for n in p.get_names()) == ["f0_hz", "f32_island:0", "x"]

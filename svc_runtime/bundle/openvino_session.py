@@ -5,7 +5,7 @@ graph files (OpenVINO reads ONNX itself; no second export). Dynamic axes stay dy
 one compiled model serves every length and batch. The compiled model is stored in
 OpenVINO's model cache (`CACHE_DIR`), so a second start-up skips compilation.
 
-In bf16, the part of a graph under `F32_ISLANDS` (the conversion graph's pitch network) is cut out
+In bf16, the part of a graph under `F32_ISLANDS` (the pitch network, the NSF source's convolutions) is cut out
 into a model of its own and compiled in f32; the rest is compiled in bf16 and takes the island's
 outputs as inputs (`split_f32_islands`).
 """
@@ -33,13 +33,18 @@ _INT64_SENTINELS = (np.iinfo(np.int64).min, -np.iinfo(np.int64).max, np.iinfo(np
 """'No limit' values (clamps, slice bounds), which OpenVINO handles whatever the precision."""
 _INDEX_OPS = ("Slice", "StridedSlice")
 """Ops whose int64 inputs are index bounds, clamped to the tensor (any value is safe)."""
-F32_ISLANDS = ("/pitch/",)
-"""Module scopes that a bf16 compile keeps in f32, as a model of their own: the conversion graph's pitch network
-(FCPE with its mel front end and salience decoding). In bf16 its F0 moves ~1 Hz and the NSF phase integrates that:
-22.7 dB SNR from ONNX Runtime fp32 on the standard-size random model, 41 dB with the island in f32 (5 and 10 s,
-benchmarks/results/backends_converter.json). Also marking the export's fp32 scopes (NSF source, F0 fill, phase
-track, coarse pitch, encoder front end; as below) or keeping the whole speech encoder in f32 left it at 41.1 dB:
-the rest is the synthesizer core in bf16. Marking nodes instead (runtime info `DisablePrecisionConversion`,
+F32_ISLANDS = ("/pitch/", "/noise_convs.")
+"""Module scopes that a bf16 compile keeps in f32, as a model of their own (with what they are computed from):
+- the conversion graph's pitch network (FCPE with its mel front end and salience decoding). In bf16 its F0 moves
+  ~1 Hz and the NSF phase integrates that: 22.7 dB SNR from ONNX Runtime fp32 on the standard-size random model,
+  41 dB with the island in f32 (5 and 10 s, benchmarks/results/backends_converter.json).
+- the decoder's `noise_convs`: the strided convolutions that inject the NSF harmonic source into every upsampling
+  stage (1 input channel, up to 128 taps over the sine source). Measured on the standard generator at 5 s by
+  moving one part at a time into an f32 prefix: all bf16 39.9 dB; prior and flow in f32 39.9 dB; conv_post
+  (a suffix) 40.3 dB; the first stage's `noise_convs.0` alone 49.6 dB; all five 49.9 dB, at no measurable cost
+  (one input channel). The bf16 error was the source's 128-tap sums, not the network's depth.
+Also marking the export's fp32 scopes (NSF source, F0 fill, phase track, coarse pitch, encoder front end) or
+keeping the whole speech encoder in f32 left the conversion graph at 41.1 dB before the source convolutions. Marking nodes instead (runtime info `DisablePrecisionConversion`,
 settable from Python only through an IR round trip, honoured by OpenVINO 2026.4's CPU plugin) leaks: nodes that
 the plugin's own passes create (MatMul -> FullyConnected, Conv1d -> Conv2d reshapes, PReLU -> LeakyRelu, Pad-12 ->
 Pad-1) drop the mark and run in bf16; with every such leak in the pitch network patched, its F0 still moved
@@ -167,11 +172,11 @@ def _island_ops(model, scopes: tuple[str, ...]) -> set[str]:
 
 
 def split_f32_islands(path: Path, scopes: tuple[str, ...] = F32_ISLANDS):
-    """(island, rest): the graph at `path` cut where tensors leave the ops under `scopes` (constants aside).
+    """(island, rest, found): the graph at `path` cut where tensors leave the ops under `scopes` (constants aside).
 
     island: those tensors as outputs (`f32_island:<k>`), from the graph inputs they need. rest: the whole
-    graph with those tensors as inputs of the same names, so no island op runs there. None when no op is
-    under `scopes` or nothing leaves them.
+    graph with those tensors as inputs of the same names, so no island op runs there. found: the scopes that
+    have ops in this graph. None when no op is under `scopes` or nothing leaves them.
     """
     import openvino
 
@@ -219,7 +224,8 @@ def split_f32_islands(path: Path, scopes: tuple[str, ...] = F32_ISLANDS):
         inputs.append(parameter)
     rest.add_parameters(inputs)
     rest = openvino.Model(rest.get_results(), list(rest.get_parameters()), rest.get_friendly_name())
-    return island, rest
+    found = tuple(s for s in scopes if any(s in name for name in inside))
+    return island, rest, found
 
 
 def check_int32_range(graph: str, feeds: dict[str, np.ndarray]) -> None:
@@ -261,13 +267,13 @@ class OpenVinoSession:
         properties = compile_config(config)
         if "CACHE_DIR" in properties:
             Path(properties["CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
-        self._island = None
+        self._island, islands = None, ()
         with loading_graph(name, path):
             split = split_f32_islands(path) if config.inference_precision == "bf16" else None
             if split is None:
                 self._compiled = core.compile_model(str(path), "CPU", properties)
             else:
-                island, rest = split
+                island, rest, islands = split
                 self._island = core.compile_model(island, "CPU", {**properties, "INFERENCE_PRECISION_HINT": "f32"})
                 self._compiled = core.compile_model(rest, "CPU", properties)
             self.input_names, self.output_names = onnx_io_names(path)
@@ -276,7 +282,7 @@ class OpenVinoSession:
         self._lock = threading.Lock()
         self.name = name
         precision = config.inference_precision
-        islands = "" if self._island is None else f"; {', '.join(F32_ISLANDS)} in f32"
+        islands = f"; {', '.join(islands)} in f32" if islands else ""
         threads = self._compiled.get_property("INFERENCE_NUM_THREADS")
         self.provider = f"OpenVINO CPU ({precision}, {threads} threads{islands})"
         inputs, outputs = self._compiled.inputs, self._compiled.outputs
