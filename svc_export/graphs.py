@@ -116,12 +116,10 @@ class DecoderHalves(nn.Module):
 
     def forward(self, x, f0, g, phase, sine_noise):
         dec = self.dec
+        if self.first is None:  # no stage of <= 64 channels: nothing to gain
+            return dec(x, f0, g, phase=phase, sine_noise=sine_noise)
         source = dec.source(f0, phase=phase, sine_noise=sine_noise)  # [B, 1, T*hop]
         h = dec.head(x, g)
-        if self.first is None:
-            for i in range(dec.num_upsamples):
-                h = dec.stage(i, h, source)
-            return dec.tail(h)
         for i in range(self.first):
             h = dec.stage(i, h, source)
 
