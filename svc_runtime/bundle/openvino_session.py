@@ -33,18 +33,20 @@ _INT64_SENTINELS = (np.iinfo(np.int64).min, -np.iinfo(np.int64).max, np.iinfo(np
 """'No limit' values (clamps, slice bounds), which OpenVINO handles whatever the precision."""
 _INDEX_OPS = ("Slice", "StridedSlice")
 """Ops whose int64 inputs are index bounds, clamped to the tensor (any value is safe)."""
-F32_ISLANDS = ("/pitch/", "/noise_convs.")
+F32_ISLANDS = ("/pitch/", "/m_source/")
 """Module scopes that a bf16 compile keeps in f32, as a model of their own (with what they are computed from):
 - the conversion graph's pitch network (FCPE with its mel front end and salience decoding). In bf16 its F0 moves
   ~1 Hz and the NSF phase integrates that: 22.7 dB SNR from ONNX Runtime fp32 on the standard-size random model,
   41 dB with the island in f32 (5 and 10 s, benchmarks/results/backends_converter.json).
-- the decoder's `noise_convs`: the strided convolutions that inject the NSF harmonic source into every upsampling
-  stage (1 input channel, up to 128 taps over the sine source). Measured on the standard generator at 5 s by
-  moving one part at a time into an f32 prefix: all bf16 39.9 dB; prior and flow in f32 39.9 dB; conv_post
-  (a suffix) 40.3 dB; the first stage's `noise_convs.0` alone 49.6 dB; all five 49.9 dB, at no measurable cost
-  (one input channel). The bf16 error was the source's 128-tap sums, not the network's depth.
-Also marking the export's fp32 scopes (NSF source, F0 fill, phase track, coarse pitch, encoder front end) or
-keeping the whole speech encoder in f32 left the conversion graph at 41.1 dB before the source convolutions. Marking nodes instead (runtime info `DisablePrecisionConversion`,
+- the NSF source (`m_source`: the harmonic sines from the carried phases). In bf16 the sines' arguments lose
+  their precision: moving one part at a time into an f32 prefix of the standard generator (5 s) gave 39.9 dB all
+  bf16, 39.9 dB with the prior and flow in f32, 40.3 dB with conv_post, 49.6-49.9 dB with the source (and the
+  convolutions that inject it); on the conversion graph 41.1 -> 49.5 dB.
+A scope whose ops depend on an `If` (the auto-F0 branch of a conversion graph of a model with an F0 predictor) is
+left in bf16: OpenVINO computes an If's inputs before its condition, so that island would recompute the speech
+encoder (measured: 408 -> 638 ms for 5 s, 39 -> 78 ms for a 0.3 s live window). Also marking the export's fp32
+scopes (F0 fill, phase track, coarse pitch, encoder front end) or keeping the whole speech encoder in f32 left the
+conversion graph at 41.1 dB. Marking nodes instead (runtime info `DisablePrecisionConversion`,
 settable from Python only through an IR round trip, honoured by OpenVINO 2026.4's CPU plugin) leaks: nodes that
 the plugin's own passes create (MatMul -> FullyConnected, Conv1d -> Conv2d reshapes, PReLU -> LeakyRelu, Pad-12 ->
 Pad-1) drop the mark and run in bf16; with every such leak in the pitch network patched, its F0 still moved
@@ -171,6 +173,21 @@ def _island_ops(model, scopes: tuple[str, ...]) -> set[str]:
     return inside | {op.get_friendly_name() for op in ops if generated(op) and reaches(op, up) and reaches(op, down)}
 
 
+def _below_control_flow(model, scope: str) -> bool:
+    """Whether an op under `scope` is computed from an `If` (see `F32_ISLANDS`)."""
+    stack = [op for op in model.get_ops() if scope in op.get_friendly_name()]
+    seen = set()
+    while stack:
+        op = stack.pop()
+        if op.get_type_name() == "If":
+            return True
+        if op.get_friendly_name() in seen:
+            continue
+        seen.add(op.get_friendly_name())
+        stack += [i.get_source_output().get_node() for i in op.inputs()]
+    return False
+
+
 def split_f32_islands(path: Path, scopes: tuple[str, ...] = F32_ISLANDS):
     """(island, rest, found): the graph at `path` cut where tensors leave the ops under `scopes` (constants aside).
 
@@ -181,7 +198,8 @@ def split_f32_islands(path: Path, scopes: tuple[str, ...] = F32_ISLANDS):
     import openvino
 
     model = _core().read_model(str(path))
-    inside = _island_ops(model, scopes)
+    scopes = tuple(s for s in scopes if not _below_control_flow(model, s))
+    inside = _island_ops(model, scopes) if scopes else set()
     cut = []
     for op in model.get_ops():
         if op.get_friendly_name() not in inside or op.get_type_name() == "Constant":
