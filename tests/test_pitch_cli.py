@@ -10,6 +10,7 @@ from test_pitch_classic import cents_error, glide_tone
 from typer.testing import CliRunner
 
 from svc_runtime.audio.resample import resampled_length
+from svc_runtime.bundle.openvino_session import openvino_available
 from svc_runtime.cli.app import app
 
 runner = CliRunner()
@@ -105,6 +106,8 @@ def test_bad_audio_fails_with_the_file_named(tmp_path):
         (["--method", "harvest", "--sr", "44100"], "--sr and --hop together"),
         (["--method", "harvest", "--threshold", "0.3"], "no voicing threshold"),
         (["--method", "rmvpe", "--checkpoint", "nowhere/rmvpe.onnx"], "not found"),
+        (["--method", "harvest", "--provider", "openvino"], "runs an ONNX pitch graph"),
+        (["--method", "harvest", "--provider", "cuda"], "runs on cpu or openvino"),
     ],
 )
 def test_bad_options_exit_2(tone_wav, tmp_path, args, message):
@@ -114,7 +117,7 @@ def test_bad_options_exit_2(tone_wav, tmp_path, args, message):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # torch.onnx export chatter
-def test_rmvpe_onnx_graph_matches_the_torch_side(tmp_path, fixtures_dir, one_torch_thread):
+def test_rmvpe_onnx_graph_matches_the_torch_side_on_both_cpu_backends(tmp_path, fixtures_dir, one_torch_thread):
     torch = one_torch_thread
     from svc_train.pitch.rmvpe import RmvpeFromAudio, load_rmvpe
 
@@ -130,9 +133,12 @@ def test_rmvpe_onnx_graph_matches_the_torch_side(tmp_path, fixtures_dir, one_tor
     wav = tmp_path / "short.wav"
     soundfile.write(wav, audio, 16000, subtype="FLOAT")
     outputs = {}
-    for name, ckpt in (("onnx", onnx_path), ("torch", checkpoint)):
+    runs = [("onnx", onnx_path, ()), ("torch", checkpoint, ())]
+    if openvino_available():  # the same graph on OpenVINO's CPU plugin (--provider openvino)
+        runs.append(("openvino", onnx_path, ("--provider", "openvino")))
+    for name, ckpt, extra in runs:
         out = tmp_path / f"{name}.csv"
-        result = run_pitch(wav, "--method", "rmvpe", "--checkpoint", ckpt, "--threshold", 0.03, "-o", out)
+        result = run_pitch(wav, "--method", "rmvpe", "--checkpoint", ckpt, "--threshold", 0.03, "-o", out, *extra)
         assert result.exit_code == 0, result.output
         outputs[name] = read_f0_csv(out)
     (t_onnx, f_onnx), (t_torch, f_torch) = outputs["onnx"], outputs["torch"]
@@ -140,6 +146,11 @@ def test_rmvpe_onnx_graph_matches_the_torch_side(tmp_path, fixtures_dir, one_tor
     np.testing.assert_array_equal(f_onnx > 0, f_torch > 0)
     assert (f_onnx > 0).any()
     np.testing.assert_allclose(f_onnx, f_torch, rtol=1e-4)
+    if "openvino" in outputs:
+        t_ov, f_ov = outputs["openvino"]
+        np.testing.assert_array_equal(t_ov, t_onnx)
+        np.testing.assert_array_equal(f_ov > 0, f_onnx > 0)
+        np.testing.assert_allclose(f_ov, f_onnx, rtol=1e-4)
 
 
 def test_fcpe_real_weights_through_the_torch_side(tone_wav, tmp_path, one_torch_thread):

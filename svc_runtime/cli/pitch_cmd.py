@@ -53,19 +53,29 @@ def pitch(
     output: Path = typer.Option(..., "--output", "-o", help="CSV file to write (folders created).", show_default=False),
     sr: Optional[int] = typer.Option(None, "--sr", help="Grid sample rate (with --hop), e.g. 44100.", min=1),
     hop: Optional[int] = typer.Option(None, "--hop", help="Grid hop in samples at --sr (with --sr), e.g. 512.", min=1),
+    provider: str = typer.Option("cpu", "--provider", help="Backend of an ONNX --checkpoint: cpu (ONNX Runtime) or "
+                                 "openvino (extra 'openvino'); always fp32."),
 ) -> None:
     from svc_runtime.audio.decode import AudioInputError, decode_audio
+    from svc_runtime.bundle.sessions import ProviderConfig
     from svc_runtime.pitch.classic import ClassicPitchUnavailable
-    from svc_runtime.pitch.extract import FrameGrid, PitchExtractionError, extract_f0
+    from svc_runtime.pitch.extract import FrameGrid, PitchExtractionError, extract_f0, load_pitch_estimator
 
     if (sr is None) != (hop is None):
         fail("give --sr and --hop together (or neither, for the method's 10 ms grid)")
     if output.is_dir():
         fail(f"{output}: is a folder; -o takes the CSV file to write")
+    if provider not in ("cpu", "openvino"):
+        fail(f"--provider {provider}: svc-run pitch runs on cpu or openvino")
+    if provider != "cpu" and not options.uses_onnx:
+        fail(f"--provider {provider} runs an ONNX pitch graph: add --checkpoint MODEL.onnx")
     grid = None if sr is None or hop is None else FrameGrid(sr, hop)  # None: the method's own grid
     try:
         decoded = decode_audio(audio)
-        track = extract_f0(decoded.samples, decoded.sample_rate, options, grid)
+        estimator = None
+        if options.uses_onnx:
+            estimator = load_pitch_estimator(options, provider=ProviderConfig(provider=provider))
+        track = extract_f0(decoded.samples, decoded.sample_rate, options, grid, estimator=estimator)
     except AudioInputError as error:
         fail(str(error), ExitCode.FAILED)
     except ClassicPitchUnavailable as error:

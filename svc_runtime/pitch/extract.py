@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator, Literal, Protocol
+from typing import TYPE_CHECKING, Iterator, Literal, Protocol
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from svc_runtime.pitch.decode import SalienceDecoder
 from svc_runtime.pitch.methods import NEURAL_METHODS, PITCH_METHODS, pitch_method
 from svc_runtime.signal.f0 import f0_at_times, resize_f0
 from svc_runtime.vocabulary import F0_MAX_HZ, F0_MIN_HZ, PITCH_HOP, PITCH_SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from svc_runtime.bundle.sessions import ProviderConfig
 
 Alignment = Literal["time", "length"]
 
@@ -152,43 +155,48 @@ def crepe_segments(wav16k: np.ndarray, frames_per_run: int) -> Iterator[tuple[np
 
 
 class OnnxPitchEstimator:
-    """An exported mel+network pitch graph run by ONNX Runtime and decoded in numpy.
+    """An exported mel+network pitch graph run on a CPU backend and decoded in numpy.
 
     Graph contract (``svc-export``): one float32 input ``[B, N]`` of 16 kHz audio, first
     output the salience ``[B, N // 160 + 1, 360]``. FCPE's bin range may be given in the
-    model metadata (``f0_min`` / ``f0_max``); torchfcpe's 32.7-1975.5 Hz otherwise.
+    model metadata (``f0_min`` / ``f0_max``, read by ONNX Runtime); torchfcpe's 32.7-1975.5 Hz otherwise.
+    ``provider``: the backend (`ProviderConfig`: ONNX Runtime by default, or OpenVINO), always fp32: in
+    bf16 a pitch network's F0 moves by about 1 Hz. ``threads``: intra-op threads when no provider is given.
     """
 
     def __init__(
-        self, path: str | Path, method: str, providers: list[str] | None = None, threads: int | None = None
+        self, path: str | Path, method: str, provider: ProviderConfig | None = None, threads: int | None = None
     ) -> None:
         if method not in NEURAL_METHODS:
             raise ValueError(f"an ONNX pitch graph must be one of {NEURAL_METHODS}, got {method!r}")
-        import onnxruntime as ort  # deferred: `svc-run --help` stays fast
+        from svc_runtime.bundle.sessions import (  # deferred: fast --help
+            ProviderConfig,
+            ProviderUnavailableError,
+            open_session,
+        )
 
         self.path = Path(path)
         self.method = method
         self.crepe_frames_per_run = CREPE_FRAMES_PER_RUN
-        session_options = ort.SessionOptions()
-        if threads is not None:
-            session_options.intra_op_num_threads = threads
+        config = provider or ProviderConfig(intra_op_threads=threads)
+        if config.inference_precision != "fp32":
+            raise ValueError(f"{method}: pitch graphs run in fp32 (in bf16 their F0 moves by ~1 Hz)")
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), session_options, providers=providers or ["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own exception types for bad files
+            self.session = open_session(f"pitch ({method})", self.path, config)
+        except ProviderUnavailableError:
+            raise
+        except Exception as error:  # the backends raise their own exception types for bad files
             raise PitchExtractionError(
                 f"{self.path}: cannot load as an ONNX pitch graph ({error}); export one with svc-export"
             ) from error
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 2:
+        if len(self.session.input_names) != 1:
             raise PitchExtractionError(
-                f"{self.path}: expected one audio input [batch, samples], got "
-                f"{[(i.name, i.shape) for i in inputs]}"
+                f"{self.path}: expected one audio input [batch, samples], got {list(self.session.input_names)}"
             )
-        self.input_name = inputs[0].name
-        self.output_name = outputs[0].name
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.input_name = self.session.input_names[0]
+        self.output_name = self.session.output_names[0]
+        ort_session = getattr(self.session, "ort_session", None)  # OpenVINO exposes no ONNX metadata
+        meta = ort_session.get_modelmeta().custom_metadata_map if ort_session is not None else {}
         self.fcpe_f0_range = (float(meta["f0_min"]), float(meta["f0_max"])) if "f0_min" in meta and "f0_max" in meta else None
 
     def salience(self, wav16k: np.ndarray) -> np.ndarray:
@@ -200,7 +208,7 @@ class OnnxPitchEstimator:
 
     def _run(self, wav16k: np.ndarray) -> np.ndarray:
         audio = np.ascontiguousarray(wav16k, dtype=np.float32)[None]
-        (salience,) = self.session.run([self.output_name], {self.input_name: audio})
+        salience = self.session.run({self.input_name: audio})[self.output_name]
         if salience.ndim != 3 or salience.shape[0] != 1:
             raise PitchExtractionError(f"{self.path}: expected salience [1, frames, bins], got {salience.shape}")
         return salience[0]
@@ -218,16 +226,19 @@ class PitchEstimator(Protocol):
     def __call__(self, wav16k: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def load_pitch_estimator(options: PitchOptions, threads: int | None = None) -> PitchEstimator:
+def load_pitch_estimator(
+    options: PitchOptions, threads: int | None = None, provider: ProviderConfig | None = None
+) -> PitchEstimator:
     """Load the network of a neural method once: the ONNX graph for ``*.onnx``, else the torch backend.
 
     ``threads``: ONNX Runtime intra-op threads (None: its default); torch's are process-wide.
+    ``provider``: the ONNX graph's backend (`OnnxPitchEstimator`); the torch backend ignores it.
     The torch backend is found through the ``svc_toolkit.pitch_estimators`` entry points;
     without it (the runtime installed alone) this raises `PitchExtractionError` saying what to do.
     """
     pitch_method(options.method, neural=True)
     if options.uses_onnx:
-        return OnnxPitchEstimator(options.checkpoint, options.method, threads=threads)  # type: ignore[arg-type]
+        return OnnxPitchEstimator(options.checkpoint, options.method, provider, threads)  # type: ignore[arg-type]
     found = {entry.name: entry for entry in metadata.entry_points(group=ESTIMATOR_ENTRY_POINTS)}
     needs = (
         f"{options.method} without an ONNX graph runs the network on the PyTorch side. Either pass "
