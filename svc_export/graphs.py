@@ -123,8 +123,7 @@ class DecoderHalves(nn.Module):
         for i in range(self.first):
             h = dec.stage(i, h, source)
 
-        # sizes from f0, not x: the source's pieces then depend on F0 alone, so OpenVINO's bf16 compile can keep
-        # the source convolutions in an f32 island without pulling the encoders into it (`F32_ISLANDS`)
+        # sizes from f0, not x: the source's pieces depend on the F0 track alone, not on the encoder path
         batch, frames = size_of(f0, 0), size_of(f0, 1)
         split = ((batch == 1) & (frames >= self.min_frames)).to(torch.int64)
         pieces = 1 + split
