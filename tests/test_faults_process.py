@@ -161,7 +161,8 @@ def test_stale_temp_and_claim_files_are_removed_at_start(tmp_path: Path):
 def test_out_of_memory_under_an_address_space_limit_fails_only_that_file(tmp_path: Path):
     """A 40 s file in one 50 s window needs ~1 GB of graph activations at this bundle's size: under a limit
     of 600 MiB above start-up it runs out of memory in the graph, is retried with a 25 s window and batch 1,
-    runs out again, and fails alone. (A header that lies about the length can no longer cause this: files
+    runs out again (in the graph, or in a host array of the retry when ONNX Runtime's arena still holds the
+    first run's memory: both seen), and fails alone. (A header that lies about the length can no longer cause this: files
     declared longer than `LONG_FILE_SECONDS` are converted in blocks and nothing is sized from the header.)"""
     inputs = tmp_path / "in"
     make_set(inputs, ["a", "c"])
@@ -174,7 +175,8 @@ def test_out_of_memory_under_an_address_space_limit_fails_only_that_file(tmp_pat
     assert proc.returncode == 1, text
     assert sorted(p.name for p in out.glob("*.wav")) == ["a.wav", "c.wav"]
     flat = " ".join(text.split())
-    assert re.search(r"b_big\.wav: out of memory in converter_f0 \(.*also with a 25 s window and batch 1\)", flat), flat
+    assert re.search(r"b_big\.wav: out of memory in (converter_f0|the pipeline) \(.*also with a 25 s window and "
+                     r"batch 1\)", flat), flat
     assert "Traceback" not in text
     assert not leftovers(out)
     assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
