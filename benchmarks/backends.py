@@ -246,11 +246,12 @@ def run(args: argparse.Namespace, log=print) -> dict:
     paths = runners(bundle_dir, role, args.threads, eager, log)
     report["backends"] = {n: info for n, (_, info) in paths.items()}
     names = list(paths)
+    described = Bundle.load(bundle_dir, roles=(), verify=False)  # the feeds' shapes; `runners` verified the files
     for seconds in args.seconds:
         if role == "generator":
-            feeds = generator_feeds(Bundle.load(bundle_dir, roles=()), seconds)
+            feeds = generator_feeds(described, seconds)
         else:
-            feeds = converter_feeds(Bundle.load(bundle_dir, roles=()), role, seconds)
+            feeds = converter_feeds(described, role, seconds)
         results = {n: paths[n][0](feeds) for n in names}  # warm-up at this shape
         snr = {n: snr_db(results[REFERENCE]["audio"], results[n]["audio"]) for n in names}
         f0_error = {}
