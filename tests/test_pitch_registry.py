@@ -79,3 +79,24 @@ def test_torch_backend_is_registered_for_the_runtime():
     torch_side = pytest.importorskip("svc_train.pitch.extract")
     (entry,) = [e for e in extract.metadata.entry_points(group=extract.ESTIMATOR_ENTRY_POINTS) if e.name == "torch"]
     assert entry.load() is torch_side.torch_pitch_estimator
+
+
+@pytest.mark.parametrize("provider", ["cpu", "openvino"])
+def test_an_onnx_pitch_graph_needs_one_batch_by_samples_input(tmp_path, provider):
+    """A graph whose audio input is [B, 1, N] is refused at load, on either CPU backend, naming the file."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from svc_runtime.bundle.openvino_session import openvino_available
+    from svc_runtime.bundle.sessions import ProviderConfig
+
+    if provider == "openvino" and not openvino_available():
+        pytest.skip("openvino is not installed")
+    path = tmp_path / "pitch.onnx"
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["wav"], ["salience"])], "g",
+        [helper.make_tensor_value_info("wav", TensorProto.FLOAT, ["batch", 1, "samples"])],
+        [helper.make_tensor_value_info("salience", TensorProto.FLOAT, ["batch", 1, "samples"])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(extract.PitchExtractionError, match=r"pitch\.onnx: expected one audio input .* of rank 3"):
+        extract.OnnxPitchEstimator(path, "fcpe", ProviderConfig(provider=provider))

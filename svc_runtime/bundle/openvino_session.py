@@ -328,6 +328,15 @@ class OpenVinoSession:
                 )
         log.info("graph %s (%s) runs on %s", name, Path(path).name, self.provider)
 
+    def input_rank(self, name: str) -> int | None:
+        """The rank of graph input `name` as compiled (None when it is dynamic)."""
+        if name in self._input_ports:
+            port = self._compiled.inputs[self._input_ports[name]]
+        else:
+            port = self._island.inputs[self._island_ports[name]]
+        rank = port.get_partial_shape().rank
+        return rank.get_length() if rank.is_static else None
+
     @property
     def f32_island(self):
         """The compiled f32 island of a bf16 session (None when the whole graph runs in one precision)."""

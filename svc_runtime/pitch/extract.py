@@ -189,13 +189,16 @@ class OnnxPitchEstimator:
             raise PitchExtractionError(
                 f"{self.path}: cannot load as an ONNX pitch graph ({error}); export one with svc-export"
             ) from error
-        if len(self.session.input_names) != 1:
-            raise PitchExtractionError(
-                f"{self.path}: expected one audio input [batch, samples], got {list(self.session.input_names)}"
-            )
-        self.input_name = self.session.input_names[0]
-        self.output_name = self.session.output_names[0]
         ort_session = getattr(self.session, "ort_session", None)  # OpenVINO exposes no ONNX metadata
+        names = self.session.input_names
+        rank = None
+        if len(names) == 1:
+            rank = len(ort_session.get_inputs()[0].shape) if ort_session is not None else self.session.input_rank(names[0])
+        if rank != 2:
+            raise PitchExtractionError(f"{self.path}: expected one audio input [batch, samples], got {list(names)}"
+                                       f"{'' if rank is None else f' of rank {rank}'}")
+        self.input_name = names[0]
+        self.output_name = self.session.output_names[0]
         meta = ort_session.get_modelmeta().custom_metadata_map if ort_session is not None else {}
         self.fcpe_f0_range = (float(meta["f0_min"]), float(meta["f0_max"])) if "f0_min" in meta and "f0_max" in meta else None
 
