@@ -29,10 +29,8 @@ from pathlib import Path
 import onnxruntime as ort
 
 from benchmarks.backends import generator_bundle, generator_feeds
+from svc_export.graphs import MLAS_FILTER_SET
 from svc_runtime.bundle.bundle import Bundle
-
-FILTER_SET = 64
-"""Output channels per MLAS NCHWc work unit on AVX-512 (block 16 x filter set 4)."""
 
 
 def partition(graph: Path, feeds: dict, threads: int = 2) -> dict:
@@ -58,7 +56,7 @@ def partition(graph: Path, feeds: dict, threads: int = 2) -> dict:
         shapes = e["args"].get("output_type_shape") or [{}]
         shape = next(iter(shapes[0].values()), [])
         if e["args"]["op_name"] == "Conv" and len(shape) == 4:
-            units = shape[0] * math.ceil(shape[1] / FILTER_SET) * shape[2]
+            units = shape[0] * math.ceil(shape[1] / MLAS_FILTER_SET) * shape[2]
             by_units[units] += seconds
             bound += seconds * math.ceil(units / threads) / units
         else:
